@@ -1,0 +1,70 @@
+"""The fast path's Lambda adapter: S3 notification records in, pipeline steps out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from runtime import jobs
+from runtime.csvio import FileError
+from runtime.pipeline import Outcome, Pipeline
+from runtime.settings import Settings
+from runtime.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) of each record of an S3 notification; keys arrive URL-encoded."""
+    objects = []
+    for record in event.get("Records", []):
+        s3 = record.get("s3", {})
+        if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
+            continue
+        objects.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+    return objects
+
+
+@cache
+def _pipeline() -> Pipeline:
+    # Built once per container, so warm invocations reuse the S3 client and engine.
+    return Pipeline(ObjectStore(), Settings.from_env())
+
+
+def handle_object(pipeline: Pipeline, bucket: str, key: str) -> Outcome:
+    """One S3 object under ``fast/``: a user's upload or one of our parts."""
+    if not key.endswith(".csv"):
+        return Outcome("skipped", f"{key} is not a .csv file")
+    if not jobs.is_fast_part(key):
+        return pipeline.start(bucket, key, max_parts=pipeline.settings.max_parts)
+    token, index = jobs.parse_fast_part_key(key)
+    manifest = pipeline.load_manifest(jobs.FAST, token)
+    if manifest is None:
+        return Outcome("skipped", f"{key}: no job is waiting for this part (already merged?)")
+    try:
+        outcome = pipeline.price_part(manifest, index)
+    except Exception as exc:
+        # Lambda retries this invocation; the status shows the failure meanwhile.
+        pipeline.record_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
+        raise
+    if outcome.action != "part-priced":
+        return outcome
+    return pipeline.merge_if_complete(manifest, claimant=f"fast-{jobs.part_name(index)}")
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Lambda entry point (``runtime.lambda_handler.handler``)."""
+    logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+    pipeline = _pipeline()
+    outcomes = []
+    for bucket, key in s3_objects(event):
+        try:
+            outcome = handle_object(pipeline, bucket, key)
+        except (FileError, ValueError) as exc:
+            outcome = Outcome("rejected", f"{key}: {exc}")
+        log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
+        outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})
+    return {"outcomes": outcomes}

@@ -1,0 +1,73 @@
+"""Shared fixtures: an in-process AWS (moto) with the stack's buckets, queue and definition."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import boto3
+import pytest
+
+from runtime.engines import get_engine
+from runtime.local_cloud import RESULT_BUCKET, create_stack
+from runtime.pipeline import Pipeline
+from runtime.settings import Settings
+from runtime.store import ObjectStore
+
+SAMPLE = Path(__file__).resolve().parent.parent / "runtime" / "sample" / "EquityOption-100.csv"
+
+
+@pytest.fixture
+def sample_bytes() -> bytes:
+    return SAMPLE.read_bytes()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto in this process; Batch records jobs without Docker."""
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        create_stack(boto3.client("s3"), boto3.client("iam"), boto3.client("batch"))
+        yield
+
+
+def serialised(engine_name: str = "qdfp"):
+    """A real engine behind a lock: QuantLib's global evaluation date is not thread-safe,
+    and these tests run S3 protocol steps on threads to make them race."""
+    engine = get_engine(engine_name)
+    lock = threading.Lock()
+
+    def price(options: Sequence):
+        with lock:
+            return engine(options)
+
+    return price
+
+
+@pytest.fixture
+def make_pipeline(aws):
+    def make(threshold: int = 10, max_parts: int = 1000, engine=None, **settings) -> Pipeline:
+        return Pipeline(
+            ObjectStore(boto3.client("s3")),
+            Settings(
+                result_bucket=RESULT_BUCKET, threshold=threshold, max_parts=max_parts, **settings
+            ),
+            engine=engine or serialised(),
+        )
+
+    return make
+
+
+@pytest.fixture
+def s3(aws):
+    return boto3.client("s3")

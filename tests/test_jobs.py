@@ -1,0 +1,72 @@
+"""Pure job-protocol helpers: planning parts, naming keys, merging in order."""
+
+import pytest
+
+from runtime import jobs
+
+
+@pytest.mark.parametrize(
+    ("rows", "threshold", "max_parts", "sizes"),
+    [
+        (100, 10, 1000, [10] * 10),
+        (101, 10, 1000, [10] * 10 + [1]),
+        (95, 10, 1000, [10] * 9 + [5]),
+        (5, 10, 1000, [5]),
+        (0, 10, 1000, []),
+        (100_001, 10, 10_000, None),
+    ],
+)
+def test_plan_parts_covers_every_row_once_in_order(rows, threshold, max_parts, sizes):
+    plan = jobs.plan_parts(rows, threshold, max_parts)
+    assert [i for part in plan for i in part] == list(range(rows))
+    assert len(plan) <= max_parts
+    if sizes is not None:
+        assert [len(part) for part in plan] == sizes
+
+
+def test_part_size_grows_instead_of_exceeding_the_batch_array_limit():
+    plan = jobs.plan_parts(250_000, 10, jobs.BATCH_MAX_ARRAY_SIZE)
+    assert len(plan) == 10_000
+    assert {len(part) for part in plan} == {25}
+
+
+def test_plan_rejects_nonsense_settings():
+    with pytest.raises(ValueError):
+        jobs.plan_parts(10, 0, 5)
+
+
+def test_tokens_follow_the_upload_identity():
+    a = jobs.job_token("b", "fast/1/x.csv", "v1")
+    assert a == jobs.job_token("b", "fast/1/x.csv", "v1")
+    assert a != jobs.job_token("b", "fast/1/x.csv", "v2")
+    assert a != jobs.job_token("b", "fast/2/x.csv", "v1")
+
+
+def test_part_keys_round_trip_and_stay_where_they_must():
+    key = jobs.fast_part_key("tok", 42)
+    assert key.startswith("fast/_parts/") and key.endswith(".csv")
+    assert jobs.parse_fast_part_key(key) == ("tok", 42)
+    assert not jobs.batch_part_key("tok", 1).startswith("normal/_parts")
+    assert jobs.batch_part_key("tok", 1).startswith(jobs.work_prefix("normal", "tok"))
+    assert jobs.part_index_of(jobs.part_result_key("fast", "tok", 7)) == 7
+    with pytest.raises(ValueError):
+        jobs.parse_fast_part_key("fast/_parts/tok/notes.txt")
+
+
+def test_path_of_accepts_only_the_two_paths():
+    assert jobs.path_of("fast/a/b.csv") == "fast"
+    assert jobs.path_of("normal/a/b.csv") == "normal"
+    with pytest.raises(ValueError):
+        jobs.path_of("other/a.csv")
+
+
+def test_merge_keeps_part_order_and_one_header():
+    header = b"h1,h2\n"
+    merged = jobs.merge_results(header, [header + b"1,a\n", header + b"2,b\n3,c\n"])
+    assert merged == b"h1,h2\n1,a\n2,b\n3,c\n"
+    with pytest.raises(ValueError, match="part-00001"):
+        jobs.merge_results(header, [header, b"x,y\n"])
+
+
+def test_missing_parts_lists_the_gaps():
+    assert jobs.missing_parts(5, [0, 2, 4]) == [1, 3]
