@@ -52,8 +52,11 @@ class Row:
     error: str | None
 
 
-def read_table(data: bytes, max_rows: int | None = None) -> Table:
-    """Decode and parse an upload, checking everything that concerns the whole file."""
+def read_table(data: bytes, max_rows: int | None = None, *, is_result: bool = False) -> Table:
+    """Decode and parse an upload, checking everything that concerns the whole file.
+
+    ``is_result`` reads one of our result files, whose header carries the result columns.
+    """
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
@@ -72,7 +75,8 @@ def read_table(data: bytes, max_rows: int | None = None) -> Table:
         raise FileError(f"not a readable CSV file (line {reader.line_num}): {exc}") from exc
     if header is None:
         raise FileError("file is empty: expected a header line and data rows")
-    column_index(header)  # reject a bad header up front, before any part is written
+    if not is_result:
+        column_index(header)  # reject a bad header up front, before any part is written
     return Table(header=header, records=records)
 
 

@@ -8,7 +8,9 @@ code under test is exactly the code that runs in the cloud.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,7 +44,7 @@ class LocalCloud:
         """What a process needs to talk to this cloud instead of AWS."""
         return {**_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
-    def client(self, service: str):  # noqa: ANN201 - boto3 clients are untyped
+    def client(self, service: str):
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
@@ -56,7 +58,7 @@ class LocalCloud:
         create_stack(self.client("s3"), self.client("iam"), self.client("batch"))
 
 
-def create_stack(s3, iam, batch) -> None:  # noqa: ANN001 - boto3 clients are untyped
+def create_stack(s3, iam, batch) -> None:
     """The deployed stack's buckets, job queue and job definition, in a local AWS."""
     for bucket in (INPUT_BUCKET, RESULT_BUCKET):
         s3.create_bucket(Bucket=bucket)
@@ -103,11 +105,16 @@ def local_cloud() -> Iterator[LocalCloud]:
         ) from exc
     # Batch jobs are recorded, not run in Docker: the simulation runs them as processes.
     default_user_config["batch"] = {"use_docker": False}
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     saved = {name: os.environ.get(name) for name in (*_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
     cloud = LocalCloud(endpoint=f"http://{host}:{port}")
+    # moto's state lives in this process, not in the server: start from an empty cloud.
+    urllib.request.urlopen(
+        urllib.request.Request(f"{cloud.endpoint}/moto-api/reset", method="POST")
+    )
     os.environ.update(cloud.environment)
     try:
         yield cloud

@@ -21,6 +21,7 @@ from concurrent.futures import (
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
+    as_completed,
     wait,
 )
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def run_fast_path(
                 pending[pool.submit(_invoke_lambda, s3_event(INPUT_BUCKET, new_key))] = new_key
 
 
-def _new_csv_keys(s3, seen: set[str]) -> list[str]:  # noqa: ANN001 - boto3 client
+def _new_csv_keys(s3, seen: set[str]) -> list[str]:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=INPUT_BUCKET, Prefix="fast/"):
         keys.extend(
@@ -170,11 +171,15 @@ def _run_job(
 
 
 def _last_line(process: subprocess.CompletedProcess) -> str:
+    """The job's last log line, without the level and logger name."""
     lines = (process.stderr or process.stdout or "").strip().splitlines()
-    return lines[-1] if lines else f"exit code {process.returncode}"
+    if not lines:
+        return f"exit code {process.returncode}"
+    level, _, message = lines[-1].partition(" ")
+    return message.partition(": ")[2] if level in ("INFO", "ERROR") else lines[-1]
 
 
-def _submitted_jobs(batch) -> list[dict]:  # noqa: ANN001 - boto3 client
+def _submitted_jobs(batch) -> list[dict]:
     ids = []
     for status in _BATCH_STATUSES:
         for page in batch.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status):
@@ -204,25 +209,23 @@ def run_normal_path(
         size = array_job["arrayProperties"]["size"]
         timeline.add("batch", f"array job of {size} children, {workers} at a time")
         # Threads suffice: each child is its own process, as a Batch container would be.
+        failed = []
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(
-                pool.map(_run_child, [(environment, array_job, i) for i in range(size)])
-            )
-        failed = [i for i, (code, _) in enumerate(results) if code != 0]
-        for i, (code, line) in enumerate(results):
-            timeline.add(f"batch child {i}", line if code == 0 else f"FAILED: {line}")
+            children = {pool.submit(_run_job, environment, array_job, i): i for i in range(size)}
+            for child in as_completed(children):
+                index, done = children[child], child.result()
+                line = _last_line(done)
+                timeline.add(
+                    f"batch child {index}", line if done.returncode == 0 else f"FAILED: {line}"
+                )
+                if done.returncode != 0:
+                    failed.append(index)
         if failed:
-            timeline.add("batch", f"children {failed} failed: the merge job does not run")
+            timeline.add("batch", f"children {sorted(failed)} failed: the merge job does not run")
             return
     for merge_job in merge_jobs:
         done = _run_job(environment, merge_job)
         timeline.add("batch merge", _last_line(done))
-
-
-def _run_child(task: tuple[dict[str, str], dict, int]) -> tuple[int, str]:
-    environment, job, index = task
-    done = _run_job(environment, job, index)
-    return done.returncode, _last_line(done)
 
 
 # -- the command ------------------------------------------------------------------------
@@ -322,7 +325,7 @@ def simulate(
         expected = len(read_table(data).records)
     except FileError as exc:  # the pipeline accepted what the local reader refuses
         raise CommandError(f"{input_path}: {exc}") from exc
-    got = len(read_table(outcome.result).records)
+    got = len(read_table(outcome.result, is_result=True).records)
     out = out or input_path.with_name(input_path.name + "-result")
     out.write_bytes(outcome.result)
     if got != expected:

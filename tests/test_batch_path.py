@@ -48,7 +48,9 @@ def run_submitted(pipeline, array_job: dict, merge_job: dict, attempt: int = 1) 
     return outcomes
 
 
-def test_manager_submits_one_array_job_and_a_dependent_merge_then_exits(make_pipeline, s3, sample_bytes):
+def test_manager_submits_one_array_job_and_a_dependent_merge_then_exits(
+    make_pipeline, s3, sample_bytes
+):
     pipeline = make_pipeline(threshold=10)
     upload(s3, KEY, sample_bytes)
 
@@ -82,7 +84,9 @@ def test_a_single_part_file_is_priced_by_the_manager_itself(make_pipeline, s3, s
     assert read(s3, jobs.result_key(KEY)).count(b"\n") == 101
 
 
-def test_retried_children_and_duplicate_jobs_give_one_identical_result(make_pipeline, s3, sample_bytes):
+def test_retried_children_and_duplicate_jobs_give_one_identical_result(
+    make_pipeline, s3, sample_bytes
+):
     pipeline = make_pipeline(threshold=30)
     upload(s3, KEY, sample_bytes)
     batch_job.run(pipeline, INPUT_BUCKET, KEY, MANAGER_ENV)

@@ -6,7 +6,9 @@ import pytest
 
 from runtime.csvio import FileError, parse_rows, read_table, result_header, write_csv
 
-HEADER = "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"
+HEADER = (
+    "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"
+)
 GOOD = "1,10/26/2022,10/28/2022,Call,22.2,22,0.047,0.10,01/16/2023"
 
 
@@ -88,7 +90,7 @@ def test_wrong_field_counts_are_row_errors_that_keep_the_values():
     short, long_row = rows_of(f"{HEADER}\n1,10/26/2022\n{GOOD},surplus\n")
     assert short.error == "row has 2 fields, header has 9"
     assert short.values[:2] == ["1", "10/26/2022"] and len(short.values) == 9
-    assert "row has 10 fields, header has 9: extra ['surplus']" == long_row.error
+    assert long_row.error == "row has 10 fields, header has 9: extra ['surplus']"
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,9 @@ def whole_file_result(data: bytes) -> bytes:
     return price_table(read_table(data), serialised()).csv
 
 
-def test_large_file_splits_prices_parts_in_parallel_and_merges_in_order(make_pipeline, s3, sample_bytes):
+def test_large_file_splits_prices_parts_in_parallel_and_merges_in_order(
+    make_pipeline, s3, sample_bytes
+):
     pipeline = make_pipeline(threshold=10)
     upload(s3, KEY, sample_bytes)
 
@@ -112,7 +114,7 @@ def test_parts_finishing_at_the_same_instant_merge_exactly_once(make_pipeline, s
             pipeline.price_part(manifest, index)
         barrier = threading.Barrier(manifest.parts)
 
-        def finish(index: int) -> str:
+        def finish(index: int, barrier=barrier, pipeline=pipeline, manifest=manifest) -> str:
             barrier.wait()
             return pipeline.merge_if_complete(manifest, f"fast-part-{index}").action
 
@@ -135,7 +137,9 @@ class CrashOnce:
         return self.engine(options)
 
 
-def test_a_crashed_part_is_visible_then_its_retry_gives_an_identical_result(make_pipeline, s3, sample_bytes):
+def test_a_crashed_part_is_visible_then_its_retry_gives_an_identical_result(
+    make_pipeline, s3, sample_bytes
+):
     crash = CrashOnce(strike=57.0)  # row 3, in part 0
     pipeline = make_pipeline(threshold=10, engine=crash)
     upload(s3, KEY, sample_bytes)

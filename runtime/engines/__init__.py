@@ -12,7 +12,7 @@ from runtime.options import OptionSpec, Quote
 
 Engine = Callable[[Sequence[OptionSpec]], list[Quote]]
 
-ENGINE_NAMES = ("mc", "qdfp", "fd")
+ENGINE_NAMES = ("mc", "qdfp", "fd", "lsm")
 DEFAULT_ENGINE = "mc"
 
 
@@ -30,4 +30,8 @@ def get_engine(name: str) -> Engine:
         from runtime.engines.quantlib_engines import price_fd
 
         return price_fd
+    if name == "lsm":
+        from runtime.engines.lsm import price_lsm
+
+        return price_lsm
     raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}")

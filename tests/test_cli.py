@@ -1,0 +1,78 @@
+"""The local command line, run as users run it: ``python -m runtime ...`` in a process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from runtime.csvio import read_table
+from runtime.generate import generate_portfolio
+from tests.conftest import SAMPLE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_price_writes_input_result_beside_the_input(tmp_path):
+    source = tmp_path / "book.csv"
+    source.write_bytes(SAMPLE.read_bytes())
+    done = run_cli("price", str(source), "--engine", "qdfp")
+    assert done.returncode == 0, done.stderr
+    result = read_table((tmp_path / "book.csv-result").read_bytes(), is_result=True)
+    assert result.header[-3:] == ["price", "stdError", "error"]
+    assert len(result.records) == 100
+    assert all(float(record[-3]) >= 0 and record[-1] == "" for record in result.records)
+    assert "priced 100 of 100 rows (0 with errors) with qdfp" in done.stderr
+
+
+def test_row_errors_do_not_fail_the_run(tmp_path):
+    lines = SAMPLE.read_text().splitlines()
+    lines[2] = lines[2].replace("Call", "Swap")
+    source = tmp_path / "mixed.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    done = run_cli("price", str(source), "-o", str(out), "--engine", "fd")
+    assert done.returncode == 0, done.stderr
+    records = read_table(out.read_bytes(), is_result=True).records
+    assert len(records) == 100
+    assert records[1][-1] == "optionType: 'Swap' is not Call or Put" and records[1][-3] == ""
+    assert "(1 with errors)" in done.stderr
+
+
+def test_file_problems_are_one_line_errors_without_a_traceback(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    for args, message in [
+        (["price", str(empty)], f"error: {empty}: file is empty"),
+        (["price", str(tmp_path / "missing.csv")], "error: cannot read"),
+        (["price", str(SAMPLE), "--engine", "nope"], "invalid choice: 'nope'"),
+    ]:
+        done = run_cli(*args)
+        assert done.returncode != 0
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_generate_is_deterministic_and_valid(tmp_path):
+    out = tmp_path / "gen.csv"
+    done = run_cli("generate", "--rows", "50", "--seed", "7", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == generate_portfolio(50, seed=7)
+    assert generate_portfolio(50, seed=7) != generate_portfolio(50, seed=8)
+    from runtime.csvio import parse_rows
+
+    rows = parse_rows(read_table(out.read_bytes()))
+    assert len(rows) == 50 and all(row.error is None for row in rows)
