@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 
@@ -67,6 +68,7 @@ def run(
     """Do whatever this Batch job is for; raise BatchJobError to fail the job."""
     role = environ.get("BATCH_ROLE", "")
     if not role:
+        key = _existing_key(pipeline, bucket, key)
         outcome = pipeline.start(bucket, key, max_parts=jobs.BATCH_MAX_ARRAY_SIZE)
         if outcome.manifest is not None:
             queue, definition = (
@@ -105,6 +107,15 @@ def run(
             raise BatchJobError(message)
         return outcome
     raise BatchJobError(f"BATCH_ROLE={role!r} is not one of {ROLE_CHILD}, {ROLE_MERGE}")
+
+
+def _existing_key(pipeline: Pipeline, bucket: str, key: str) -> str:
+    """EventBridge passes S3 keys as they are; should one arrive URL-encoded the way S3's
+    own notifications encode them, use the decoded key that exists."""
+    decoded = unquote_plus(key)
+    if decoded != key and pipeline.store.head(bucket, key) is None:
+        return decoded
+    return key
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:

@@ -1,0 +1,56 @@
+"""Composition root: settings -> image -> buckets, fast path, normal path -> stack outputs."""
+
+import pulumi
+
+from components.batch_array import BatchArrayPath, BatchArrayPathArgs
+from components.buckets import PricingBuckets, PricingBucketsArgs
+from components.fast_lambda import FastLambdaPath, FastLambdaPathArgs
+from components.iam import AccountInfo
+from components.image import PricingImage, PricingImageArgs
+from components.settings import load_settings
+
+settings = load_settings()
+account = AccountInfo.lookup(settings.region)
+
+image = PricingImage(
+    "image", PricingImageArgs(settings.name_prefix, settings.docker_platform, account)
+)
+buckets = PricingBuckets("buckets", PricingBucketsArgs(settings.name_prefix))
+inp, res = buckets.input_bucket, buckets.result_bucket
+
+fast = FastLambdaPath(
+    "fast",
+    FastLambdaPathArgs(
+        settings=settings,
+        account=account,
+        image_uri=image.repo_digest,
+        input_bucket_arn=inp.arn,
+        result_bucket_name=res.bucket,
+        result_bucket_arn=res.arn,
+    ),
+)
+# The input bucket's one notification configuration: fast/*.csv -> Lambda, and EventBridge
+# (which the normal path's rule listens to). See PricingBuckets.notify_lambda.
+buckets.notify_lambda(fast.function_arn, fast.permission)
+
+normal = BatchArrayPath(
+    "normal",
+    BatchArrayPathArgs(
+        settings=settings,
+        account=account,
+        image_uri=image.repo_digest,
+        repository_arn=image.repository.arn,
+        input_bucket_name=inp.bucket,
+        input_bucket_arn=inp.arn,
+        result_bucket_name=res.bucket,
+        result_bucket_arn=res.arn,
+    ),
+)
+
+pulumi.export("region", settings.region)
+pulumi.export("inputBucket", inp.bucket)
+pulumi.export("resultBucket", res.bucket)
+pulumi.export("fastFunctionName", fast.function_name)
+pulumi.export("jobQueueArn", normal.job_queue.arn)
+pulumi.export("jobDefinitionArn", normal.job_definition.arn)
+pulumi.export("imageUri", image.repo_digest)

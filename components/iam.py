@@ -1,0 +1,158 @@
+"""Shared helpers for IAM: ARNs of this account, policy statements and documents.
+
+Policies are plain dicts (values may be Outputs) serialised once with Output.json_dumps, so every
+document is visible as JSON in the preview and lintable in tests.
+
+Rules every policy in this project follows:
+- no "*" or "service:*" action in an Allow statement;
+- resources are this stack's own resources;
+- the only Resource "*" statements are those AWS requires because the action has no
+  resource-level permissions: xray:PutTraceSegments/PutTelemetryRecords (Lambda tracing) and
+  ecr:GetAuthorizationToken (Batch image pull). They are built by `unscoped_statement`, which
+  refuses any other action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+# Actions AWS only authorises on Resource "*" (no resource-level permissions exist for them).
+UNSCOPED_ACTIONS = frozenset(
+    {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"}
+)
+
+LOG_WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    """Partition, account and region of the deployment, for building ARNs."""
+
+    region: str
+    account_id: pulumi.Output[str]
+    partition: pulumi.Output[str]
+
+    @staticmethod
+    def lookup(region: str) -> AccountInfo:
+        return AccountInfo(
+            region=region,
+            account_id=aws.get_caller_identity_output().account_id,
+            partition=aws.get_partition_output().partition,
+        )
+
+    def arn(self, service: str, resource: str) -> pulumi.Output[str]:
+        """ARN of a regional resource of this account, e.g. arn("batch", "job-queue/q")."""
+        return pulumi.Output.concat(
+            "arn:", self.partition, f":{service}:{self.region}:", self.account_id, f":{resource}"
+        )
+
+    def managed_policy_arn(self, path_and_name: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat("arn:", self.partition, f":iam::aws:policy/{path_and_name}")
+
+
+def statement(
+    sid: str,
+    actions: Sequence[str],
+    resources: Sequence[pulumi.Input[str]],
+    *,
+    condition: Mapping[str, Any] | None = None,
+    principal: Mapping[str, Any] | str | None = None,
+    effect: str = "Allow",
+) -> dict[str, Any]:
+    """One policy statement. Allow statements must name explicit actions."""
+    if effect == "Allow":
+        for action in actions:
+            if action == "*" or action.endswith(":*"):
+                raise ValueError(f"{sid}: wildcard action {action!r} is not allowed")
+        if any(r == "*" for r in resources):
+            raise ValueError(f"{sid}: use unscoped_statement for Resource '*'")
+    result: dict[str, Any] = {"Sid": sid, "Effect": effect}
+    if principal is not None:
+        result["Principal"] = principal
+    result["Action"] = list(actions)
+    result["Resource"] = list(resources)
+    if condition:
+        result["Condition"] = dict(condition)
+    return result
+
+
+def unscoped_statement(sid: str, actions: Sequence[str]) -> dict[str, Any]:
+    """Allow on Resource "*", only for actions AWS cannot scope (see module docstring)."""
+    bad = sorted(set(actions) - UNSCOPED_ACTIONS)
+    if bad:
+        raise ValueError(f"{sid}: {bad} support resource-level permissions; scope them")
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": "*"}
+
+
+def document(*statements: dict[str, Any]) -> pulumi.Output[str]:
+    """A complete policy document as a JSON string Output."""
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def service_trust_policy(service: str) -> str:
+    """Trust policy letting one AWS service principal assume a role."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AssumeByService",
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def s3_prefix_statements(
+    sid: str,
+    bucket_arn: pulumi.Input[str],
+    prefix: str,
+    object_actions: Sequence[str],
+    *,
+    list_prefix: bool = False,
+) -> list[dict[str, Any]]:
+    """Object actions on `prefix*` of one bucket, plus (optionally) ListBucket limited to it."""
+    objects = pulumi.Output.concat(bucket_arn, "/", prefix, "*")
+    statements = [statement(sid, object_actions, [objects])]
+    if list_prefix:
+        statements.append(
+            statement(
+                f"{sid}List",
+                ["s3:ListBucket"],
+                [bucket_arn],
+                condition={"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
+            )
+        )
+    return statements
+
+
+def log_write_statement(sid: str, log_group_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """CreateLogStream/PutLogEvents on the streams of one log group."""
+    return statement(sid, LOG_WRITE_ACTIONS, [pulumi.Output.concat(log_group_arn, ":*")])
+
+
+def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Bucket policy denying every request that does not use TLS.
+
+    This Deny is the one place an action wildcard ("s3:*") is used on purpose: a Deny must
+    cover every action, and it only ever removes access.
+    """
+    return document(
+        statement(
+            "DenyInsecureTransport",
+            ["s3:*"],
+            [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
+            principal="*",
+            effect="Deny",
+            condition={"Bool": {"aws:SecureTransport": "false"}},
+        )
+    )

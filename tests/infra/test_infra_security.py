@@ -1,0 +1,317 @@
+"""Least privilege and data protection, checked on everything each stack registers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import parliament
+import parliament.finding
+import pytest
+import yaml
+
+from .harness import ACCOUNT, STACKS, Run, run_stack
+from .policies import RESOURCE_DOCUMENTS, as_list, policy_documents
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
+
+# Actions AWS only authorises on Resource "*" (documented in components/iam.py and docs/deploy.md).
+UNSCOPED_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "ecr:GetAuthorizationToken",
+}
+ECS_INSTANCE_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+
+# Parliament findings above LOW that are accepted, each with its reason.
+PARLIAMENT_IGNORES = {
+    # ECR pulls need an authorization token; it only grants what the role's other ECR
+    # permissions allow (pulling this stack's repository).
+    ("CREDENTIALS_EXPOSURE", "ecr:GetAuthorizationToken"),
+    # Parliament's bundled IAM database lists a `job` resource type for SubmitJob and its matcher
+    # rejects the ":*" revision suffix, while AWS Batch documents job-queue + job-definition
+    # ARNs, with ":*" required to match revisions (a bare name does not match SubmitJob).
+    ("RESOURCE_MISMATCH", "batch:SubmitJob"),
+}
+SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def run(request: pytest.FixtureRequest) -> Run:
+    return run_stack(request.param)
+
+
+def bucket_names(run: Run) -> set[str]:
+    return {b.state["bucket"] for b in run.of_type("aws:s3/bucket:Bucket")}
+
+
+def test_no_wildcard_actions_in_allow_statements(run: Run) -> None:
+    docs = policy_documents(run)
+    assert len(docs) >= 10
+    for doc in docs:
+        for statement in doc.statements:
+            assert "NotAction" not in statement, doc.name
+            if statement["Effect"] != "Allow":
+                continue
+            for action in as_list(statement["Action"]):
+                assert action != "*" and not action.endswith(":*"), (doc.name, action)
+                assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), (doc.name, action)
+
+
+def test_deny_statements_are_only_the_tls_guard(run: Run) -> None:
+    for doc in policy_documents(run):
+        for statement in doc.statements:
+            if statement["Effect"] == "Deny":
+                assert doc.type == "aws:s3/bucketPolicy:BucketPolicy"
+                assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_resource_star_only_where_aws_requires_it(run: Run) -> None:
+    for doc in policy_documents(run):
+        for statement in doc.statements:
+            resources = as_list(statement.get("Resource", []))
+            if any(r == "*" for r in resources):
+                assert statement["Effect"] == "Allow" and resources == ["*"], doc.name
+                assert set(as_list(statement["Action"])) <= UNSCOPED_ACTIONS, doc.name
+
+
+def test_s3_resources_are_this_stacks_buckets(run: Run) -> None:
+    buckets = bucket_names(run)
+    seen = set()
+    for doc in policy_documents(run):
+        for statement in doc.statements:
+            for resource in as_list(statement.get("Resource", [])):
+                if resource.startswith("arn:aws:s3:::"):
+                    bucket = resource[len("arn:aws:s3:::") :].split("/", 1)[0]
+                    assert bucket in buckets, (doc.name, resource)
+                    seen.add(bucket)
+    assert seen == buckets
+
+
+def test_other_resources_are_this_stacks(run: Run) -> None:
+    prefix = run.one("aws:ecr/repository:Repository").inputs["name"]  # the stack's name prefix
+    for doc in policy_documents(run):
+        for statement in doc.statements:
+            for resource in as_list(statement.get("Resource", [])):
+                if resource == "*" or resource.startswith("arn:aws:s3:::"):
+                    continue
+                assert resource.startswith("arn:aws:"), resource
+                assert f":{run.region}:{ACCOUNT}:" in resource, (doc.name, resource)
+                assert prefix in resource, (doc.name, resource)
+
+
+def test_scoped_statements_per_role(run: Run) -> None:
+    """docs/protocol.md: which prefixes each role may touch. Each role may also list its own
+    prefix of the input bucket, so that S3 reports a vanished upload as 404 rather than 403."""
+    inp, res = (run.named(n).state["bucket"] for n in ("buckets-input", "buckets-result"))
+
+    def s3_grants(policy_name: str) -> dict[str, set[str]]:
+        doc = json.loads(run.named(policy_name).inputs["policy"])
+        grants: dict[str, set[str]] = {}
+        for statement in doc["Statement"]:
+            for resource in as_list(statement["Resource"]):
+                if resource.startswith("arn:aws:s3:::"):
+                    key = resource[len("arn:aws:s3:::") :]
+                    prefixes = statement.get("Condition", {}).get("StringLike", {})
+                    if prefixes:
+                        key += "?prefix=" + ",".join(prefixes["s3:prefix"])
+                    grants.setdefault(key, set()).update(as_list(statement["Action"]))
+        return grants
+
+    read = {"s3:GetObject", "s3:GetObjectVersion"}
+    write = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    assert s3_grants("fast-policy") == {
+        f"{inp}/fast/*": read,
+        f"{inp}?prefix=fast/,fast/*": {"s3:ListBucket"},
+        f"{inp}/fast/_parts/*": write,
+        f"{res}/fast/*": {"s3:GetObject"} | write,
+        f"{res}?prefix=fast/,fast/*": {"s3:ListBucket"},
+    }
+    assert s3_grants("normal-job-policy") == {
+        f"{inp}/normal/*": read,
+        f"{inp}?prefix=normal/,normal/*": {"s3:ListBucket"},
+        f"{res}/normal/*": {"s3:GetObject"} | write,
+        f"{res}?prefix=normal/,normal/*": {"s3:ListBucket"},
+    }
+    for name in ("normal-job-policy", "normal-events-policy"):
+        doc = json.loads(run.named(name).inputs["policy"])
+        (submit,) = [s for s in doc["Statement"] if "batch:SubmitJob" in s["Action"]]
+        queue = run.outputs["jobQueueArn"]
+        definition = run.outputs["jobDefinitionArn"].rsplit(":", 1)[0] + ":*"
+        assert submit["Resource"] == [queue, definition]
+
+
+def test_no_full_access_or_unexpected_managed_policies(run: Run) -> None:
+    for role in run.of_type("aws:iam/role:Role"):
+        assert not role.inputs.get("managedPolicyArns"), role.name
+    attachments = run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert [a.inputs["policyArn"] for a in attachments] == [ECS_INSTANCE_POLICY]
+    for attachment in attachments:
+        assert not attachment.inputs["policyArn"].endswith("FullAccess")
+
+
+def test_trust_policies_name_one_service(run: Run) -> None:
+    expected = {
+        "fast-role": "lambda.amazonaws.com",
+        "normal-instance-role": "ec2.amazonaws.com",
+        "normal-execution-role": "ecs-tasks.amazonaws.com",
+        "normal-job-role": "ecs-tasks.amazonaws.com",
+        "normal-events-role": "events.amazonaws.com",
+    }
+    roles = {
+        r.name: json.loads(r.inputs["assumeRolePolicy"]) for r in run.of_type("aws:iam/role:Role")
+    }
+    assert set(roles) == set(expected)
+    for name, trust in roles.items():
+        (statement,) = trust["Statement"]
+        assert statement["Principal"] == {"Service": expected[name]}
+        assert statement["Action"] == "sts:AssumeRole" and statement["Effect"] == "Allow"
+
+
+def _parliament_severities() -> dict[str, str]:
+    config = dict(parliament.config)
+    override = os.path.join(
+        os.path.dirname(parliament.__file__), "community_auditors", "config_override.yaml"
+    )
+    with open(override) as handle:
+        config.update(yaml.safe_load(handle))
+    return {issue: settings["severity"] for issue, settings in config.items()}
+
+
+def _finding_actions(finding: parliament.finding.Finding) -> set[str]:
+    if finding.issue == "CREDENTIALS_EXPOSURE":
+        return {a.lower() for a in finding.location["actions"]}
+    details = as_list(finding.detail)
+    return {d["action"].lower() for d in details if isinstance(d, dict) and "action" in d}
+
+
+def test_parliament_finds_nothing_above_low(run: Run) -> None:
+    severities = _parliament_severities()
+    ignored = {(issue, action.lower()) for issue, action in PARLIAMENT_IGNORES}
+    linted = 0
+    for doc in policy_documents(run):
+        if doc.type not in RESOURCE_DOCUMENTS:
+            continue  # trust and ECR repository policies have no Resource element
+        linted += 1
+        policy = parliament.analyze_policy_string(doc.text, include_community_auditors=True)
+        for finding in policy.findings:
+            if SEVERITY[severities[finding.issue]] <= SEVERITY["LOW"]:
+                continue
+            actions = _finding_actions(finding)
+            accepted = bool(actions) and all((finding.issue, a) in ignored for a in actions)
+            assert accepted, (doc.name, finding.issue, finding.detail, finding.location)
+    assert linted == 7
+
+
+def test_buckets_are_private_encrypted_owner_enforced_tls_only(run: Run) -> None:
+    buckets = run.of_type("aws:s3/bucket:Bucket")
+    assert len(buckets) == 2
+    for bucket in buckets:
+        name = bucket.state["bucket"]
+
+        def configured(type_: str, name: str = name) -> dict:
+            (found,) = [r.inputs for r in run.of_type(type_) if r.inputs["bucket"] == name]
+            return found
+
+        assert not bucket.inputs.get("forceDestroy")
+        encryption = configured(
+            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
+        assert (
+            encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+        )
+        access = configured("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        for flag in (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        ):
+            assert access[flag] is True, flag
+        ownership = configured("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+        assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        policy = json.loads(configured("aws:s3/bucketPolicy:BucketPolicy")["policy"])
+        (deny,) = policy["Statement"]
+        assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == ["s3:*"]
+        assert deny["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_bucket_versioning_and_lifecycle(run: Run) -> None:
+    inp, res = (run.named(n).state["bucket"] for n in ("buckets-input", "buckets-result"))
+    versioning = run.one("aws:s3/bucketVersioning:BucketVersioning").inputs
+    assert versioning["bucket"] == inp
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+
+    def rules(bucket: str) -> list[dict]:
+        (config,) = [
+            r.inputs
+            for r in run.of_type("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+            if r.inputs["bucket"] == bucket
+        ]
+        assert all(rule["status"] == "Enabled" for rule in config["rules"])
+        return config["rules"]
+
+    def expiring(bucket: str) -> dict[str, dict]:
+        """prefix -> expiration, for rules that delete current objects."""
+        return {r["filter"]["prefix"]: r["expiration"] for r in rules(bucket) if "expiration" in r}
+
+    def whole_bucket(bucket: str, action: str) -> dict:
+        (rule,) = [r for r in rules(bucket) if action in r]
+        assert rule["filter"] == {}
+        return rule[action]
+
+    # Only the temporary prefixes expire: never a user's upload or a final result.
+    assert expiring(inp) == {"fast/_parts/": {"days": 7}}
+    assert expiring(res) == {"fast/_work/": {"days": 7}, "normal/_work/": {"days": 7}}
+    assert whole_bucket(inp, "noncurrentVersionExpiration") == {"noncurrentDays": 30}
+    for bucket in (inp, res):
+        abort = whole_bucket(bucket, "abortIncompleteMultipartUpload")
+        assert abort == {"daysAfterInitiation": 1}
+
+
+def test_queues_are_encrypted(run: Run) -> None:
+    queues = run.of_type("aws:sqs/queue:Queue")
+    assert len(queues) == 2
+    for queue in queues:
+        assert queue.inputs["sqsManagedSseEnabled"] is True, queue.name
+
+
+def test_ecr_repository(run: Run) -> None:
+    repo = run.one("aws:ecr/repository:Repository").inputs
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    lifecycle = json.loads(run.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").inputs["policy"])
+    (rule,) = lifecycle["rules"]
+    assert rule["selection"]["countType"] == "imageCountMoreThan"
+    assert rule["selection"]["countNumber"] == 10
+    assert rule["action"] == {"type": "expire"}
+    pull = json.loads(run.one("aws:ecr/repositoryPolicy:RepositoryPolicy").inputs["policy"])
+    (statement,) = pull["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert statement["Condition"]["StringLike"]["aws:sourceArn"] == (
+        f"arn:aws:lambda:{run.region}:{ACCOUNT}:function:{repo['name']}-*"
+    )
+    assert run.outputs["fastFunctionName"].startswith(f"{repo['name']}-")
+
+
+def test_image_pushed_with_ecr_token(run: Run) -> None:
+    image = run.one("docker:index/image:Image").inputs
+    registry = image["registry"]
+    registry = registry.get("value", registry)  # the password makes the object a secret
+    assert registry["server"] == f"{ACCOUNT}.dkr.ecr.{run.region}.amazonaws.com"
+    assert registry["username"] == "AWS" and registry["password"] == "mock-password"
+    assert image["build"]["context"] == "runtime"
+    assert image["build"]["dockerfile"] == "runtime/Dockerfile"
+    assert any(t == "aws:ecr/getAuthorizationToken:getAuthorizationToken" for t, _ in run.calls)
+
+
+def test_no_secret_looking_environment_variables(run: Run) -> None:
+    lambda_env = run.one("aws:lambda/function:Function").inputs["environment"]["variables"]
+    container = json.loads(
+        run.one("aws:batch/jobDefinition:JobDefinition").inputs["containerProperties"]
+    )
+    batch_env = {e["name"]: e["value"] for e in container["environment"]}
+    for name in [*lambda_env, *batch_env]:
+        assert not any(word in name for word in SECRET_WORDS), name

@@ -1,0 +1,190 @@
+"""vCPU detection from (fake) cgroup files, and pricing across worker processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import os
+import signal
+
+import pytest
+
+from runtime import parallel
+from runtime.cpus import available_cpus
+from runtime.engines import get_engine
+from runtime.options import OptionSpec
+from runtime.parallel import price_in_parallel
+
+# --- available_cpus ---------------------------------------------------------------------
+
+
+def cgroup_v2(tmp_path, cpu_max: str | None, path: str = "/", parents: dict | None = None):
+    """A fake unified hierarchy: /proc/self/cgroup says ``0::<path>``."""
+    root = tmp_path / "cgroup"
+    directory = root / path.lstrip("/")
+    directory.mkdir(parents=True, exist_ok=True)
+    if cpu_max is not None:
+        (directory / "cpu.max").write_text(cpu_max + "\n")
+    for parent, value in (parents or {}).items():
+        (root / parent).mkdir(parents=True, exist_ok=True)
+        (root / parent / "cpu.max").write_text(value + "\n")
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text(f"0::{path}\n")
+    return root, proc
+
+
+def cpus(root, proc, affinity=8, environ=None):
+    return available_cpus(root, proc, environ=environ or {}, affinity=affinity)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [
+        ("max 100000", 8),  # no limit: the affinity mask decides
+        ("200000 100000", 2),  # docker --cpus=2, an ECS task or Fargate with 2 vCPUs
+        ("400000 100000", 4),
+        ("150000 100000", 1),  # 1.5 CPUs: round down, never oversubscribe
+        ("50000 100000", 1),  # half a CPU: still one worker
+        ("1600000 100000", 8),  # a quota above the affinity mask changes nothing
+        ("garbage", 8),
+        ("", 8),
+    ],
+)
+def test_cgroup_v2_cpu_max(tmp_path, cpu_max, expected):
+    root, proc = cgroup_v2(tmp_path, cpu_max)
+    assert cpus(root, proc) == expected
+
+
+def test_cgroup_v2_nested_cgroup_and_a_tighter_ancestor(tmp_path):
+    root, proc = cgroup_v2(
+        tmp_path,
+        "600000 100000",
+        path="/kubepods/pod1/ctr",
+        parents={"kubepods/pod1": "300000 100000"},
+    )
+    assert cpus(root, proc) == 3
+
+
+def test_no_cgroup_files_at_all(tmp_path):
+    assert cpus(tmp_path / "missing", tmp_path / "missing-proc", affinity=6) == 6
+
+
+def test_cgroup_v1_cfs_quota(tmp_path):
+    root = tmp_path / "cgroup"
+    directory = root / "cpu,cpuacct"
+    directory.mkdir(parents=True)
+    (directory / "cpu.cfs_quota_us").write_text("300000\n")
+    (directory / "cpu.cfs_period_us").write_text("100000\n")
+    proc = tmp_path / "proc_cgroup"
+    proc.write_text("4:cpu,cpuacct:/\n3:memory:/\n")
+    assert cpus(root, proc) == 3
+    (directory / "cpu.cfs_quota_us").write_text("-1\n")  # no quota
+    assert cpus(root, proc) == 8
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "expected"), [(128, 1), (1769, 1), (3008, 1), (3538, 2), (10240, 5)]
+)
+def test_lambda_cpu_follows_memory(tmp_path, memory_mb, expected):
+    root, proc = cgroup_v2(tmp_path, None)
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "pricer", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)}
+    assert cpus(root, proc, affinity=6, environ=env) == expected
+
+
+def test_explicit_cap_for_batch_on_ec2(tmp_path):
+    root, proc = cgroup_v2(tmp_path, "max 100000")
+    assert cpus(root, proc, environ={"PRICING_WORKERS": "3"}) == 3
+    assert cpus(root, proc, environ={"PRICING_WORKERS": "nonsense"}) == 8
+
+
+def test_this_machine_reports_at_least_one_cpu():
+    assert available_cpus() >= 1
+    assert available_cpus() <= (os.cpu_count() or 1)
+
+
+# --- price_in_parallel ------------------------------------------------------------------
+
+DAY = dt.date(2024, 1, 2)
+
+
+def book(count: int) -> list[OptionSpec]:
+    options = []
+    for i in range(count):
+        settlement = DAY + dt.timedelta(days=2)
+        options.append(
+            OptionSpec(
+                DAY,
+                settlement,
+                settlement + dt.timedelta(days=30 + 11 * i),
+                i % 5 == 0,  # some calls (exact) among the puts (simulated)
+                30.0 + (i % 13),
+                36.0,
+                0.01 + 0.002 * (i % 7),
+                0.15 + 0.01 * (i % 9),
+            )
+        )
+    return options
+
+
+@pytest.fixture
+def fresh_pool():
+    parallel.shutdown()
+    yield
+    parallel.shutdown()
+
+
+def test_two_workers_give_exactly_what_one_gives(fresh_pool):
+    options = book(48)
+    one = price_in_parallel("lsm", options, workers=1)
+    assert parallel._POOL.workers == []  # one worker: priced in this process
+    two = price_in_parallel("lsm", options, workers=2)
+    assert len(parallel._POOL.workers) == 2  # really in two other processes
+    assert two == one
+    assert one == get_engine("lsm")(options)
+
+
+def test_order_and_per_option_errors_survive_the_trip(fresh_pool):
+    options = book(40)
+    options[3] = dataclasses.replace(options[3], volatility=math.nan)
+    options[37] = dataclasses.replace(options[37], maturity=options[37].settlement)
+    quotes = price_in_parallel("lsm", options, workers=2)
+    assert len(quotes) == 40
+    assert quotes[3].price is None and "volatility" in quotes[3].error
+    assert quotes[37].price is None and "maturity" in quotes[37].error
+    expected = get_engine("lsm")([options[20], options[39]])
+    assert [quotes[20], quotes[39]] == expected
+
+
+def test_small_batches_stay_in_process(fresh_pool):
+    quotes = price_in_parallel("lsm", book(5), workers=2)
+    assert len(quotes) == 5
+    assert parallel._POOL.workers == []
+
+
+def test_workers_are_reused_and_replaced_when_they_die(fresh_pool):
+    options = book(40)
+    first = price_in_parallel("lsm", options, workers=2)
+    pids = [w.process.pid for w in parallel._POOL.workers]
+    again = price_in_parallel("lsm", options, workers=2)
+    assert [w.process.pid for w in parallel._POOL.workers] == pids  # warm workers reused
+    os.kill(pids[0], signal.SIGKILL)
+    parallel._POOL.workers[0].process.wait()
+    after = price_in_parallel("lsm", options, workers=2)
+    assert first == again == after
+    assert pids[0] not in [w.process.pid for w in parallel._POOL.workers]
+
+
+def test_quantlib_engines_run_in_workers_too(fresh_pool):
+    options = book(12)  # mc needs one option per worker; qdfp is cheap, use mc's rule
+    expected = get_engine("fd")(options)
+    parallel.MIN_OPTIONS_PER_WORKER["fd"], saved = 1, parallel.MIN_OPTIONS_PER_WORKER["fd"]
+    try:
+        assert price_in_parallel("fd", options, workers=2) == expected
+    finally:
+        parallel.MIN_OPTIONS_PER_WORKER["fd"] = saved
+
+
+def test_unknown_engine_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown engine"):
+        price_in_parallel("nope", book(2))
