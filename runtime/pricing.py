@@ -12,10 +12,10 @@ from runtime.options import OptionSpec, Quote
 
 Progress = Callable[[int], None]
 
-# Up to this many progress updates per file: often enough for a progress bar, rarely
-# enough that vectorised engines still see large batches.
+# With a progress bar, up to this many updates per file, but batches of at least
+# _MIN_BATCH options, so vectorised and multi-process engines still see real batches.
 _PROGRESS_STEPS = 50
-_MAX_BATCH = 2000
+_MIN_BATCH = 32
 
 
 def make_pricer(engine_name: str) -> Engine:
@@ -39,7 +39,10 @@ def price_rows(
     quotes: list[Quote | None] = [None] * len(rows)
     if progress and len(valid) < len(rows):
         progress(len(rows) - len(valid))
-    batch = max(1, min(_MAX_BATCH, math.ceil(len(valid) / _PROGRESS_STEPS)))
+    if progress is None:
+        batch = max(1, len(valid))  # one call: the engine sees the whole table
+    else:
+        batch = max(_MIN_BATCH, math.ceil(len(valid) / _PROGRESS_STEPS))
     for start in range(0, len(valid), batch):
         chunk = valid[start : start + batch]
         options = [rows[i].option for i in chunk]

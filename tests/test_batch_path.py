@@ -152,3 +152,13 @@ def test_more_parts_than_batch_allows_grow_the_part_size(make_pipeline, s3):
 
 def test_batch_main_reports_bad_arguments_without_a_traceback(capsys):
     assert batch_job.main(["only-one"], {"RESULT_BUCKET": "b"}) == 2
+
+
+def test_an_url_encoded_key_from_eventbridge_finds_the_upload(make_pipeline, s3, sample_bytes):
+    key = "normal/my job/a+b book.csv"
+    upload(s3, key, sample_bytes)
+    outcome = batch_job.run(
+        make_pipeline(threshold=100), INPUT_BUCKET, "normal/my+job/a%2Bb+book.csv", MANAGER_ENV
+    )
+    assert outcome.action == "priced"
+    assert read(s3, jobs.result_key(key)) is not None
