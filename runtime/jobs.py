@@ -20,11 +20,15 @@ FAST_PARTS_PREFIX = f"{FAST}/_parts/"
 BATCH_MAX_ARRAY_SIZE = 10_000
 
 
+class NotAJobKey(ValueError):
+    """An S3 key that is not where the protocol puts uploads or parts."""
+
+
 def path_of(input_key: str) -> str:
     """``fast`` or ``normal``, from the first segment of an input key."""
     first = input_key.split("/", 1)[0]
     if first not in PATHS:
-        raise ValueError(f"key {input_key!r} is not under fast/ or normal/")
+        raise NotAJobKey(f"key {input_key!r} is not under fast/ or normal/")
     return first
 
 
@@ -96,9 +100,10 @@ def parse_fast_part_key(key: str) -> tuple[str, int]:
     """(token, index) from a key written by ``fast_part_key``; ValueError otherwise."""
     rest = key.removeprefix(FAST_PARTS_PREFIX)
     token, _, name = rest.partition("/")
-    if not token or not name.startswith("part-") or not name.endswith(".csv"):
-        raise ValueError(f"{key!r} is not a part key")
-    return token, int(name[len("part-") : -len(".csv")])
+    number = name.removeprefix("part-").removesuffix(".csv")
+    if not token or not name.startswith("part-") or not number.isdigit():
+        raise NotAJobKey(f"{key!r} is not a part key")
+    return token, int(number)
 
 
 def part_index_of(key: str) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from runtime import jobs
-from runtime.csvio import FileError
 from runtime.pipeline import Outcome, Pipeline
 from runtime.settings import Settings
 from runtime.store import ObjectStore
@@ -63,7 +62,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     for bucket, key in s3_objects(event):
         try:
             outcome = handle_object(pipeline, bucket, key)
-        except (FileError, ValueError) as exc:
+        except jobs.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
             outcome = Outcome("rejected", f"{key}: {exc}")
         log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
         outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})

@@ -214,3 +214,24 @@ def test_a_stray_object_under_the_parts_prefix_is_ignored(make_pipeline, s3):
     upload(s3, "fast/_parts/nosuchtoken/part-00000.csv", b"x\n")
     outcome = handle_object(make_pipeline(), INPUT_BUCKET, "fast/_parts/nosuchtoken/part-00000.csv")
     assert outcome.action == "skipped"
+
+
+def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
+    from runtime import lambda_handler
+
+    monkeypatch.setenv("RESULT_BUCKET", RESULT_BUCKET)
+    lambda_handler._pipeline.cache_clear()
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": INPUT_BUCKET},
+                    "object": {"key": "fast/_parts/tok/part-x.csv"},
+                },
+            }
+        ]
+    }
+    (outcome,) = lambda_handler.handler(event)["outcomes"]
+    lambda_handler._pipeline.cache_clear()
+    assert outcome["action"] == "rejected" and "is not a part key" in outcome["detail"]

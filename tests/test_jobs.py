@@ -49,8 +49,9 @@ def test_part_keys_round_trip_and_stay_where_they_must():
     assert not jobs.batch_part_key("tok", 1).startswith("normal/_parts")
     assert jobs.batch_part_key("tok", 1).startswith(jobs.work_prefix("normal", "tok"))
     assert jobs.part_index_of(jobs.part_result_key("fast", "tok", 7)) == 7
-    with pytest.raises(ValueError):
-        jobs.parse_fast_part_key("fast/_parts/tok/notes.txt")
+    for stray in ("fast/_parts/tok/notes.txt", "fast/_parts/tok/part-x.csv", "fast/_parts/p.csv"):
+        with pytest.raises(jobs.NotAJobKey):
+            jobs.parse_fast_part_key(stray)
 
 
 def test_path_of_accepts_only_the_two_paths():
