@@ -6,32 +6,28 @@ a failure on one option becomes that option's ``Quote.error``, never an exceptio
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 
 from runtime.options import OptionSpec, Quote
 
 Engine = Callable[[Sequence[OptionSpec]], list[Quote]]
 
-ENGINE_NAMES = ("mc", "qdfp", "fd", "lsm")
-DEFAULT_ENGINE = "mc"
+# name -> (module, function); imported on first use, so a process loads only its engine.
+_ENGINES = {
+    "lsm": ("runtime.engines.lsm", "price_lsm"),
+    "mc": ("runtime.engines.quantlib_engines", "price_mc"),
+    "qdfp": ("runtime.engines.quantlib_engines", "price_qdfp"),
+    "fd": ("runtime.engines.quantlib_engines", "price_fd"),
+}
+ENGINE_NAMES = tuple(_ENGINES)
+# lsm beats the workshop's mc on speed and on accuracy: docs/performance.md.
+DEFAULT_ENGINE = "lsm"
 
 
 def get_engine(name: str) -> Engine:
     """Return the engine called ``name``; raise ValueError naming the choices otherwise."""
-    if name == "mc":
-        from runtime.engines.quantlib_engines import price_mc
-
-        return price_mc
-    if name == "qdfp":
-        from runtime.engines.quantlib_engines import price_qdfp
-
-        return price_qdfp
-    if name == "fd":
-        from runtime.engines.quantlib_engines import price_fd
-
-        return price_fd
-    if name == "lsm":
-        from runtime.engines.lsm import price_lsm
-
-        return price_lsm
-    raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}")
+    if name not in _ENGINES:
+        raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}")
+    module, function = _ENGINES[name]
+    return getattr(importlib.import_module(module), function)
