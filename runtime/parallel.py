@@ -23,10 +23,12 @@ each option from its own terms and seed, 1 or N workers give the same floats.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import pickle
 import selectors
+import signal
 import subprocess
 import sys
 import threading
@@ -133,10 +135,8 @@ class _Worker:
 
     def stop(self) -> None:
         for stream in (self.tasks, self.results):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         try:
             self.process.wait(timeout=5)  # EOF on its task pipe makes a worker exit
         except subprocess.TimeoutExpired:
@@ -222,9 +222,7 @@ class _Pool:
                             pending.append(chunk)  # a crash (e.g. out of memory): once more
                         else:
                             message = f"pricing failed: worker process died (exit code {code})"
-                            results[chunk.start] = [Quote(price=None, error=message)] * len(
-                                chunk
-                            )
+                            results[chunk.start] = [Quote(price=None, error=message)] * len(chunk)
                         dispatch(worker)
                         continue
                     results[chunk.start] = _quotes_from(reply, len(chunk))
@@ -260,19 +258,26 @@ def shutdown() -> None:
 
 def _serve(task_fd: int, result_fd: int) -> None:
     """A worker's loop: read (engine, options), write ("ok", quotes) or ("error", text)."""
+    # Ctrl-C reaches the whole process group: the parent decides, and closing its pipes
+    # ends the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with os.fdopen(task_fd, "rb") as tasks, os.fdopen(result_fd, "wb") as results:
         while True:
             try:
                 engine_name, options = pickle.load(tasks)
-            except EOFError:
+            except (EOFError, OSError, pickle.UnpicklingError):
                 return  # the parent closed the pipe or exited
             try:
                 reply: tuple[str, object] = ("ok", get_engine(engine_name)(options))
-            except Exception as exc:  # noqa: BLE001 - the parent turns it into error quotes
+            except Exception as exc:  # the parent turns it into error quotes
                 reply = ("error", f"{type(exc).__name__}: {exc}")
-            pickle.dump(reply, results, protocol=pickle.HIGHEST_PROTOCOL)
-            results.flush()
+            try:
+                pickle.dump(reply, results, protocol=pickle.HIGHEST_PROTOCOL)
+                results.flush()
+            except BrokenPipeError:
+                return  # the parent is gone
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    with contextlib.suppress(BrokenPipeError):  # the parent went away mid-reply
+        _serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -185,6 +185,27 @@ def test_quantlib_engines_run_in_workers_too(fresh_pool):
         parallel.MIN_OPTIONS_PER_WORKER["fd"] = saved
 
 
+def test_works_where_posix_semaphores_do_not(fresh_pool, monkeypatch):
+    # AWS Lambda has no /dev/shm: multiprocessing.Pool, Queue and ProcessPoolExecutor
+    # fail there creating a SemLock. Break SemLock here and the pool must not notice.
+    import _multiprocessing
+    import multiprocessing
+    import multiprocessing.synchronize  # loaded before the patch, as it would be on Lambda
+
+    class NoSemaphores:
+        SEM_VALUE_MAX = _multiprocessing.SemLock.SEM_VALUE_MAX
+
+        def __init__(self, *args, **kwargs):
+            raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(_multiprocessing, "SemLock", NoSemaphores)
+    with pytest.raises(OSError):
+        multiprocessing.get_context("spawn").Lock()  # what Pool and Queue would hit
+    options = book(40)
+    assert price_in_parallel("lsm", options, workers=2) == get_engine("lsm")(options)
+    assert len(parallel._POOL.workers) == 2
+
+
 def test_unknown_engine_is_a_value_error():
     with pytest.raises(ValueError, match="unknown engine"):
         price_in_parallel("nope", book(2))
