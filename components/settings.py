@@ -31,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "useSpot": False,
     "threshold": 200,
     "maxVcpus": 64,
-    "lambdaMemoryMb": 2048,
+    "lambdaMemoryMb": 3538,
     "lambdaTimeoutSeconds": 900,
     "lambdaReservedConcurrency": -1,
     "engine": "lsm",

@@ -99,7 +99,9 @@ def run(
         pipeline.refresh_status(manifest)
         return outcome
     if role == ROLE_MERGE:
-        outcome = pipeline.merge_if_complete(manifest, claimant="batch-merge")
+        # Batch keeps the job id across attempts: a retried merge resumes its own claim.
+        claimant = f"batch-merge-{environ.get('AWS_BATCH_JOB_ID', 'local')}"
+        outcome = pipeline.merge_if_complete(manifest, claimant=claimant)
         if outcome.action not in ("merged", "duplicate"):
             # dependsOn guarantees every child succeeded; a gap means parts were lost.
             message = f"cannot merge: only {outcome.detail}"

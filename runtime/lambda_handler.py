@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -33,8 +34,15 @@ def _pipeline() -> Pipeline:
     return Pipeline(ObjectStore(), Settings.from_env())
 
 
-def handle_object(pipeline: Pipeline, bucket: str, key: str) -> Outcome:
-    """One S3 object under ``fast/``: a user's upload or one of our parts."""
+def handle_object(
+    pipeline: Pipeline, bucket: str, key: str, invocation_id: str | None = None
+) -> Outcome:
+    """One S3 object under ``fast/``: a user's upload or one of our parts.
+
+    ``invocation_id`` names this delivery of the event: Lambda keeps the request id when it
+    retries an invocation, while a duplicate S3 event gets a new one. So a retry of a merge
+    that crashed resumes it, and a duplicate of the last part's event cannot merge twice.
+    """
     if not key.endswith(".csv"):
         return Outcome("skipped", f"{key} is not a .csv file")
     if not jobs.is_fast_part(key):
@@ -51,7 +59,8 @@ def handle_object(pipeline: Pipeline, bucket: str, key: str) -> Outcome:
         raise
     if outcome.action != "part-priced":
         return outcome
-    return pipeline.merge_if_complete(manifest, claimant=f"fast-{jobs.part_name(index)}")
+    claimant = f"fast-{jobs.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
+    return pipeline.merge_if_complete(manifest, claimant=claimant)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -61,7 +70,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     outcomes = []
     for bucket, key in s3_objects(event):
         try:
-            outcome = handle_object(pipeline, bucket, key)
+            outcome = handle_object(pipeline, bucket, key, getattr(context, "aws_request_id", None))
         except jobs.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
             outcome = Outcome("rejected", f"{key}: {exc}")
         log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)

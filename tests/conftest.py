@@ -36,6 +36,19 @@ def aws(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # Each S3 request is atomic in AWS; moto's in-process backend is not safe under
+    # concurrent requests (it may close an object's buffer while another thread reads it),
+    # so the tests that race threads against it get one request at a time, as S3 serves them.
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    lock = threading.RLock()
+    unlocked = BotocoreStubber.process_request
+
+    def one_at_a_time(self, request):
+        with lock:
+            return unlocked(self, request)
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", one_at_a_time)
     with mock_aws(config={"batch": {"use_docker": False}}):
         create_stack(boto3.client("s3"), boto3.client("iam"), boto3.client("batch"))
         yield

@@ -235,3 +235,23 @@ def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
     (outcome,) = lambda_handler.handler(event)["outcomes"]
     lambda_handler._pipeline.cache_clear()
     assert outcome["action"] == "rejected" and "is not a part key" in outcome["detail"]
+
+
+def test_a_merge_claimed_by_a_crashed_worker_is_resumed_only_by_its_retry(
+    make_pipeline, s3, sample_bytes
+):
+    pipeline = make_pipeline(threshold=50)
+    upload(s3, KEY, sample_bytes)
+    manifest = handle_object(pipeline, INPUT_BUCKET, KEY).manifest
+    for index in range(manifest.parts):
+        pipeline.price_part(manifest, index)
+    # The worker that claimed the merge died right after its conditional write.
+    s3.put_object(
+        Bucket=RESULT_BUCKET,
+        Key=jobs.lock_key("fast", manifest.token),
+        Body=b"fast-part-00001-req-1",
+    )
+    assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-2").action == "duplicate"
+    assert read(s3, jobs.result_key(KEY)) is None
+    assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-1").action == "merged"
+    assert read(s3, jobs.result_key(KEY)) == whole_file_result(sample_bytes)
