@@ -195,34 +195,25 @@ class BatchArrayPath(pulumi.ComponentResource):
             retention_in_days=LOG_RETENTION_DAYS,
             opts=child,
         )
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
-            name=f"{s.name_prefix}-batch-exec",
+        execution = iam.service_role(
+            f"{name}-execution",
+            role_name=f"{s.name_prefix}-batch-exec",
+            service="ecs-tasks.amazonaws.com",
             description="Pulls the mc-pricing image and writes job logs",
-            assume_role_policy=iam.service_trust_policy("ecs-tasks.amazonaws.com"),
+            policy_name="pull-and-log",
+            statements=[
+                *pull_statements(a.repository_arn),
+                iam.log_write_statement("Logs", log_group.arn),
+            ],
             opts=child,
         )
-        execution_policy = aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution_role.id,
-            name="pull-and-log",
-            policy=iam.document(
-                *pull_statements(a.repository_arn), iam.log_write_statement("Logs", log_group.arn)
-            ),
-            opts=child,
-        )
-        job_role = aws.iam.Role(
-            f"{name}-job-role",
-            name=f"{s.name_prefix}-batch-job",
+        job = iam.service_role(
+            f"{name}-job",
+            role_name=f"{s.name_prefix}-batch-job",
+            service="ecs-tasks.amazonaws.com",
             description="mc-pricing Batch jobs (manager, array child, merge)",
-            assume_role_policy=iam.service_trust_policy("ecs-tasks.amazonaws.com"),
-            opts=child,
-        )
-        job_policy = aws.iam.RolePolicy(
-            f"{name}-job-policy",
-            role=job_role.id,
-            name="normal-path",
-            policy=iam.document(
+            policy_name="normal-path",
+            statements=[
                 # docs/protocol.md: input normal/* read; result normal/* read, write, delete,
                 # list with prefix normal/; SubmitJob on this queue and job definition.
                 # (Listing the same prefix makes S3 answer 404, not 403, for a missing key.)
@@ -241,7 +232,7 @@ class BatchArrayPath(pulumi.ComponentResource):
                     list_prefix=True,
                 ),
                 submit,
-            ),
+            ],
             opts=child,
         )
         environment = {
@@ -260,8 +251,8 @@ class BatchArrayPath(pulumi.ComponentResource):
             "image": a.image_uri,
             # After the image's ENTRYPOINT; filled from the submitted job's parameters.
             "command": ["Ref::S3bucket", "Ref::S3key"],
-            "jobRoleArn": job_role.arn,
-            "executionRoleArn": execution_role.arn,
+            "jobRoleArn": job.role.arn,
+            "executionRoleArn": execution.role.arn,
             "resourceRequirements": [
                 {"type": "VCPU", "value": str(s.job_vcpus)},
                 {"type": "MEMORY", "value": str(s.job_memory_mb)},
@@ -293,7 +284,7 @@ class BatchArrayPath(pulumi.ComponentResource):
             },
             timeout={"attempt_duration_seconds": s.job_timeout_seconds},
             propagate_tags=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[execution_policy, job_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[execution.policy, job.policy]),
         )
 
     def _trigger(self, submit: dict) -> aws.cloudwatch.EventRule:
@@ -317,18 +308,13 @@ class BatchArrayPath(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        role = aws.iam.Role(
-            f"{name}-events-role",
-            name=f"{s.name_prefix}-events-submit",
+        events = iam.service_role(
+            f"{name}-events",
+            role_name=f"{s.name_prefix}-events-submit",
+            service="events.amazonaws.com",
             description="Lets EventBridge submit mc-pricing manager jobs",
-            assume_role_policy=iam.service_trust_policy("events.amazonaws.com"),
-            opts=child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-events-policy",
-            role=role.id,
-            name="submit-manager-job",
-            policy=iam.document(submit),
+            policy_name="submit-manager-job",
+            statements=[submit],
             opts=child,
         )
         failures = aws.sqs.Queue(
@@ -356,7 +342,7 @@ class BatchArrayPath(pulumi.ComponentResource):
             f"{name}-submit-job",
             rule=rule.name,
             arn=self.job_queue.arn,
-            role_arn=role.arn,
+            role_arn=events.role.arn,
             batch_target={
                 "job_definition": self.job_definition.arn,
                 "job_name": f"{s.name_prefix}-manager",
@@ -371,6 +357,6 @@ class BatchArrayPath(pulumi.ComponentResource):
                 "maximum_event_age_in_seconds": EVENT_RETRY_SECONDS,
                 "maximum_retry_attempts": EVENT_RETRY_ATTEMPTS,
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, queue_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[events.policy, queue_policy]),
         )
         return rule

@@ -63,18 +63,13 @@ class FastLambdaPath(pulumi.ComponentResource):
             opts=child,
         )
 
-        role = aws.iam.Role(
-            f"{name}-role",
-            name=f"{s.name_prefix}-fast-fn",
+        role = iam.service_role(
+            name,
+            role_name=f"{s.name_prefix}-fast-fn",
+            service="lambda.amazonaws.com",
             description="Fast-path pricing Lambda (mc-pricing)",
-            assume_role_policy=iam.service_trust_policy("lambda.amazonaws.com"),
-            opts=child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=role.id,
-            name="fast-path",
-            policy=iam.document(
+            policy_name="fast-path",
+            statements=[
                 # docs/protocol.md: input fast/* read; fast/_parts/* write and delete.
                 # (Listing the same prefix makes S3 answer 404, not 403, for a missing key.)
                 *iam.s3_prefix_statements(
@@ -104,7 +99,7 @@ class FastLambdaPath(pulumi.ComponentResource):
                     "Tracing", ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
                 ),
                 iam.statement("FailureQueue", ["sqs:SendMessage"], [self.failure_queue.arn]),
-            ),
+            ],
             opts=child,
         )
 
@@ -118,7 +113,7 @@ class FastLambdaPath(pulumi.ComponentResource):
             memory_size=s.lambda_memory_mb,
             timeout=s.lambda_timeout_seconds,
             reserved_concurrent_executions=s.lambda_reserved_concurrency,
-            role=role.arn,
+            role=role.role.arn,
             tracing_config={"mode": "Active"},
             environment={
                 # Exactly the fast-path variables of docs/protocol.md.
@@ -129,7 +124,7 @@ class FastLambdaPath(pulumi.ComponentResource):
                 }
             },
             # The role's permissions must be in place before the first event arrives.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role.policy]),
         )
         self.function_arn = self.function.arn
         self.function_name = self.function.name
@@ -151,7 +146,7 @@ class FastLambdaPath(pulumi.ComponentResource):
             maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
             destination_config={"on_failure": {"destination": self.failure_queue.arn}},
             # Lambda checks the role may send to the destination when this is configured.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role.policy]),
         )
         self.register_outputs(
             {

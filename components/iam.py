@@ -112,6 +112,41 @@ def service_trust_policy(service: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ServiceRole:
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+
+
+def service_role(
+    resource_name: str,
+    *,
+    role_name: str,
+    service: str,
+    description: str,
+    policy_name: str,
+    statements: Sequence[dict[str, Any]],
+    opts: pulumi.ResourceOptions,
+) -> ServiceRole:
+    """A role one AWS service assumes, with its one inline policy (``<resource_name>-role``
+    and ``<resource_name>-policy``). Depend on ``policy`` where the permissions must exist."""
+    role = aws.iam.Role(
+        f"{resource_name}-role",
+        name=role_name,
+        description=description,
+        assume_role_policy=service_trust_policy(service),
+        opts=opts,
+    )
+    policy = aws.iam.RolePolicy(
+        f"{resource_name}-policy",
+        role=role.id,
+        name=policy_name,
+        policy=document(*statements),
+        opts=opts,
+    )
+    return ServiceRole(role, policy)
+
+
 def s3_prefix_statements(
     sid: str,
     bucket_arn: pulumi.Input[str],

@@ -49,18 +49,19 @@ class ObjectStore:
 
     def get(self, bucket: str, key: str) -> bytes | None:
         """The object's bytes, or None if it does not exist."""
-        try:
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                return None
-            raise
+        response = self._get_object(bucket, key)
+        return response["Body"].read() if response else None
 
     def get_version(self, bucket: str, key: str, info: ObjectInfo) -> bytes | None:
         """The bytes of exactly the version ``info`` describes (None if it is gone)."""
         pin = {"VersionId": info.version} if info.version else {"IfMatch": f'"{info.etag}"'}
+        response = self._get_object(bucket, key, **pin)
+        return response["Body"].read() if response else None
+
+    def _get_object(self, bucket: str, key: str, **conditions: str) -> dict | None:
+        """GetObject, with None for a missing object or a failed condition."""
         try:
-            return self.client.get_object(Bucket=bucket, Key=key, **pin)["Body"].read()
+            return self.client.get_object(Bucket=bucket, Key=key, **conditions)
         except ClientError as exc:
             if _code(exc) in _MISSING_CODES | _PRECONDITION_CODES:
                 return None
@@ -74,12 +75,9 @@ class ObjectStore:
 
     def get_json(self, bucket: str, key: str) -> tuple[dict, str] | None:
         """(document, etag), or None if absent."""
-        try:
-            response = self.client.get_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                return None
-            raise
+        response = self._get_object(bucket, key)
+        if response is None:
+            return None
         return json.loads(response["Body"].read()), response["ETag"].strip('"')
 
     def put_json_if(self, bucket: str, key: str, document: dict, etag: str | None) -> bool:
