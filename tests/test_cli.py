@@ -76,3 +76,22 @@ def test_generate_is_deterministic_and_valid(tmp_path):
 
     rows = parse_rows(read_table(out.read_bytes()))
     assert len(rows) == 50 and all(row.error is None for row in rows)
+
+
+def test_the_image_entrypoint_without_lambda_or_batch_is_the_command_line(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_LAMBDA_RUNTIME_API", "AWS_BATCH_JOB_ID")
+    }
+    out = tmp_path / "gen.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.entrypoint", "generate", "--rows", "3", "-o", str(out)],
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == generate_portfolio(3)
