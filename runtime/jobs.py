@@ -133,7 +133,6 @@ class Manifest:
     input_bucket: str
     input_key: str
     version: str
-    result_bucket: str
     engine: str
     rows: int
     part_rows: list[int]

@@ -102,7 +102,6 @@ class Pipeline:
             input_bucket=bucket,
             input_key=key,
             version=info.version or info.etag,
-            result_bucket=self.settings.result_bucket,
             engine=self.settings.engine,
             rows=status.rows,
             part_rows=[len(rows) for rows in plan],

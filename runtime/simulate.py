@@ -39,6 +39,7 @@ from runtime.local_cloud import (
     LocalCloud,
     local_cloud,
 )
+from runtime.store import ObjectStore
 
 _BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
@@ -249,38 +250,28 @@ def run_simulation(
     workers: int = 4,
     engine: str = DEFAULT_ENGINE,
     echo: Callable[[str], None] | None = None,
-    job_id: str | None = None,
 ) -> SimulationResult:
-    """Upload ``data`` under ``<path>/<job id>/<name>`` and run the whole flow locally."""
-    import json
-
+    """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` and run the whole flow."""
     with local_cloud() as cloud:
         cloud.create_stack()
         environment = runtime_environment(cloud, threshold, engine)
-        key = f"{path}/{job_id or time.strftime('%Y%m%d-%H%M%S')}/{name}"
+        key = f"{path}/{time.strftime('%Y%m%d-%H%M%S')}/{name}"
         timeline = Timeline(echo=echo)
-        s3 = cloud.client("s3")
-        s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=data)
+        store = ObjectStore(cloud.client("s3"))
+        store.put(INPUT_BUCKET, key, data)
         timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")
         if path == jobs.FAST:
             run_fast_path(cloud, environment, key, workers, timeline)
         else:
             run_normal_path(cloud, environment, key, workers, timeline)
         wall = time.perf_counter() - timeline.started
-
-        def fetch(result_key: str) -> bytes | None:
-            try:
-                return s3.get_object(Bucket=RESULT_BUCKET, Key=result_key)["Body"].read()
-            except s3.exceptions.NoSuchKey:
-                return None
-
-        error = fetch(jobs.error_key(key))
-        status = fetch(jobs.status_key(key))
+        error = store.get(RESULT_BUCKET, jobs.error_key(key))
+        status = store.get_json(RESULT_BUCKET, jobs.status_key(key))
         return SimulationResult(
             input_key=key,
-            result=fetch(jobs.result_key(key)),
+            result=store.get(RESULT_BUCKET, jobs.result_key(key)),
             error=error.decode() if error else None,
-            status=json.loads(status) if status else None,
+            status=status[0] if status else None,
             timeline=timeline,
             wall_seconds=wall,
         )
