@@ -153,11 +153,20 @@ def _new_csv_keys(s3, seen: set[str]) -> list[str]:
 # -- normal path: EventBridge to the Batch manager, then the jobs it submitted ----------
 
 
+def job_environment(job: dict) -> dict[str, str]:
+    """The environment a described Batch job's container gets (overrides included)."""
+    return {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
+
+
 def _run_job(
     environment: dict[str, str], job: dict, index: int | None = None
 ) -> subprocess.CompletedProcess:
-    container_env = {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
-    process_env = {**os.environ, **environment, **container_env, "AWS_BATCH_JOB_ID": job["jobId"]}
+    process_env = {
+        **os.environ,
+        **environment,
+        **job_environment(job),
+        "AWS_BATCH_JOB_ID": job["jobId"],
+    }
     if index is not None:
         process_env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
     parameters = job.get("parameters", {})
@@ -180,7 +189,8 @@ def _last_line(process: subprocess.CompletedProcess) -> str:
     return message.partition(": ")[2] if level in ("INFO", "ERROR") else lines[-1]
 
 
-def _submitted_jobs(batch) -> list[dict]:
+def submitted_jobs(batch) -> list[dict]:
+    """The jobs submitted to the local queue, described, oldest first."""
     ids = []
     for status in _BATCH_STATUSES:
         for page in batch.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status):
@@ -203,7 +213,7 @@ def run_normal_path(
     if done.returncode != 0:
         return
     batch = cloud.client("batch")
-    submitted = _submitted_jobs(batch)
+    submitted = submitted_jobs(batch)
     array_jobs = [job for job in submitted if "arrayProperties" in job]
     merge_jobs = [job for job in submitted if job.get("dependsOn")]
     for array_job in array_jobs:

@@ -18,8 +18,9 @@ from runtime.csvio import read_table
 from runtime.generate import generate_portfolio
 from runtime.lambda_handler import handle_object
 from runtime.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE
+from runtime.simulate import job_environment
 from tests.helpers import all_keys, read, status_of, upload
-from tests.test_batch_path import job_environment, submitted_jobs
+from tests.test_batch_path import submitted_jobs
 
 HEADER = (
     "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"

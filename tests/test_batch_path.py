@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from runtime import batch_job, jobs
+from runtime import batch_job, jobs, simulate
 from runtime.csvio import read_table
 from runtime.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET
 from runtime.pricing import price_table
@@ -17,19 +17,7 @@ MANAGER_ENV = {"JOB_QUEUE": JOB_QUEUE, "JOB_DEFINITION": JOB_DEFINITION, "BATCH_
 
 
 def submitted_jobs() -> list[dict]:
-    batch = boto3.client("batch")
-    ids = [
-        job["jobId"]
-        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED")
-        for job in batch.list_jobs(jobQueue=JOB_QUEUE, jobStatus=status)["jobSummaryList"]
-        if ":" not in job["jobId"]  # array children are listed as "<parent id>:<index>"
-    ]
-    found = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
-    return sorted(found, key=lambda job: job["createdAt"])
-
-
-def job_environment(job: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in job["container"]["environment"]}
+    return simulate.submitted_jobs(boto3.client("batch"))
 
 
 def run_submitted(pipeline, array_job: dict, merge_job: dict, attempt: int = 1) -> list[str]:
@@ -38,12 +26,12 @@ def run_submitted(pipeline, array_job: dict, merge_job: dict, attempt: int = 1) 
     for index in range(array_job["arrayProperties"]["size"]):
         env = {
             **MANAGER_ENV,
-            **job_environment(array_job),
+            **simulate.job_environment(array_job),
             "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
             "AWS_BATCH_JOB_ATTEMPT": str(attempt),
         }
         outcomes.append(batch_job.run(pipeline, INPUT_BUCKET, KEY, env).action)
-    merge_env = {**MANAGER_ENV, **job_environment(merge_job)}
+    merge_env = {**MANAGER_ENV, **simulate.job_environment(merge_job)}
     outcomes.append(batch_job.run(pipeline, INPUT_BUCKET, KEY, merge_env).action)
     return outcomes
 
@@ -60,9 +48,9 @@ def test_manager_submits_one_array_job_and_a_dependent_merge_then_exits(
     assert array_job["arrayProperties"]["size"] == 10
     assert merge_job["dependsOn"] == [{"jobId": array_job["jobId"]}]
     assert array_job["parameters"] == {"S3bucket": INPUT_BUCKET, "S3key": KEY}
-    assert job_environment(array_job)["BATCH_ROLE"] == "child"
-    assert job_environment(merge_job)["BATCH_ROLE"] == "merge"
-    token = job_environment(array_job)["JOB_TOKEN"]
+    assert simulate.job_environment(array_job)["BATCH_ROLE"] == "child"
+    assert simulate.job_environment(merge_job)["BATCH_ROLE"] == "merge"
+    token = simulate.job_environment(array_job)["JOB_TOKEN"]
     # Parts are outside the input bucket's normal/ prefix, so they start no jobs.
     assert [k for k in all_keys(s3, INPUT_BUCKET) if k != KEY] == []
     assert len([k for k in all_keys(s3, RESULT_BUCKET) if "/parts/" in k]) == 10
@@ -91,7 +79,11 @@ def test_retried_children_and_duplicate_jobs_give_one_identical_result(
     upload(s3, KEY, sample_bytes)
     batch_job.run(pipeline, INPUT_BUCKET, KEY, MANAGER_ENV)
     array_job, merge_job = submitted_jobs()
-    child0 = {**MANAGER_ENV, **job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": "0"}
+    child0 = {
+        **MANAGER_ENV,
+        **simulate.job_environment(array_job),
+        "AWS_BATCH_JOB_ARRAY_INDEX": "0",
+    }
     batch_job.run(pipeline, INPUT_BUCKET, KEY, child0)
     batch_job.run(pipeline, INPUT_BUCKET, KEY, {**child0, "AWS_BATCH_JOB_ATTEMPT": "2"})
     outcomes = run_submitted(pipeline, array_job, merge_job)
@@ -111,7 +103,7 @@ def test_a_child_failing_on_its_last_attempt_fails_the_job_visibly(make_pipeline
     upload(s3, KEY, sample_bytes)
     batch_job.run(make_pipeline(threshold=50), INPUT_BUCKET, KEY, MANAGER_ENV)
     array_job, _ = submitted_jobs()
-    child = {**MANAGER_ENV, **job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": "1"}
+    child = {**MANAGER_ENV, **simulate.job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": "1"}
     failing = make_pipeline(threshold=50, engine=broken)
 
     with pytest.raises(batch_job.BatchJobError, match="part-00001 failed, attempt 1"):
@@ -134,7 +126,9 @@ def test_a_merge_job_with_missing_parts_fails_and_names_them(make_pipeline, s3, 
     batch_job.run(pipeline, INPUT_BUCKET, KEY, MANAGER_ENV)
     _, merge_job = submitted_jobs()
     with pytest.raises(batch_job.BatchJobError, match="cannot merge: only 0/2 parts done"):
-        batch_job.run(pipeline, INPUT_BUCKET, KEY, {**MANAGER_ENV, **job_environment(merge_job)})
+        batch_job.run(
+            pipeline, INPUT_BUCKET, KEY, {**MANAGER_ENV, **simulate.job_environment(merge_job)}
+        )
     status = status_of(s3, KEY)
     assert status["state"] == "failed" and status["missing_parts"] == [0, 1]
 
