@@ -9,11 +9,11 @@ from pathlib import Path
 import boto3
 import pytest
 
+from runtime.adapters.s3 import ObjectStore
 from runtime.engines import get_engine
-from runtime.local_cloud import RESULT_BUCKET, create_stack
-from runtime.pipeline import Pipeline
-from runtime.settings import Settings
-from runtime.store import ObjectStore
+from runtime.environment import RuntimeConfig
+from runtime.protocol.steps import Pipeline
+from runtime.tools.local_cloud import RESULT_BUCKET, create_stack
 
 SAMPLE = Path(__file__).resolve().parent.parent / "runtime" / "sample" / "EquityOption-100.csv"
 
@@ -72,7 +72,7 @@ def make_pipeline(aws):
     def make(threshold: int = 10, max_parts: int = 1000, engine=None, **settings) -> Pipeline:
         return Pipeline(
             ObjectStore(boto3.client("s3")),
-            Settings(
+            RuntimeConfig(
                 result_bucket=RESULT_BUCKET, threshold=threshold, max_parts=max_parts, **settings
             ),
             engine=engine or serialised(),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from runtime import jobs
-from runtime.local_cloud import INPUT_BUCKET, RESULT_BUCKET
+from runtime.core import keys
+from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 
 
 def upload(s3, key: str, data: bytes) -> None:
@@ -20,7 +20,7 @@ def read(s3, key: str, bucket: str = RESULT_BUCKET) -> bytes | None:
 
 
 def status_of(s3, input_key: str) -> dict | None:
-    body = read(s3, jobs.status_key(input_key))
+    body = read(s3, keys.status_key(input_key))
     return json.loads(body) if body else None
 
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runtime import batch_job, jobs
+from runtime.adapters import batch_job
+from runtime.adapters.lambda_handler import handle_object
 from runtime.cli import main as cli_main
-from runtime.csvio import read_table
-from runtime.generate import generate_portfolio
-from runtime.lambda_handler import handle_object
-from runtime.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE
-from runtime.simulate import job_environment
+from runtime.core import keys
+from runtime.core.csvio import read_table
+from runtime.tools.generate import generate_portfolio
+from runtime.tools.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE
+from runtime.tools.simulate import job_environment
 from tests.helpers import all_keys, read, status_of, upload
 from tests.test_batch_path import submitted_jobs
 
@@ -189,7 +190,7 @@ def test_price_command(name, tmp_path, capsys):
 
 def run_fast(pipeline, s3, key: str) -> None:
     handle_object(pipeline, INPUT_BUCKET, key)
-    parts = [k for k in all_keys(s3, INPUT_BUCKET) if jobs.is_fast_part(k)]
+    parts = [k for k in all_keys(s3, INPUT_BUCKET) if keys.is_fast_part(k)]
     for part in parts:
         handle_object(pipeline, INPUT_BUCKET, part)
 
@@ -218,10 +219,10 @@ def test_cloud_paths(name, path, make_pipeline, s3):
     assert read(s3, key, bucket=INPUT_BUCKET) == case.data  # the user's input is untouched
     status = status_of(s3, key)
     if case.rows is None:
-        assert case.file_error in read(s3, jobs.error_key(key)).decode()
-        assert read(s3, jobs.result_key(key)) is None
+        assert case.file_error in read(s3, keys.error_key(key)).decode()
+        assert read(s3, keys.result_key(key)) is None
         assert status["state"] == "failed" and case.file_error in status["error"]
     else:
         assert status["state"] == "done"
-        assert read(s3, jobs.error_key(key)) is None
-        assert_result(case, read(s3, jobs.result_key(key)))
+        assert read(s3, keys.error_key(key)) is None
+        assert_result(case, read(s3, keys.result_key(key)))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from runtime import batch_job, jobs, simulate
-from runtime.csvio import read_table
-from runtime.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET
-from runtime.pricing import price_table
+from runtime.adapters import batch_job
+from runtime.core import keys
+from runtime.core.csvio import read_table
+from runtime.core.pricing import price_table
+from runtime.tools import simulate
+from runtime.tools.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET
 from tests.conftest import serialised
 from tests.helpers import all_keys, read, status_of, upload
 
@@ -51,16 +53,16 @@ def test_manager_submits_one_array_job_and_a_dependent_merge_then_exits(
     assert simulate.job_environment(array_job)["BATCH_ROLE"] == "child"
     assert simulate.job_environment(merge_job)["BATCH_ROLE"] == "merge"
     token = simulate.job_environment(array_job)["JOB_TOKEN"]
-    # Parts are outside the input bucket's normal/ prefix, so they start no jobs.
+    # Parts are outside the input bucket's normal/ prefix, so they start no keys.
     assert [k for k in all_keys(s3, INPUT_BUCKET) if k != KEY] == []
     assert len([k for k in all_keys(s3, RESULT_BUCKET) if "/parts/" in k]) == 10
 
     outcomes = run_submitted(pipeline, array_job, merge_job)
     assert outcomes == ["part-priced"] * 10 + ["merged"]
     expected = price_table(read_table(sample_bytes), serialised()).csv
-    assert read(s3, jobs.result_key(KEY)) == expected
+    assert read(s3, keys.result_key(KEY)) == expected
     assert status_of(s3, KEY)["state"] == "done"
-    assert all_keys(s3, RESULT_BUCKET) == sorted([jobs.result_key(KEY), jobs.status_key(KEY)])
+    assert all_keys(s3, RESULT_BUCKET) == sorted([keys.result_key(KEY), keys.status_key(KEY)])
     assert not [k for k in all_keys(s3, RESULT_BUCKET) if token in k]
 
 
@@ -69,7 +71,7 @@ def test_a_single_part_file_is_priced_by_the_manager_itself(make_pipeline, s3, s
     upload(s3, KEY, sample_bytes)
     assert batch_job.run(pipeline, INPUT_BUCKET, KEY, MANAGER_ENV).action == "priced"
     assert submitted_jobs() == []
-    assert read(s3, jobs.result_key(KEY)).count(b"\n") == 101
+    assert read(s3, keys.result_key(KEY)).count(b"\n") == 101
 
 
 def test_retried_children_and_duplicate_jobs_give_one_identical_result(
@@ -88,11 +90,11 @@ def test_retried_children_and_duplicate_jobs_give_one_identical_result(
     batch_job.run(pipeline, INPUT_BUCKET, KEY, {**child0, "AWS_BATCH_JOB_ATTEMPT": "2"})
     outcomes = run_submitted(pipeline, array_job, merge_job)
     assert outcomes[-1] == "merged"
-    result = read(s3, jobs.result_key(KEY))
+    result = read(s3, keys.result_key(KEY))
     # A duplicate merge job and a duplicate EventBridge event change nothing.
     assert run_submitted(pipeline, array_job, merge_job)[-1] == "skipped"
     assert batch_job.run(pipeline, INPUT_BUCKET, KEY, MANAGER_ENV).action == "duplicate"
-    assert read(s3, jobs.result_key(KEY)) == result
+    assert read(s3, keys.result_key(KEY)) == result
     assert len(submitted_jobs()) == 2
 
 
@@ -117,7 +119,7 @@ def test_a_child_failing_on_its_last_attempt_fails_the_job_visibly(make_pipeline
     assert status["state"] == "failed"
     assert "part-00001 failed on its last attempt" in status["error"]
     assert "disk full" in status["failed_parts"][0]["error"]
-    assert read(s3, jobs.result_key(KEY)) is None
+    assert read(s3, keys.result_key(KEY)) is None
 
 
 def test_a_merge_job_with_missing_parts_fails_and_names_them(make_pipeline, s3, sample_bytes):
@@ -134,7 +136,7 @@ def test_a_merge_job_with_missing_parts_fails_and_names_them(make_pipeline, s3, 
 
 
 def test_more_parts_than_batch_allows_grow_the_part_size(make_pipeline, s3):
-    from runtime.generate import generate_portfolio
+    from runtime.tools.generate import generate_portfolio
 
     pipeline = make_pipeline(threshold=1)
     upload(s3, KEY, generate_portfolio(10_050))
@@ -155,4 +157,4 @@ def test_an_url_encoded_key_from_eventbridge_finds_the_upload(make_pipeline, s3,
         make_pipeline(threshold=100), INPUT_BUCKET, "normal/my+job/a%2Bb+book.csv", MANAGER_ENV
     )
     assert outcome.action == "priced"
-    assert read(s3, jobs.result_key(key)) is not None
+    assert read(s3, keys.result_key(key)) is not None

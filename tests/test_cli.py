@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.csvio import read_table
-from runtime.generate import generate_portfolio
+from runtime.core.csvio import read_table
+from runtime.tools.generate import generate_portfolio
 from tests.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_generate_is_deterministic_and_valid(tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == generate_portfolio(50, seed=7)
     assert generate_portfolio(50, seed=7) != generate_portfolio(50, seed=8)
-    from runtime.csvio import parse_rows
+    from runtime.core.csvio import parse_rows
 
     rows = parse_rows(read_table(out.read_bytes()))
     assert len(rows) == 50 and all(row.error is None for row in rows)

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from runtime.csvio import FileError, parse_rows, read_table, result_header, write_csv
+from runtime.core.csvio import FileError, parse_rows, read_table, result_header, write_csv
 
 HEADER = (
     "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"

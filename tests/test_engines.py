@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.csvio import parse_rows, read_table
+from runtime.core.csvio import parse_rows, read_table
 from runtime.engines import get_engine
 from tests.conftest import SAMPLE
 

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from runtime import jobs
-from runtime.csvio import read_table
-from runtime.lambda_handler import handle_object, s3_objects
-from runtime.local_cloud import INPUT_BUCKET, RESULT_BUCKET
-from runtime.pricing import price_table
+from runtime.adapters.lambda_handler import handle_object, s3_objects
+from runtime.core import keys
+from runtime.core.csvio import read_table
+from runtime.core.pricing import price_table
+from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.conftest import serialised
 from tests.helpers import all_keys, read, status_of, upload
 
@@ -19,7 +19,7 @@ KEY = "fast/20261124-0900/portfolio.csv"
 
 
 def fast_part_keys(s3) -> list[str]:
-    return [k for k in all_keys(s3, INPUT_BUCKET) if jobs.is_fast_part(k)]
+    return [k for k in all_keys(s3, INPUT_BUCKET) if keys.is_fast_part(k)]
 
 
 def run_parts(pipeline, keys, threads: int = 4) -> list[str]:
@@ -47,12 +47,12 @@ def test_large_file_splits_prices_parts_in_parallel_and_merges_in_order(
 
     actions = run_parts(pipeline, parts)
     assert actions.count("merged") == 1
-    assert read(s3, jobs.result_key(KEY)) == whole_file_result(sample_bytes)
+    assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)
     status = status_of(s3, KEY)
     assert (status["state"], status["parts_done"], status["parts_total"]) == ("done", 10, 10)
     # Temporary objects are gone; the user's input is untouched.
     assert fast_part_keys(s3) == []
-    assert all_keys(s3, RESULT_BUCKET) == sorted([jobs.result_key(KEY), jobs.status_key(KEY)])
+    assert all_keys(s3, RESULT_BUCKET) == sorted([keys.result_key(KEY), keys.status_key(KEY)])
     assert read(s3, KEY, bucket=INPUT_BUCKET) == sample_bytes
 
 
@@ -61,12 +61,12 @@ def test_uneven_split_and_small_file_give_the_same_rows(make_pipeline, s3, sampl
     pipeline = make_pipeline(threshold=7)
     assert handle_object(pipeline, INPUT_BUCKET, KEY).detail == "15 parts"
     run_parts(pipeline, fast_part_keys(s3))
-    split_result = read(s3, jobs.result_key(KEY))
+    split_result = read(s3, keys.result_key(KEY))
 
     other = "fast/20261124-0901/portfolio.csv"
     upload(s3, other, sample_bytes)
     assert handle_object(make_pipeline(threshold=100), INPUT_BUCKET, other).action == "priced"
-    assert read(s3, jobs.result_key(other)) == split_result
+    assert read(s3, keys.result_key(other)) == split_result
 
 
 def test_duplicate_events_give_exactly_one_result(make_pipeline, s3, sample_bytes):
@@ -79,12 +79,12 @@ def test_duplicate_events_give_exactly_one_result(make_pipeline, s3, sample_byte
     assert len(parts) == 4
     actions = run_parts(pipeline, parts + parts)  # every part event delivered twice
     assert actions.count("merged") == 1
-    result = read(s3, jobs.result_key(KEY))
+    result = read(s3, keys.result_key(KEY))
     assert result == whole_file_result(sample_bytes)
     # Late duplicates after the merge change nothing.
     assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "duplicate"
     assert {o for o in run_parts(pipeline, parts)} == {"skipped"}
-    assert read(s3, jobs.result_key(KEY)) == result
+    assert read(s3, keys.result_key(KEY)) == result
 
 
 def test_reupload_of_the_same_key_gives_a_fresh_result(make_pipeline, s3, sample_bytes):
@@ -101,7 +101,7 @@ def test_reupload_of_the_same_key_gives_a_fresh_result(make_pipeline, s3, sample
     run_parts(pipeline, fast_part_keys(s3))
     status = status_of(s3, KEY)
     assert status["token"] != first_token and status["rows"] == 60
-    assert read(s3, jobs.result_key(KEY)) == whole_file_result(changed)
+    assert read(s3, keys.result_key(KEY)) == whole_file_result(changed)
 
 
 def test_parts_finishing_at_the_same_instant_merge_exactly_once(make_pipeline, s3, sample_bytes):
@@ -121,7 +121,7 @@ def test_parts_finishing_at_the_same_instant_merge_exactly_once(make_pipeline, s
         with ThreadPoolExecutor(manifest.parts) as pool:
             actions = list(pool.map(finish, range(manifest.parts)))
         assert actions.count("merged") == 1, actions
-        assert read(s3, jobs.result_key(key)) == whole_file_result(sample_bytes)
+        assert read(s3, keys.result_key(key)) == whole_file_result(sample_bytes)
 
 
 class CrashOnce:
@@ -153,9 +153,9 @@ def test_a_crashed_part_is_visible_then_its_retry_gives_an_identical_result(
 
     run_parts(pipeline, parts[1:])
     assert 0 in status_of(s3, KEY)["missing_parts"]
-    assert read(s3, jobs.result_key(KEY)) is None  # nothing partial is published
+    assert read(s3, keys.result_key(KEY)) is None  # nothing partial is published
     assert handle_object(pipeline, INPUT_BUCKET, parts[0]).action == "merged"  # the retry
-    assert read(s3, jobs.result_key(KEY)) == whole_file_result(sample_bytes)
+    assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)
     assert status_of(s3, KEY)["failed_parts"] == []
 
 
@@ -168,7 +168,7 @@ def test_a_part_that_never_finishes_publishes_nothing_and_is_named(make_pipeline
     status = status_of(s3, KEY)
     assert status["state"] == "running"
     assert (status["parts_done"], status["missing_parts"]) == (9, [3])
-    assert read(s3, jobs.result_key(KEY)) is None
+    assert read(s3, keys.result_key(KEY)) is None
 
 
 def test_fan_out_is_capped_by_growing_the_part_size(make_pipeline, s3, sample_bytes):
@@ -183,10 +183,10 @@ def test_a_bad_file_leaves_an_error_object_and_the_input_untouched(make_pipeline
     pipeline = make_pipeline(threshold=10)
     upload(s3, KEY, b"id,strike\n1,2\n")
     assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "rejected"
-    error = read(s3, jobs.error_key(KEY)).decode()
+    error = read(s3, keys.error_key(KEY)).decode()
     assert "missing required column(s): todaysDate" in error
     assert status_of(s3, KEY)["state"] == "failed"
-    assert read(s3, jobs.result_key(KEY)) is None
+    assert read(s3, keys.result_key(KEY)) is None
     assert read(s3, KEY, bucket=INPUT_BUCKET) == b"id,strike\n1,2\n"
     assert fast_part_keys(s3) == []
 
@@ -195,7 +195,7 @@ def test_byte_ceiling_rejects_without_reading(make_pipeline, s3, sample_bytes):
     pipeline = make_pipeline(threshold=10, max_bytes=1000)
     upload(s3, KEY, sample_bytes)
     assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "rejected"
-    assert "over the configured limit of 1000 bytes" in read(s3, jobs.error_key(KEY)).decode()
+    assert "over the configured limit of 1000 bytes" in read(s3, keys.error_key(KEY)).decode()
 
 
 def test_s3_event_keys_are_url_decoded():
@@ -217,7 +217,7 @@ def test_a_stray_object_under_the_parts_prefix_is_ignored(make_pipeline, s3):
 
 
 def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
-    from runtime import lambda_handler
+    from runtime.adapters import lambda_handler
 
     monkeypatch.setenv("RESULT_BUCKET", RESULT_BUCKET)
     lambda_handler._pipeline.cache_clear()
@@ -248,10 +248,10 @@ def test_a_merge_claimed_by_a_crashed_worker_is_resumed_only_by_its_retry(
     # The worker that claimed the merge died right after its conditional write.
     s3.put_object(
         Bucket=RESULT_BUCKET,
-        Key=jobs.lock_key("fast", manifest.token),
+        Key=keys.lock_key("fast", manifest.token),
         Body=b"fast-part-00001-req-1",
     )
     assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-2").action == "duplicate"
-    assert read(s3, jobs.result_key(KEY)) is None
+    assert read(s3, keys.result_key(KEY)) is None
     assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-1").action == "merged"
-    assert read(s3, jobs.result_key(KEY)) == whole_file_result(sample_bytes)
+    assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)

@@ -2,7 +2,9 @@
 
 import pytest
 
-from runtime import jobs
+from runtime.core import keys
+from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, merge_results, plan_parts
+from runtime.protocol.status import missing_parts
 
 
 @pytest.mark.parametrize(
@@ -17,7 +19,7 @@ from runtime import jobs
     ],
 )
 def test_plan_parts_covers_every_row_once_in_order(rows, threshold, max_parts, sizes):
-    plan = jobs.plan_parts(rows, threshold, max_parts)
+    plan = plan_parts(rows, threshold, max_parts)
     assert [i for part in plan for i in part] == list(range(rows))
     assert len(plan) <= max_parts
     if sizes is not None:
@@ -25,49 +27,49 @@ def test_plan_parts_covers_every_row_once_in_order(rows, threshold, max_parts, s
 
 
 def test_part_size_grows_instead_of_exceeding_the_batch_array_limit():
-    plan = jobs.plan_parts(250_000, 10, jobs.BATCH_MAX_ARRAY_SIZE)
+    plan = plan_parts(250_000, 10, BATCH_MAX_ARRAY_SIZE)
     assert len(plan) == 10_000
     assert {len(part) for part in plan} == {25}
 
 
 def test_plan_rejects_nonsense_settings():
     with pytest.raises(ValueError):
-        jobs.plan_parts(10, 0, 5)
+        plan_parts(10, 0, 5)
 
 
 def test_tokens_follow_the_upload_identity():
-    a = jobs.job_token("b", "fast/1/x.csv", "v1")
-    assert a == jobs.job_token("b", "fast/1/x.csv", "v1")
-    assert a != jobs.job_token("b", "fast/1/x.csv", "v2")
-    assert a != jobs.job_token("b", "fast/2/x.csv", "v1")
+    a = keys.job_token("b", "fast/1/x.csv", "v1")
+    assert a == keys.job_token("b", "fast/1/x.csv", "v1")
+    assert a != keys.job_token("b", "fast/1/x.csv", "v2")
+    assert a != keys.job_token("b", "fast/2/x.csv", "v1")
 
 
 def test_part_keys_round_trip_and_stay_where_they_must():
-    key = jobs.fast_part_key("tok", 42)
+    key = keys.fast_part_key("tok", 42)
     assert key.startswith("fast/_parts/") and key.endswith(".csv")
-    assert jobs.parse_fast_part_key(key) == ("tok", 42)
-    assert not jobs.batch_part_key("tok", 1).startswith("normal/_parts")
-    assert jobs.batch_part_key("tok", 1).startswith(jobs.work_prefix("normal", "tok"))
-    assert jobs.part_index_of(jobs.part_result_key("fast", "tok", 7)) == 7
+    assert keys.parse_fast_part_key(key) == ("tok", 42)
+    assert not keys.batch_part_key("tok", 1).startswith("normal/_parts")
+    assert keys.batch_part_key("tok", 1).startswith(keys.work_prefix("normal", "tok"))
+    assert keys.part_index_of(keys.part_result_key("fast", "tok", 7)) == 7
     for stray in ("fast/_parts/tok/notes.txt", "fast/_parts/tok/part-x.csv", "fast/_parts/p.csv"):
-        with pytest.raises(jobs.NotAJobKey):
-            jobs.parse_fast_part_key(stray)
+        with pytest.raises(keys.NotAJobKey):
+            keys.parse_fast_part_key(stray)
 
 
 def test_path_of_accepts_only_the_two_paths():
-    assert jobs.path_of("fast/a/b.csv") == "fast"
-    assert jobs.path_of("normal/a/b.csv") == "normal"
+    assert keys.path_of("fast/a/b.csv") == "fast"
+    assert keys.path_of("normal/a/b.csv") == "normal"
     with pytest.raises(ValueError):
-        jobs.path_of("other/a.csv")
+        keys.path_of("other/a.csv")
 
 
 def test_merge_keeps_part_order_and_one_header():
     header = b"h1,h2\n"
-    merged = jobs.merge_results(header, [header + b"1,a\n", header + b"2,b\n3,c\n"])
+    merged = merge_results(header, [header + b"1,a\n", header + b"2,b\n3,c\n"])
     assert merged == b"h1,h2\n1,a\n2,b\n3,c\n"
     with pytest.raises(ValueError, match="part-00001"):
-        jobs.merge_results(header, [header, b"x,y\n"])
+        merge_results(header, [header, b"x,y\n"])
 
 
 def test_missing_parts_lists_the_gaps():
-    assert jobs.missing_parts(5, [0, 2, 4]) == [1, 3]
+    assert missing_parts(5, [0, 2, 4]) == [1, 3]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime import jobs
-from runtime.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
-from runtime.simulate import s3_event
+from runtime.core import keys
+from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
+from runtime.tools.simulate import s3_event
 from tests.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,9 +104,9 @@ def test_an_s3_event_through_awslambdaric_writes_the_result(tmp_path, threshold)
         s3 = cloud.client("s3")
         if threshold == "1000":
             assert outcome["action"] == "priced"
-            result = s3.get_object(Bucket=RESULT_BUCKET, Key=jobs.result_key(key))["Body"].read()
+            result = s3.get_object(Bucket=RESULT_BUCKET, Key=keys.result_key(key))["Body"].read()
             assert result.count(b"\n") == 101 and b",price,stdError,error\n" in result
         else:
             assert (outcome["action"], outcome["detail"]) == ("split", "3 parts")
-            listed = s3.list_objects_v2(Bucket=INPUT_BUCKET, Prefix=jobs.FAST_PARTS_PREFIX)
+            listed = s3.list_objects_v2(Bucket=INPUT_BUCKET, Prefix=keys.FAST_PARTS_PREFIX)
             assert len(listed["Contents"]) == 3

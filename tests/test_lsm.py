@@ -1,7 +1,7 @@
 """The vectorised Longstaff-Schwartz engine against QuantLib's QD+ reference.
 
 No timing assertions: the machines running this are shared. Speed is the benchmark's job
-(python -m runtime.bench, docs/performance.md).
+(python -m runtime.tools.bench, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import random
 import numpy as np
 import pytest
 
+from runtime.core.options import OptionSpec
 from runtime.engines import ENGINE_NAMES, get_engine
 from runtime.engines.lsm import LsmSettings, black_scholes, norm_cdf, price_lsm
-from runtime.options import OptionSpec
 
 DAY = dt.date(2024, 1, 2)
 

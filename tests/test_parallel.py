@@ -10,11 +10,10 @@ import signal
 
 import pytest
 
-from runtime import parallel
-from runtime.cpus import available_cpus
-from runtime.engines import get_engine
-from runtime.options import OptionSpec
-from runtime.parallel import price_in_parallel
+from runtime.core.options import OptionSpec
+from runtime.engines import get_engine, parallel
+from runtime.engines.cpus import available_cpus
+from runtime.engines.parallel import price_in_parallel
 
 # --- available_cpus ---------------------------------------------------------------------
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime import jobs
-from runtime.csvio import read_table
-from runtime.generate import generate_portfolio
-from runtime.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
-from runtime.pricing import make_pricer, price_table
-from runtime.simulate import Timeline, run_fast_path, run_simulation, runtime_environment
+from runtime.core import keys
+from runtime.core.csvio import read_table
+from runtime.core.pricing import price_table
+from runtime.engines.parallel import parallel_engine
+from runtime.tools.generate import generate_portfolio
+from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
+from runtime.tools.simulate import Timeline, run_fast_path, run_simulation, runtime_environment
 from tests.conftest import SAMPLE
 
 ENGINE = "lsm"  # a Monte Carlo engine, so identical results mean identical seeds per option
@@ -25,7 +26,7 @@ ENGINE = "lsm"  # a Monte Carlo engine, so identical results mean identical seed
 
 @pytest.fixture(scope="module")
 def whole_file_result() -> bytes:
-    return price_table(read_table(SAMPLE.read_bytes()), make_pricer(ENGINE)).csv
+    return price_table(read_table(SAMPLE.read_bytes()), parallel_engine(ENGINE)).csv
 
 
 @pytest.mark.parametrize("path", ["fast", "normal"])
@@ -92,13 +93,13 @@ def test_aws_s3_cp_in_and_out_like_the_workshop(tmp_path):
         environment = runtime_environment(cloud, threshold=25, engine="qdfp")
         run_fast_path(cloud, environment, key, workers=2, timeline=Timeline())
         out = tmp_path / "result.csv"
-        down = aws_cli(cloud, "s3", "cp", f"s3://{RESULT_BUCKET}/{jobs.result_key(key)}", str(out))
+        down = aws_cli(cloud, "s3", "cp", f"s3://{RESULT_BUCKET}/{keys.result_key(key)}", str(out))
         assert down.returncode == 0, down.stderr
         assert len(read_table(out.read_bytes(), is_result=True).records) == 100
 
 
 def test_submit_waits_for_the_deployed_flow_and_downloads_the_result(tmp_path):
-    from runtime.submit import submit
+    from runtime.tools.submit import submit
 
     out = tmp_path / "result.csv"
     args = argparse.Namespace(
@@ -128,12 +129,12 @@ def test_submit_waits_for_the_deployed_flow_and_downloads_the_result(tmp_path):
         service.start()
         assert submit(args) == 0
         service.join()
-    expected = price_table(read_table(SAMPLE.read_bytes()), make_pricer("qdfp")).csv
+    expected = price_table(read_table(SAMPLE.read_bytes()), parallel_engine("qdfp")).csv
     assert out.read_bytes() == expected
 
 
 def test_submit_reads_bucket_names_from_the_stack(monkeypatch):
-    from runtime import submit
+    from runtime.tools import submit
 
     def fake_pulumi(command, **kwargs):
         assert command == ["pulumi", "stack", "output", "--json", "--stack", "us-east-1"]
@@ -146,8 +147,8 @@ def test_submit_reads_bucket_names_from_the_stack(monkeypatch):
 
 
 def test_submit_without_pulumi_or_flags_explains_what_to_do(monkeypatch):
-    from runtime import submit
     from runtime.cli import CommandError
+    from runtime.tools import submit
 
     monkeypatch.setattr(submit.shutil, "which", lambda name: None)
     with pytest.raises(CommandError, match="pulumi CLI is not on PATH"):

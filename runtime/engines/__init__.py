@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 
-from runtime.options import OptionSpec, Quote
+from runtime.core.options import OptionSpec, Quote
 
 Engine = Callable[[Sequence[OptionSpec]], list[Quote]]
 

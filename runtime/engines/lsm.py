@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.options import OptionSpec, Quote
+from runtime.core.options import OptionSpec, Quote
 
 _DAYS_PER_YEAR = 365.0  # Actual/365 Fixed, as the reference
 

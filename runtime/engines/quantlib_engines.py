@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import QuantLib as ql
 
-from runtime.options import OptionSpec, Quote
+from runtime.core.options import OptionSpec, Quote
 
 MC_TIME_STEPS = 100
 MC_CALIBRATION_SAMPLES = 4096

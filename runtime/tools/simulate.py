@@ -29,9 +29,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import quote_plus
 
-from runtime import jobs
+from runtime.adapters.s3 import ObjectStore
+from runtime.core import keys
 from runtime.engines import DEFAULT_ENGINE
-from runtime.local_cloud import (
+from runtime.tools.local_cloud import (
     INPUT_BUCKET,
     JOB_DEFINITION,
     JOB_QUEUE,
@@ -39,7 +40,6 @@ from runtime.local_cloud import (
     LocalCloud,
     local_cloud,
 )
-from runtime.store import ObjectStore
 
 _BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
@@ -106,7 +106,7 @@ def _init_lambda_container(environment: dict[str, str]) -> None:
 
 
 def _invoke_lambda(event: dict) -> dict:
-    from runtime.lambda_handler import handler
+    from runtime.adapters.lambda_handler import handler
 
     return handler(event, None)
 
@@ -270,16 +270,16 @@ def run_simulation(
         store = ObjectStore(cloud.client("s3"))
         store.put(INPUT_BUCKET, key, data)
         timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")
-        if path == jobs.FAST:
+        if path == keys.FAST:
             run_fast_path(cloud, environment, key, workers, timeline)
         else:
             run_normal_path(cloud, environment, key, workers, timeline)
         wall = time.perf_counter() - timeline.started
-        error = store.get(RESULT_BUCKET, jobs.error_key(key))
-        status = store.get_json(RESULT_BUCKET, jobs.status_key(key))
+        error = store.get(RESULT_BUCKET, keys.error_key(key))
+        status = store.get_json(RESULT_BUCKET, keys.status_key(key))
         return SimulationResult(
             input_key=key,
-            result=store.get(RESULT_BUCKET, jobs.result_key(key)),
+            result=store.get(RESULT_BUCKET, keys.result_key(key)),
             error=error.decode() if error else None,
             status=status[0] if status else None,
             timeline=timeline,
@@ -297,8 +297,8 @@ def simulate(
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result."""
     from runtime.cli import CommandError, read_input
-    from runtime.csvio import FileError, read_table
-    from runtime.local_cloud import LocalCloudUnavailable
+    from runtime.core.csvio import FileError, read_table
+    from runtime.tools.local_cloud import LocalCloudUnavailable
 
     data = read_input(input_path)
     if workers < 1:

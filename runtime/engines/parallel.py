@@ -9,7 +9,7 @@ Why worker subprocesses talking over plain pipes, not ``multiprocessing.Pool`` o
 - ``multiprocessing``'s ``spawn`` start method re-imports the parent's ``__main__`` in every
   child; ``python -m runtime`` has an unguarded ``__main__`` and awslambdaric's bootstrap
   is not ours to guard, so a child could start a second command line or Lambda loop.
-  ``python -m runtime.parallel`` starts a fresh interpreter that imports only this module:
+  ``python -m runtime.engines.parallel`` starts a fresh interpreter that imports only this module:
   spawn-safe by construction, and ``fork`` (unsafe with boto3's threads) is never used.
 - The protocol runs on dedicated file descriptors, so anything an engine prints on stdout
   or stderr goes to the logs and cannot corrupt a message.
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from runtime.cpus import available_cpus
-from runtime.engines import get_engine
-from runtime.options import OptionSpec, Quote
+from runtime.core.options import OptionSpec, Quote
+from runtime.engines import Engine, get_engine
+from runtime.engines.cpus import available_cpus
 
 # Below this many options per worker, starting or feeding workers costs more than it saves:
 # QD+ prices an option in about a millisecond, LSM in about ten, QuantLib's MC in about 0.5 s.
@@ -55,6 +55,16 @@ _SINGLE_THREADED = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
+
+
+def parallel_engine(engine_name: str) -> Engine:
+    """The engine called ``engine_name``, spread over every vCPU this container has."""
+    get_engine(engine_name)  # fail fast on an unknown name
+
+    def price(options: Sequence[OptionSpec]) -> list[Quote]:
+        return price_in_parallel(engine_name, options)
+
+    return price
 
 
 def price_in_parallel(
@@ -113,7 +123,13 @@ class _Worker:
         )
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "runtime.parallel", str(task_read), str(result_write)],
+                [
+                    sys.executable,
+                    "-m",
+                    "runtime.engines.parallel",
+                    str(task_read),
+                    str(result_write),
+                ],
                 pass_fds=(task_read, result_write),
                 stdin=subprocess.DEVNULL,
                 env=env,

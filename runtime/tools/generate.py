@@ -6,7 +6,7 @@ import datetime as dt
 
 import numpy as np
 
-from runtime.csvio import REQUIRED_COLUMNS, write_csv
+from runtime.core.csvio import REQUIRED_COLUMNS, write_csv
 
 HEADER = ["id", *REQUIRED_COLUMNS]
 

@@ -23,8 +23,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from runtime.environment import cpu_limits
+
 LAMBDA_MB_PER_VCPU = 1769  # AWS: a function gets one full vCPU at 1,769 MB
-WORKERS_ENV = "PRICING_WORKERS"
 
 
 def available_cpus(
@@ -140,18 +141,10 @@ def _cgroup_v1_limit(root: Path, proc_cgroup: Path) -> int | None:
 
 
 def _lambda_limit(env: Mapping[str, str]) -> int | None:
-    if not env.get("AWS_LAMBDA_RUNTIME_API") and not env.get("AWS_LAMBDA_FUNCTION_NAME"):
-        return None
-    try:
-        memory = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", ""))
-    except ValueError:
-        return None
-    return max(1, memory // LAMBDA_MB_PER_VCPU)
+    memory, _ = cpu_limits(env)
+    return None if memory is None else max(1, memory // LAMBDA_MB_PER_VCPU)
 
 
 def _explicit_limit(env: Mapping[str, str]) -> int | None:
-    try:
-        value = int(env.get(WORKERS_ENV, "").strip())
-    except ValueError:
-        return None
-    return value if value >= 1 else None
+    _, workers = cpu_limits(env)
+    return workers if workers is not None and workers >= 1 else None

@@ -6,9 +6,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from runtime.csvio import Row, Table, parse_rows, result_header, result_records, write_csv
+from runtime.core.csvio import Row, Table, parse_rows, result_header, result_records, write_csv
+from runtime.core.options import Quote
 from runtime.engines import Engine
-from runtime.options import OptionSpec, Quote
 
 Progress = Callable[[int], None]
 
@@ -16,19 +16,6 @@ Progress = Callable[[int], None]
 # _MIN_BATCH options, so vectorised and multi-process engines still see real batches.
 _PROGRESS_STEPS = 50
 _MIN_BATCH = 32
-
-
-def make_pricer(engine_name: str) -> Engine:
-    """The engine called ``engine_name``, spread over every vCPU this container has."""
-    from runtime.engines import get_engine
-    from runtime.parallel import price_in_parallel
-
-    get_engine(engine_name)  # fail fast on an unknown name
-
-    def price(options: Sequence[OptionSpec]) -> list[Quote]:
-        return price_in_parallel(engine_name, options)
-
-    return price
 
 
 def price_rows(

@@ -1,4 +1,4 @@
-"""``python -m runtime.bench``: the engines side by side on the same inputs.
+"""``python -m runtime.tools.bench``: the engines side by side on the same inputs.
 
 Sets: ``sample`` (runtime/sample/EquityOption-100.csv), ``ls`` (Longstaff-Schwartz 2001
 Table 1: 20 American puts), ``portfolio`` (a deterministic 200-option portfolio, 80% puts,
@@ -9,7 +9,7 @@ Per set and engine: ms per option on one core (CPU time of this process), speed-
 ``mc`` on the same options, max and mean absolute error against ``qdfp``, how many options
 lie within max(0.02, 3 x stdError) of it, the largest stdError, and peak memory (the
 maximum resident set of a fresh process pricing the set: interpreter, numpy and QuantLib
-included). ``lsm`` also runs on every vCPU through ``runtime.parallel`` (wall-clock time).
+included). ``lsm`` also runs on every vCPU through ``runtime.engines.parallel`` (wall-clock time).
 Finally the split and merge throughput of the job protocol on a generated 100,000-row file.
 Output: a Markdown table on stdout, progress on stderr. See docs/performance.md.
 """
@@ -37,9 +37,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from runtime.cpus import available_cpus  # noqa: E402
+from runtime.core.options import OptionSpec, Quote  # noqa: E402
 from runtime.engines import get_engine  # noqa: E402
-from runtime.options import OptionSpec, Quote  # noqa: E402
+from runtime.engines.cpus import available_cpus  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent / "sample" / "EquityOption-100.csv"
 SETS = ("sample", "ls", "portfolio")
@@ -52,7 +52,7 @@ def sample_options(path: Path = SAMPLE) -> list[OptionSpec]:
     """The sample file's valid rows, through the project's CSV parser when it is there."""
     data = path.read_bytes()
     try:
-        from runtime.csvio import parse_rows, read_table
+        from runtime.core.csvio import parse_rows, read_table
 
         return [row.option for row in parse_rows(read_table(data)) if row.option is not None]
     except ImportError:  # minimal fallback: the workshop's columns and date format
@@ -197,7 +197,7 @@ def time_engine(name: str, options: Sequence[OptionSpec], repeat: int) -> Timing
     load. The parallel run is timed by the wall clock, which is what it is for.
     """
     if name.endswith("-parallel"):
-        from runtime.parallel import price_in_parallel
+        from runtime.engines.parallel import price_in_parallel
 
         engine_name = name.removesuffix("-parallel")
         price_in_parallel(engine_name, list(options[:64]))  # start the workers untimed
@@ -221,7 +221,7 @@ def peak_memory_mb(name: str, options: Sequence[OptionSpec]) -> float | None:
     the figure includes the interpreter, numpy and QuantLib (what a Lambda's memory must
     hold), not just the engine's arrays.
     """
-    probe = [sys.executable, "-m", "runtime.bench", "--memory-probe", name]
+    probe = [sys.executable, "-m", "runtime.tools.bench", "--memory-probe", name]
     done = subprocess.run(probe, input=pickle.dumps(list(options)), capture_output=True)
     if done.returncode != 0:
         _log(f"memory probe for {name} failed: {done.stderr.decode(errors='replace')[-500:]}")
@@ -336,15 +336,15 @@ def bench_set(
 def split_merge_throughput(rows: int, threshold: int) -> list[str]:
     """The job protocol's pure steps on a generated file: split into parts, merge results."""
     try:
-        from runtime.csvio import (
+        from runtime.core.csvio import (
             parse_rows,
             read_table,
             result_header,
             result_records,
             write_csv,
         )
-        from runtime.generate import generate_portfolio
-        from runtime.jobs import merge_results, plan_parts
+        from runtime.core.manifest import merge_results, plan_parts
+        from runtime.tools.generate import generate_portfolio
     except ImportError as exc:
         return [f"split/merge: skipped ({exc})"]
     _log(f"[split/merge] generating {rows} rows")
@@ -414,7 +414,7 @@ def machine() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runtime.tools.bench", description=__doc__)
     parser.add_argument(
         "--sets",
         default=",".join(SETS),
@@ -453,7 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_set(set_name, load_set(set_name), engines, args.limit, args.repeat, workers)
         )
     extra = split_merge_throughput(args.split_rows, args.threshold) if args.split_rows else []
-    command = "python -m runtime.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m runtime.tools.bench " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     print(f"Command: `{command.strip()}`  ")
     print(f"Machine: {machine()}  ")
     print(f"Wall time: {time.perf_counter() - started:.0f} s\n")
@@ -463,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in extra:
             print(f"- {line}")
     try:
-        from runtime.parallel import shutdown
+        from runtime.engines.parallel import shutdown
 
         shutdown()
     except ImportError:

@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime import jobs
+from runtime.adapters.s3 import ObjectStore
 from runtime.cli import CommandError, read_input
-from runtime.csvio import read_table
-from runtime.store import ObjectStore
+from runtime.core import keys
+from runtime.core.csvio import read_table
 
 _POLL_SECONDS = 2.0
 
@@ -65,8 +65,8 @@ def submit(args: argparse.Namespace) -> int:
     except Exception as exc:  # botocore's errors: credentials, network, access denied
         raise CommandError(f"upload to s3://{input_bucket}/{key} failed: {exc}") from exc
     print(f"uploaded s3://{input_bucket}/{key}", file=sys.stderr)
-    print(f"result: s3://{result_bucket}/{jobs.result_key(key)}", file=sys.stderr)
-    print(f"status: s3://{result_bucket}/{jobs.status_key(key)}", file=sys.stderr)
+    print(f"result: s3://{result_bucket}/{keys.result_key(key)}", file=sys.stderr)
+    print(f"status: s3://{result_bucket}/{keys.status_key(key)}", file=sys.stderr)
     if not args.wait:
         return 0
     out = args.out or args.input.with_name(args.input.name + "-result")
@@ -88,7 +88,7 @@ def wait_for_result(
     deadline = time.monotonic() + timeout
     with tqdm(total=None, unit="part", file=sys.stderr, disable=None) as bar:
         while True:
-            found = store.get_json(result_bucket, jobs.status_key(key))
+            found = store.get_json(result_bucket, keys.status_key(key))
             status = found[0] if found else {}
             if status.get("parts_total"):
                 bar.total = status["parts_total"]
@@ -103,7 +103,7 @@ def wait_for_result(
                     f"no result after {timeout:.0f} s; status: {json.dumps(status) or 'none yet'}"
                 )
             time.sleep(poll_seconds)
-    result = store.get(result_bucket, jobs.result_key(key))
+    result = store.get(result_bucket, keys.result_key(key))
     if result is None:
         raise CommandError("the job is done but its result is missing")
     out.write_bytes(result)
@@ -112,7 +112,7 @@ def wait_for_result(
 
 
 def _failure_message(store: ObjectStore, bucket: str, key: str, status: dict) -> str:
-    error = store.get(bucket, jobs.error_key(key))
+    error = store.get(bucket, keys.error_key(key))
     if error:
         return f"the file was rejected: {error.decode().strip()}"
     failed = ", ".join(f"part {f['part']}: {f['error']}" for f in status.get("failed_parts", []))

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runtime.options import OptionSpec, Quote
+from runtime.core.options import OptionSpec, Quote
 
 # The workshop's column names; matched case-insensitively, in any order.
 TODAY = "todaysDate"

@@ -9,10 +9,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-from runtime import jobs
-from runtime.pipeline import Outcome, Pipeline
-from runtime.settings import Settings
-from runtime.store import ObjectStore
+from runtime.adapters.s3 import ObjectStore
+from runtime.core import keys
+from runtime.environment import RuntimeConfig
+from runtime.protocol.steps import Outcome, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
 @cache
 def _pipeline() -> Pipeline:
     # Built once per container, so warm invocations reuse the S3 client and engine.
-    return Pipeline(ObjectStore(), Settings.from_env())
+    return Pipeline(ObjectStore(), RuntimeConfig.from_env())
 
 
 def handle_object(
@@ -45,10 +45,10 @@ def handle_object(
     """
     if not key.endswith(".csv"):
         return Outcome("skipped", f"{key} is not a .csv file")
-    if not jobs.is_fast_part(key):
+    if not keys.is_fast_part(key):
         return pipeline.start(bucket, key, max_parts=pipeline.settings.max_parts)
-    token, index = jobs.parse_fast_part_key(key)
-    manifest = pipeline.load_manifest(jobs.FAST, token)
+    token, index = keys.parse_fast_part_key(key)
+    manifest = pipeline.load_manifest(keys.FAST, token)
     if manifest is None:
         return Outcome("skipped", f"{key}: no job is waiting for this part (already merged?)")
     try:
@@ -59,19 +59,19 @@ def handle_object(
         raise
     if outcome.action != "part-priced":
         return outcome
-    claimant = f"fast-{jobs.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
+    claimant = f"fast-{keys.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
     return pipeline.merge_if_complete(manifest, claimant=claimant)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Lambda entry point (``runtime.lambda_handler.handler``)."""
+    """Lambda entry point (``runtime.adapters.lambda_handler.handler``)."""
     logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     pipeline = _pipeline()
     outcomes = []
     for bucket, key in s3_objects(event):
         try:
             outcome = handle_object(pipeline, bucket, key, getattr(context, "aws_request_id", None))
-        except jobs.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
+        except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
             outcome = Outcome("rejected", f"{key}: {exc}")
         log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
         outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})

@@ -14,13 +14,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
-from runtime import jobs
-from runtime.csvio import FileError, read_table, result_header, write_csv
+from runtime.adapters.s3 import ObjectStore
+from runtime.core import keys
+from runtime.core.csvio import FileError, read_table, result_header, write_csv
+from runtime.core.keys import FAST
+from runtime.core.manifest import Manifest, merge_results, plan_parts
+from runtime.core.pricing import price_table
 from runtime.engines import Engine
-from runtime.jobs import FAST, Manifest, Status
-from runtime.pricing import make_pricer, price_table
-from runtime.settings import Settings
-from runtime.store import ObjectStore
+from runtime.engines.parallel import parallel_engine
+from runtime.environment import RuntimeConfig
+from runtime.protocol import status as job_status
+from runtime.protocol.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -43,29 +47,29 @@ class Pipeline:
     def __init__(
         self,
         store: ObjectStore,
-        settings: Settings,
+        settings: RuntimeConfig,
         engine: Engine | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.engine = engine or make_pricer(settings.engine)
+        self.engine = engine or parallel_engine(settings.engine)
         self.clock = clock
 
     # -- a user's upload ---------------------------------------------------------------
 
     def start(self, bucket: str, key: str, max_parts: int) -> Outcome:
         """Price ``key`` now, or split it into at most ``max_parts`` parts."""
-        path = jobs.path_of(key)
+        path = keys.path_of(key)
         info = self.store.head(bucket, key)
         if info is None:
             return Outcome("skipped", f"s3://{bucket}/{key} no longer exists")
-        token = jobs.job_token(bucket, key, info.version or info.etag)
+        token = keys.job_token(bucket, key, info.version or info.etag)
         current = self._read_status(key)
         if current and current[0].get("token") == token and current[0]["state"] != "running":
             return Outcome("duplicate", f"upload {token} already {current[0]['state']}")
 
-        status = Status(
+        status = JobStatus(
             input=f"s3://{bucket}/{key}",
             token=token,
             state="running",
@@ -89,13 +93,13 @@ class Pipeline:
         status.rows = len(table.records)
         if status.rows <= self.settings.threshold:
             result = price_table(table, self.engine).csv
-            self.store.put(self.settings.result_bucket, jobs.result_key(key), result)
-            self.store.delete(self.settings.result_bucket, [jobs.error_key(key)])
+            self.store.put(self.settings.result_bucket, keys.result_key(key), result)
+            self.store.delete(self.settings.result_bucket, [keys.error_key(key)])
             status.parts_total = status.parts_done = 1
             self._finish(key, status, "done")
             return Outcome("priced", f"{status.rows} rows")
 
-        plan = jobs.plan_parts(status.rows, self.settings.threshold, max_parts)
+        plan = plan_parts(status.rows, self.settings.threshold, max_parts)
         manifest = Manifest(
             token=token,
             path=path,
@@ -106,17 +110,17 @@ class Pipeline:
             rows=status.rows,
             part_rows=[len(rows) for rows in plan],
             part_keys=[
-                jobs.fast_part_key(token, i) if path == FAST else jobs.batch_part_key(token, i)
+                keys.fast_part_key(token, i) if path == FAST else keys.batch_part_key(token, i)
                 for i in range(len(plan))
             ],
             result_header=result_header(table.header),
             started_at=status.started_at,
         )
         status.parts_total = manifest.parts
-        status.missing_parts = jobs.missing_parts(manifest.parts, [])
+        status.missing_parts = job_status.missing_parts(manifest.parts, [])
         # Manifest and status first: the first part may finish before the last is written.
         self.store.put_json(
-            self.settings.result_bucket, jobs.manifest_key(path, token), asdict(manifest)
+            self.settings.result_bucket, keys.manifest_key(path, token), asdict(manifest)
         )
         self._write_status(key, self._replace_unless_finished(status))
         part_bucket = bucket if path == FAST else self.settings.result_bucket
@@ -129,11 +133,11 @@ class Pipeline:
             list(pool.map(upload, range(manifest.parts)))
         return Outcome("split", f"{manifest.parts} parts", manifest)
 
-    def _reject(self, key: str, status: Status, message: str) -> Outcome:
+    def _reject(self, key: str, status: JobStatus, message: str) -> Outcome:
         """A whole-file fault: a readable error object where the result would be."""
         bucket = self.settings.result_bucket
-        self.store.put(bucket, jobs.error_key(key), (message + "\n").encode(), "text/plain")
-        self.store.delete(bucket, [jobs.result_key(key)])  # a stale result would mislead
+        self.store.put(bucket, keys.error_key(key), (message + "\n").encode(), "text/plain")
+        self.store.delete(bucket, [keys.result_key(key)])  # a stale result would mislead
         status.error = message
         self._finish(key, status, "failed")
         return Outcome("rejected", message)
@@ -141,35 +145,35 @@ class Pipeline:
     # -- one part ----------------------------------------------------------------------
 
     def load_manifest(self, path: str, token: str) -> Manifest | None:
-        found = self.store.get_json(self.settings.result_bucket, jobs.manifest_key(path, token))
+        found = self.store.get_json(self.settings.result_bucket, keys.manifest_key(path, token))
         return Manifest(**found[0]) if found else None
 
     def price_part(self, manifest: Manifest, index: int) -> Outcome:
         """Price part ``index`` unless its result already exists (a duplicate or a retry)."""
         bucket = self.settings.result_bucket
         path, token = manifest.path, manifest.token
-        if self.store.head(bucket, jobs.lock_key(path, token)):
-            return Outcome("duplicate", f"{jobs.part_name(index)}: job already merged")
-        result_key = jobs.part_result_key(path, token, index)
+        if self.store.head(bucket, keys.lock_key(path, token)):
+            return Outcome("duplicate", f"{keys.part_name(index)}: job already merged")
+        result_key = keys.part_result_key(path, token, index)
         if self.store.head(bucket, result_key) is None:
             part_bucket = manifest.input_bucket if path == FAST else bucket
             body = self.store.get(part_bucket, manifest.part_keys[index])
             if body is None:
-                return Outcome("skipped", f"{jobs.part_name(index)}: part object is gone")
+                return Outcome("skipped", f"{keys.part_name(index)}: part object is gone")
             table = read_table(body)  # written by the splitter: cannot raise FileError
             self.store.put(bucket, result_key, price_table(table, self.engine).csv)
-        self.store.delete(bucket, [jobs.part_failure_key(path, token, index)])
-        return Outcome("part-priced", jobs.part_name(index), manifest)
+        self.store.delete(bucket, [keys.part_failure_key(path, token, index)])
+        return Outcome("part-priced", keys.part_name(index), manifest)
 
     def record_failure(self, manifest: Manifest, index: int, error: str, final: bool) -> None:
         """Make a part's failure visible in the status; ``final`` when no retry follows."""
         failure = {"part": index, "error": error, "final": final, "at": self.clock()}
         self.store.put_json(
             self.settings.result_bucket,
-            jobs.part_failure_key(manifest.path, manifest.token, index),
+            keys.part_failure_key(manifest.path, manifest.token, index),
             failure,
         )
-        last_words = f"{jobs.part_name(index)} failed on its last attempt: {error}"
+        last_words = f"{keys.part_name(index)} failed on its last attempt: {error}"
         self.refresh_status(manifest, failure=last_words if final else None)
 
     def refresh_status(self, manifest: Manifest, failure: str | None = None) -> list[int]:
@@ -179,14 +183,14 @@ class Pipeline:
         """
         bucket = self.settings.result_bucket
         done = [
-            jobs.part_index_of(k)
+            keys.part_index_of(k)
             for k in self.store.list_keys(
-                bucket, jobs.results_prefix(manifest.path, manifest.token)
+                bucket, keys.results_prefix(manifest.path, manifest.token)
             )
         ]
         failures = []
         for failure_key in self.store.list_keys(
-            bucket, jobs.failures_prefix(manifest.path, manifest.token)
+            bucket, keys.failures_prefix(manifest.path, manifest.token)
         ):
             found = self.store.get_json(bucket, failure_key)
             if found:
@@ -195,11 +199,11 @@ class Pipeline:
         def update(current: dict | None) -> dict | None:
             if current is None or current.get("token") != manifest.token:
                 return None  # a newer upload owns the status now
-            if current["state"] in jobs.TERMINAL_STATES:
+            if current["state"] in job_status.TERMINAL_STATES:
                 return None
             current.update(
                 parts_done=len(done),
-                missing_parts=jobs.missing_parts(manifest.parts, done),
+                missing_parts=job_status.missing_parts(manifest.parts, done),
                 failed_parts=sorted(failures, key=lambda f: f["part"]),
                 updated_at=self.clock(),
             )
@@ -222,20 +226,20 @@ class Pipeline:
         if len(done) < manifest.parts:
             return Outcome("part-priced", f"{len(done)}/{manifest.parts} parts done", manifest)
         bucket = self.settings.result_bucket
-        lock = jobs.lock_key(manifest.path, manifest.token)
+        lock = keys.lock_key(manifest.path, manifest.token)
         claimed = self.store.put_if_absent(bucket, lock, claimant.encode())
         if not claimed and self.store.get(bucket, lock) != claimant.encode():
             return Outcome("duplicate", f"merge claimed by another worker ({claimant} lost)")
         part_results = [
-            self.store.get(bucket, jobs.part_result_key(manifest.path, manifest.token, i))
+            self.store.get(bucket, keys.part_result_key(manifest.path, manifest.token, i))
             for i in range(manifest.parts)
         ]
         if any(result is None for result in part_results):
             return Outcome("duplicate", "part results already cleaned up by an earlier merge")
         header = write_csv(manifest.result_header, [])
-        merged = jobs.merge_results(header, part_results)  # type: ignore[arg-type]
-        self.store.put(bucket, jobs.result_key(manifest.input_key), merged)
-        self.store.delete(bucket, [jobs.error_key(manifest.input_key)])
+        merged = merge_results(header, part_results)  # type: ignore[arg-type]
+        self.store.put(bucket, keys.result_key(manifest.input_key), merged)
+        self.store.delete(bucket, [keys.error_key(manifest.input_key)])
 
         def finish(current: dict | None) -> dict | None:
             if current is None or current.get("token") != manifest.token:
@@ -261,31 +265,31 @@ class Pipeline:
         bucket = self.settings.result_bucket
         if manifest.path == FAST:
             self.store.delete(manifest.input_bucket, manifest.part_keys)
-        prefix = jobs.work_prefix(manifest.path, manifest.token)
-        lock = jobs.lock_key(manifest.path, manifest.token)
+        prefix = keys.work_prefix(manifest.path, manifest.token)
+        lock = keys.lock_key(manifest.path, manifest.token)
         self.store.delete(bucket, [k for k in self.store.list_keys(bucket, prefix) if k != lock])
         self.store.delete(bucket, [lock])
 
     # -- the status object -------------------------------------------------------------
 
     def _read_status(self, input_key: str) -> tuple[dict, str] | None:
-        return self.store.get_json(self.settings.result_bucket, jobs.status_key(input_key))
+        return self.store.get_json(self.settings.result_bucket, keys.status_key(input_key))
 
-    def _finish(self, input_key: str, status: Status, state: str) -> None:
+    def _finish(self, input_key: str, status: JobStatus, state: str) -> None:
         status.state = state
         status.updated_at = status.finished_at = self.clock()
         status.seconds = round(status.finished_at - status.started_at, 3)
         self._write_status(input_key, self._replace_unless_finished(status))
 
     @staticmethod
-    def _replace_unless_finished(status: Status) -> Callable[[dict | None], dict | None]:
+    def _replace_unless_finished(status: JobStatus) -> Callable[[dict | None], dict | None]:
         """An update that writes ``status`` unless this same upload already finished."""
 
         def update(current: dict | None) -> dict | None:
             if (
                 current
                 and current.get("token") == status.token
-                and current["state"] in jobs.TERMINAL_STATES
+                and current["state"] in job_status.TERMINAL_STATES
             ):
                 return None
             return status.to_dict()
@@ -294,7 +298,7 @@ class Pipeline:
 
     def _write_status(self, input_key: str, update: Callable[[dict | None], dict | None]) -> None:
         """Compare-and-swap the status object so concurrent writers never lose a state."""
-        key = jobs.status_key(input_key)
+        key = keys.status_key(input_key)
         for _ in range(_STATUS_ATTEMPTS):
             current = self._read_status(input_key)
             document = update(current[0] if current else None)

@@ -1,23 +1,17 @@
-"""The job protocol's pure half: keys, tokens, part plans, manifests, merging, status.
+"""Where the job protocol keeps things: S3 keys and upload tokens, pure and I/O-free.
 
-Everything here is deterministic and free of I/O, so both paths (Lambda fan-out and
-Batch array jobs) and the tests share one definition of where things live.
+Both paths (Lambda fan-out and Batch array jobs) and the tests share this one definition
+of where things live.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 
 FAST = "fast"
 NORMAL = "normal"
 PATHS = (FAST, NORMAL)
 FAST_PARTS_PREFIX = f"{FAST}/_parts/"
-
-# AWS Batch refuses array jobs larger than this; the part size grows instead.
-BATCH_MAX_ARRAY_SIZE = 10_000
 
 
 class NotAJobKey(ValueError):
@@ -92,7 +86,7 @@ def fast_part_key(token: str, index: int) -> str:
 
 
 def batch_part_key(token: str, index: int) -> str:
-    """Batch parts live in the result bucket's work area, so they start no jobs."""
+    """Batch parts live in the result bucket's work area, so they start no keys."""
     return work_prefix(NORMAL, token) + f"parts/{part_name(index)}.csv"
 
 
@@ -110,80 +104,3 @@ def part_index_of(key: str) -> int:
     """The part number in any part or part-result key."""
     name = key.rsplit("/", 1)[-1]
     return int(name.split(".", 1)[0].removeprefix("part-"))
-
-
-def plan_parts(rows: int, threshold: int, max_parts: int) -> list[range]:
-    """Row ranges of consecutive parts of at most ``threshold`` rows each.
-
-    When that would take more than ``max_parts`` parts, the part size grows instead, so a
-    huge file still runs (with bigger parts) rather than failing.
-    """
-    if threshold < 1 or max_parts < 1:
-        raise ValueError("threshold and max_parts must be at least 1")
-    size = max(threshold, math.ceil(rows / max_parts))
-    return [range(start, min(start + size, rows)) for start in range(0, rows, size)]
-
-
-@dataclass
-class Manifest:
-    """What a split job expects; written before any part so every worker can find it."""
-
-    token: str
-    path: str
-    input_bucket: str
-    input_key: str
-    version: str
-    engine: str
-    rows: int
-    part_rows: list[int]
-    part_keys: list[str]
-    result_header: list[str]
-    started_at: float
-
-    @property
-    def parts(self) -> int:
-        return len(self.part_rows)
-
-
-def merge_results(header: bytes, part_results: Sequence[bytes]) -> bytes:
-    """One result from part results in part order; each starts with the same header line."""
-    body = [header]
-    for index, part in enumerate(part_results):
-        if not part.startswith(header):
-            raise ValueError(f"{part_name(index)} result does not start with the job's header")
-        body.append(part[len(header) :])
-    return b"".join(body)
-
-
-@dataclass
-class Status:
-    """The status object users read: ``<input key>-status.json`` in the result bucket."""
-
-    input: str
-    token: str
-    state: str  # running | done | failed
-    path: str
-    engine: str
-    rows: int = 0
-    parts_total: int = 0
-    parts_done: int = 0
-    failed_parts: list[dict] = field(default_factory=list)
-    missing_parts: list[int] = field(default_factory=list)
-    error: str | None = None
-    started_at: float = 0.0
-    updated_at: float = 0.0
-    finished_at: float | None = None
-    seconds: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-TERMINAL_STATES = ("done", "failed")
-# The status lists at most this many missing parts: enough to act on, small to read.
-MAX_LISTED_MISSING = 50
-
-
-def missing_parts(total: int, done: Sequence[int]) -> list[int]:
-    present = set(done)
-    return [i for i in range(total) if i not in present][:MAX_LISTED_MISSING]

@@ -15,9 +15,9 @@ from urllib.parse import unquote_plus
 
 import boto3
 
-from runtime import jobs
-from runtime.jobs import Manifest
-from runtime.pipeline import Outcome, Pipeline
+from runtime.core import keys
+from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest
+from runtime.protocol.steps import Outcome, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def run(
     role = environ.get("BATCH_ROLE", "")
     if not role:
         key = _existing_key(pipeline, bucket, key)
-        outcome = pipeline.start(bucket, key, max_parts=jobs.BATCH_MAX_ARRAY_SIZE)
+        outcome = pipeline.start(bucket, key, max_parts=BATCH_MAX_ARRAY_SIZE)
         if outcome.manifest is not None:
             queue, definition = (
                 _required(environ, "JOB_QUEUE"),
@@ -83,7 +83,7 @@ def run(
             )
         return outcome
 
-    manifest = pipeline.load_manifest(jobs.NORMAL, _required(environ, "JOB_TOKEN"))
+    manifest = pipeline.load_manifest(keys.NORMAL, _required(environ, "JOB_TOKEN"))
     if manifest is None:
         return Outcome("skipped", "no manifest: the job was already merged and cleaned up")
     if role == ROLE_CHILD:
@@ -95,7 +95,7 @@ def run(
         except Exception as exc:
             error = f"attempt {attempt}: {type(exc).__name__}: {exc}"
             pipeline.record_failure(manifest, index, error, final=final)
-            raise BatchJobError(f"{jobs.part_name(index)} failed, {error}") from exc
+            raise BatchJobError(f"{keys.part_name(index)} failed, {error}") from exc
         pipeline.refresh_status(manifest)
         return outcome
     if role == ROLE_MERGE:
@@ -129,8 +129,8 @@ def _required(environ: Mapping[str, str], name: str) -> str:
 
 def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     """Batch entry point: argv is ``S3bucket S3key`` from the job definition's command."""
-    from runtime.settings import Settings
-    from runtime.store import ObjectStore
+    from runtime.adapters.s3 import ObjectStore
+    from runtime.environment import RuntimeConfig
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(argv) != 2:
@@ -138,7 +138,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         return 2
     bucket, key = argv
     try:
-        pipeline = Pipeline(ObjectStore(), Settings.from_env(environ))
+        pipeline = Pipeline(ObjectStore(), RuntimeConfig.from_env(environ))
         outcome = run(pipeline, bucket, key, environ)
     except (BatchJobError, ValueError) as exc:
         log.error("%s", exc)

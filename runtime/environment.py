@@ -1,0 +1,193 @@
+"""The one reader of the environment: every variable the image reads, named once, typed.
+
+Defaults equal the stacks' defaults (``Pulumi.yaml``), so a process run without the stack's
+environment (``simulate``, tests) behaves like a deployed stack. Which component sets which
+variable is checked by ``tests/project/test_contract.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runtime.engines import DEFAULT_ENGINE, get_engine
+
+# Set by the stack on the Lambda function and on the job definition.
+RESULT_BUCKET = "RESULT_BUCKET"
+THRESHOLD = "THRESHOLD"
+ENGINE = "ENGINE"
+MAX_ROWS = "MAX_ROWS"
+MAX_BYTES = "MAX_BYTES"
+MAX_PARTS = "MAX_PARTS"
+GREEKS = "GREEKS"
+LOG_LEVEL = "LOG_LEVEL"
+# Set by the stack on the job definition only.
+JOB_QUEUE = "JOB_QUEUE"
+JOB_DEFINITION = "JOB_DEFINITION"
+PRICING_WORKERS = "PRICING_WORKERS"
+# Set by the Batch manager on the jobs it submits.
+BATCH_ROLE = "BATCH_ROLE"
+JOB_TOKEN = "JOB_TOKEN"
+# Set by AWS (and, on Batch on EC2, where ECS does not, by the stack: AWS_REGION).
+AWS_REGION = "AWS_REGION"
+AWS_LAMBDA_RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
+AWS_LAMBDA_FUNCTION_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+AWS_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+AWS_BATCH_JOB_ID = "AWS_BATCH_JOB_ID"
+AWS_BATCH_JOB_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+AWS_BATCH_JOB_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
+
+# What each deployed path must be given by the stack: the contract with components/.
+LAMBDA_VARIABLES = frozenset(
+    {RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, LOG_LEVEL}
+)
+BATCH_VARIABLES = frozenset(
+    {
+        RESULT_BUCKET,
+        THRESHOLD,
+        ENGINE,
+        MAX_ROWS,
+        MAX_BYTES,
+        GREEKS,
+        LOG_LEVEL,
+        JOB_QUEUE,
+        JOB_DEFINITION,
+        PRICING_WORKERS,
+        AWS_REGION,
+    }
+)
+
+# The stacks' defaults (Pulumi.yaml); tests/project/test_contract.py keeps them equal.
+DEFAULT_THRESHOLD = 200
+DEFAULT_MAX_ROWS = 500_000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_PARTS = 200
+DEFAULT_LOG_LEVEL = "INFO"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A variable in the environment is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What the stack tells the image (both paths)."""
+
+    result_bucket: str
+    threshold: int = DEFAULT_THRESHOLD
+    engine: str = DEFAULT_ENGINE
+    max_rows: int = DEFAULT_MAX_ROWS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_parts: int = DEFAULT_MAX_PARTS
+    greeks: bool = False
+    log_level: str = DEFAULT_LOG_LEVEL
+    job_queue: str = ""
+    job_definition: str = ""
+    region: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> RuntimeConfig:
+        bucket = _text(environ, RESULT_BUCKET)
+        if not bucket:
+            raise SettingsError(f"{RESULT_BUCKET} is not set: the result bucket's name is required")
+        engine = _text(environ, ENGINE) or DEFAULT_ENGINE
+        try:
+            get_engine(engine)
+        except ValueError as exc:
+            raise SettingsError(f"{ENGINE}: {exc}") from exc
+        log_level = (_text(environ, LOG_LEVEL) or DEFAULT_LOG_LEVEL).upper()
+        if log_level not in _LOG_LEVELS:
+            raise SettingsError(f"{LOG_LEVEL}={log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
+        return cls(
+            result_bucket=bucket,
+            threshold=_positive_int(environ, THRESHOLD, DEFAULT_THRESHOLD),
+            engine=engine,
+            max_rows=_positive_int(environ, MAX_ROWS, DEFAULT_MAX_ROWS),
+            max_bytes=_positive_int(environ, MAX_BYTES, DEFAULT_MAX_BYTES),
+            max_parts=_positive_int(environ, MAX_PARTS, DEFAULT_MAX_PARTS),
+            greeks=_boolean(environ, GREEKS),
+            log_level=log_level,
+            job_queue=_text(environ, JOB_QUEUE),
+            job_definition=_text(environ, JOB_DEFINITION),
+            region=_text(environ, AWS_REGION),
+        )
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What AWS Batch and the manager tell one Batch job about itself."""
+
+    job_id: str
+    role: str  # "" for the manager, else child | merge
+    token: str
+    array_index: int | None
+    attempt: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> BatchContext:
+        index = _text(environ, AWS_BATCH_JOB_ARRAY_INDEX)
+        if index and not index.isdigit():
+            raise SettingsError(f"{AWS_BATCH_JOB_ARRAY_INDEX}={index!r} is not a whole number")
+        return cls(
+            job_id=_text(environ, AWS_BATCH_JOB_ID),
+            role=_text(environ, BATCH_ROLE),
+            token=_text(environ, JOB_TOKEN),
+            array_index=int(index) if index else None,
+            attempt=_positive_int(environ, AWS_BATCH_JOB_ATTEMPT, 1),
+        )
+
+
+def runtime_mode(environ: Mapping[str, str] = os.environ) -> str:
+    """``lambda``, ``batch`` or ``cli``: what started this process."""
+    if _text(environ, AWS_LAMBDA_RUNTIME_API):
+        return "lambda"
+    if _text(environ, AWS_BATCH_JOB_ID):
+        return "batch"
+    return "cli"
+
+
+def cpu_limits(environ: Mapping[str, str] = os.environ) -> tuple[int | None, int | None]:
+    """(Lambda memory in MB, explicit worker cap): limits on CPUs the kernel does not show.
+
+    The memory counts only inside Lambda, where it sets the CPU share."""
+    in_lambda = bool(
+        _text(environ, AWS_LAMBDA_RUNTIME_API) or _text(environ, AWS_LAMBDA_FUNCTION_NAME)
+    )
+    memory = _optional_int(environ, AWS_LAMBDA_FUNCTION_MEMORY_SIZE) if in_lambda else None
+    return memory, _optional_int(environ, PRICING_WORKERS)
+
+
+def _text(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name, "").strip()
+
+
+def _optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    raw = _text(environ, name)
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None  # a limit we cannot read is no limit; other limits still apply
+
+
+def _boolean(environ: Mapping[str, str], name: str) -> bool:
+    raw = _text(environ, name).lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SettingsError(f"{name}={raw!r} is not true or false")
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _text(environ, name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}={value} must be at least 1")
+    return value

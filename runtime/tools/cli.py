@@ -1,0 +1,83 @@
+"""The local tools' command line: ``python -m runtime simulate|submit|jobs|generate|bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runtime.cli import CommandError, writable_output
+from runtime.core.keys import PATHS
+from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runtime")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="run the deployed event flow on this machine against a local S3"
+    )
+    simulate.add_argument("input", type=Path)
+    simulate.add_argument("--path", choices=PATHS, required=True)
+    simulate.add_argument("--threshold", type=positive_int, default=None)
+    simulate.add_argument("--workers", type=positive_int, default=4)
+    simulate.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    simulate.add_argument("-o", "--out", type=Path)
+
+    submit = commands.add_parser("submit", help="send a CSV file to a deployed stack")
+    submit.add_argument("input", type=Path)
+    submit.add_argument("--stack", help="Pulumi stack to read bucket names from")
+    submit.add_argument("--path", choices=PATHS, required=True)
+    submit.add_argument("--input-bucket")
+    submit.add_argument("--result-bucket")
+    submit.add_argument("--wait", action="store_true", help="wait for the result")
+    submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
+    submit.add_argument("-o", "--out", type=Path)
+
+    generate = commands.add_parser("generate", help="write a deterministic sample portfolio")
+    generate.add_argument("--rows", type=positive_int, required=True)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("-o", "--out", type=Path, required=True)
+
+    commands.add_parser("bench", help="benchmark the engines", add_help=False)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["bench"]:
+        from runtime.tools.bench import main as bench
+
+        return bench(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            from runtime.tools.generate import generate_portfolio
+
+            writable_output(args.out).write_bytes(generate_portfolio(args.rows, args.seed))
+            print(f"wrote {args.rows} options to {args.out}", file=sys.stderr)
+            return 0
+        if args.command == "simulate":
+            from runtime.tools.simulate import simulate
+
+            return simulate(
+                args.input, args.path, args.threshold, args.workers, args.engine, args.out
+            )
+        if args.command == "submit":
+            from runtime.tools.submit import submit
+
+            return submit(args)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")
