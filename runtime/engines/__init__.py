@@ -2,16 +2,20 @@
 
 Engines take a whole batch so vectorised engines (``lsm``) can price a part at once;
 a failure on one option becomes that option's ``Quote.error``, never an exception.
+With ``greeks=True`` every priced quote also carries its ``Greeks``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from runtime.core.options import OptionSpec, Quote
 
-Engine = Callable[[Sequence[OptionSpec]], list[Quote]]
+
+class Engine(Protocol):
+    def __call__(self, options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]: ...
 
 # name -> (module, function); imported on first use, so a process loads only its engine.
 _ENGINES = {
