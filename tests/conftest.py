@@ -15,7 +15,8 @@ from runtime.environment import RuntimeConfig
 from runtime.protocol.steps import Pipeline
 from runtime.tools.local_cloud import RESULT_BUCKET, create_stack
 
-SAMPLE = Path(__file__).resolve().parent.parent / "runtime" / "sample" / "EquityOption-100.csv"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "runtime" / "sample" / "EquityOption-100.csv"
 
 
 @pytest.fixture

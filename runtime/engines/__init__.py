@@ -17,6 +17,7 @@ from runtime.core.options import OptionSpec, Quote
 class Engine(Protocol):
     def __call__(self, options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]: ...
 
+
 # name -> (module, function); imported on first use, so a process loads only its engine.
 _ENGINES = {
     "lsm": ("runtime.engines.lsm", "price_lsm"),

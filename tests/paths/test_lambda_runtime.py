@@ -19,7 +19,7 @@ from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
 from runtime.tools.simulate import s3_event
 from tests.conftest import SAMPLE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 API = "/2018-06-01/runtime"
 
 

@@ -11,7 +11,7 @@ from runtime.core.csvio import read_table
 from runtime.tools.generate import generate_portfolio
 from tests.conftest import SAMPLE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

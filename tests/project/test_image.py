@@ -28,7 +28,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = ROOT / "runtime"
 DOCKERFILE = CONTEXT / "Dockerfile"
 REQUIREMENTS = CONTEXT / "requirements.txt"

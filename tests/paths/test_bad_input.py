@@ -21,7 +21,7 @@ from runtime.tools.generate import generate_portfolio
 from runtime.tools.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE
 from runtime.tools.simulate import job_environment
 from tests.helpers import all_keys, read, status_of, upload
-from tests.test_batch_path import submitted_jobs
+from tests.paths.test_batch_path import submitted_jobs
 
 HEADER = (
     "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"

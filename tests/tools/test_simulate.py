@@ -64,7 +64,7 @@ def test_a_rejected_file_makes_simulate_fail_with_the_reason(tmp_path):
         [sys.executable, "-m", "runtime", "simulate", str(bad), "--path", "fast"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         check=False,
     )
     assert done.returncode == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from components.settings import ENGINES
 from runtime.engines import ENGINE_NAMES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pins(path: Path) -> dict[str, str]:
