@@ -9,7 +9,7 @@ import pulumi_aws as aws
 
 from components import iam
 from components.image import pull_statements
-from components.settings import LOG_RETENTION_DAYS, Settings
+from components.settings import BATCH_MAX_ATTEMPTS, LOG_RETENTION_DAYS, StackSettings
 
 # Instance role policy. AWS-managed (service-role/, no *FullAccess): it is the policy AWS Batch
 # documents for the ECS container instance role. The ECS agent's calls (RegisterContainerInstance,
@@ -33,7 +33,7 @@ QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 @dataclass(frozen=True)
 class BatchArrayPathArgs:
-    settings: Settings
+    settings: StackSettings
     account: iam.AccountInfo
     image_uri: pulumi.Input[str]  # repository@sha256:digest
     repository_arn: pulumi.Input[str]
@@ -240,7 +240,6 @@ class BatchArrayPath(pulumi.ComponentResource):
             **s.pricing_environment(),
             "JOB_QUEUE": self.job_queue_name,
             "JOB_DEFINITION": self.job_definition_name,
-            "BATCH_MAX_ATTEMPTS": str(s.batch_max_attempts),
             # ECS on EC2 enforces a job's vCPUs as CPU shares, invisible from inside: say it.
             "PRICING_WORKERS": str(s.job_vcpus),
             # Unlike Lambda and Fargate, ECS on EC2 does not tell containers their region.
@@ -274,7 +273,7 @@ class BatchArrayPath(pulumi.ComponentResource):
             platform_capabilities=["EC2"],
             container_properties=pulumi.Output.json_dumps(container),
             retry_strategy={
-                "attempts": s.batch_max_attempts,
+                "attempts": BATCH_MAX_ATTEMPTS,
                 "evaluate_on_exits": [
                     # Spot reclaim or instance failure: try again on another host.
                     {"action": "RETRY", "on_status_reason": "Host EC2*"},

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import iam
-from components.settings import LOG_RETENTION_DAYS, Settings
+from components.settings import LOG_RETENTION_DAYS, StackSettings
 
 # Async invocations: S3 events are retried twice by Lambda, for up to 6 hours (so a throttled
 # burst of parts still runs), and an event that never succeeds lands in the failure queue.
@@ -19,7 +19,7 @@ QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
 
 @dataclass(frozen=True)
 class FastLambdaPathArgs:
-    settings: Settings
+    settings: StackSettings
     account: iam.AccountInfo
     image_uri: pulumi.Input[str]  # repository@sha256:digest
     input_bucket_arn: pulumi.Input[str]

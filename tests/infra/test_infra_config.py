@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.settings import DEFAULTS
+from components.settings import defaults
 
 from .harness import PROJECT, Run, run_program, run_stack
 
@@ -51,14 +51,14 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
     assert SCHEMA["lambdaReservedConcurrency"]["default"] == -1
 
 
-def test_code_defaults_match_schema() -> None:
-    assert {key: schema["default"] for key, schema in SCHEMA.items()} == DEFAULTS
+def test_the_program_reads_its_defaults_from_pulumi_yaml() -> None:
+    assert defaults() == {key: schema["default"] for key, schema in SCHEMA.items()}
 
 
-def test_program_runs_on_code_defaults_alone() -> None:
-    """Without the CLI's project defaults (only aws:region set), the code defaults apply."""
+def test_program_runs_on_pulumi_yaml_defaults_alone() -> None:
+    """Without the CLI's project defaults (only aws:region set), Pulumi.yaml's defaults apply."""
     run = run_program("us-east-1", config={"aws:region": "us-east-1"})
-    assert lambda_env(run)["THRESHOLD"] == str(DEFAULTS["threshold"])
+    assert lambda_env(run)["THRESHOLD"] == str(SCHEMA["threshold"]["default"])
     assert compute(run)["type"] == "EC2"
 
 

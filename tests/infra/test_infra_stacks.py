@@ -55,7 +55,6 @@ def test_both_regional_stacks_exist() -> None:
 def test_stack_file_sets_region_and_only_declared_settings(stack: str) -> None:
     config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     assert config["aws:region"] == stack
-    assert isinstance(config[f"{PROJECT_NAME}:useSpot"], bool)  # each stack chooses explicitly
     declared = PROJECT["config"]
     for key, value in config.items():
         namespace, _, name = key.partition(":")
@@ -136,6 +135,8 @@ def test_lambda_function(run: Run) -> None:
         "MAX_ROWS",
         "MAX_BYTES",
         "MAX_PARTS",
+        "GREEKS",
+        "LOG_LEVEL",
     }
     assert env["RESULT_BUCKET"] == run.outputs["resultBucket"]
     # The log group exists (with retention) before the function, and so do its permissions.
@@ -237,7 +238,7 @@ def test_job_environment_follows_protocol(run: Run) -> None:
     env = job_env(run)
     protocol = {
         "RESULT_BUCKET", "THRESHOLD", "ENGINE", "MAX_ROWS", "MAX_BYTES",
-        "JOB_QUEUE", "JOB_DEFINITION", "BATCH_MAX_ATTEMPTS", "PRICING_WORKERS",
+        "JOB_QUEUE", "JOB_DEFINITION", "PRICING_WORKERS", "GREEKS", "LOG_LEVEL",
     }  # fmt: skip
     assert set(env) == protocol | {"AWS_REGION", "AWS_DEFAULT_REGION"}
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == run.region
@@ -249,7 +250,7 @@ def test_job_environment_follows_protocol(run: Run) -> None:
     assert run.outputs["jobQueueArn"].endswith(f":job-queue/{env['JOB_QUEUE']}")
     assert f":job-definition/{env['JOB_DEFINITION']}:" in run.outputs["jobDefinitionArn"]
     definition = run.one("aws:batch/jobDefinition:JobDefinition").inputs
-    assert env["BATCH_MAX_ATTEMPTS"] == str(int(definition["retryStrategy"]["attempts"]))
+    assert "BATCH_MAX_ATTEMPTS" not in env and definition["retryStrategy"]["attempts"] == 3
     assert "BATCH_ROLE" not in env and "JOB_TOKEN" not in env  # manager overrides only
 
 
