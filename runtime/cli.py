@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("input", type=Path)
     price.add_argument("-o", "--out", type=Path, help="result file (default: INPUT-result)")
     price.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    price.add_argument(
+        "--greeks",
+        action="store_true",
+        help="add delta, gamma, vega, theta, rho columns (QuantLib conventions: vega and rho "
+        "per 1.00 change, theta per year)",
+    )
     for name, summary in TOOL_COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
@@ -60,7 +66,7 @@ def main(argv: list[str]) -> int:
         return run_tool(argv)
     args = _parser().parse_args(argv)
     try:
-        return price_file(args.input, args.out, args.engine)
+        return price_file(args.input, args.out, args.engine, greeks=args.greeks)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -83,7 +89,7 @@ def writable_output(path: Path) -> Path:
     return path
 
 
-def price_file(input_path: Path, out: Path | None, engine_name: str) -> int:
+def price_file(input_path: Path, out: Path | None, engine_name: str, greeks: bool = False) -> int:
     """Price a file here, with progress on stderr; row errors do not fail the run."""
     from runtime.core.csvio import FileError, read_table
     from runtime.core.pricing import price_table
@@ -92,21 +98,22 @@ def price_file(input_path: Path, out: Path | None, engine_name: str) -> int:
 
     out = writable_output(out or input_path.with_name(input_path.name + "-result"))
     try:
-        table = read_table(read_input(input_path))
+        table = read_table(read_input(input_path), greeks=greeks)
     except FileError as exc:
         raise CommandError(f"{input_path}: {exc}") from exc
     started = time.perf_counter()
     with progress_bar(len(table.records), "option") as advance:
-        priced = price_table(table, parallel_engine(engine_name), advance)
+        priced = price_table(table, parallel_engine(engine_name), advance, greeks=greeks)
     seconds = time.perf_counter() - started
     try:
         out.write_bytes(priced.csv)
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror}") from exc
     per_option = seconds / max(1, priced.rows - priced.errors)
+    what = f"{engine_name} and Greeks" if greeks else engine_name
     print(
         f"priced {priced.rows - priced.errors} of {priced.rows} rows ({priced.errors} with errors) "
-        f"with {engine_name} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {out}",
+        f"with {what} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {out}",
         file=sys.stderr,
     )
     return 0

@@ -18,6 +18,7 @@ Workers are started once per process and kept for later batches (the part worker
 warm Lambda reuse them too); each worker runs one engine call at a time. A batch is cut
 into contiguous chunks, results are put back in input order, and since every engine prices
 each option from its own terms and seed, 1 or N workers give the same floats.
+``greeks`` travels with every chunk, so the Greeks are identical with 1 or N workers too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtime.core.options import OptionSpec, Quote
+from runtime.core.pricing import call_engine
 from runtime.engines import Engine, get_engine
 from runtime.engines.cpus import available_cpus
 
@@ -58,17 +60,22 @@ _SINGLE_THREADED = {
 
 
 def parallel_engine(engine_name: str) -> Engine:
-    """The engine called ``engine_name``, spread over every vCPU this container has."""
+    """The engine called ``engine_name``, spread over every vCPU this container has.
+
+    It honours ``greeks`` when the engine itself does (see ``call_engine``)."""
     get_engine(engine_name)  # fail fast on an unknown name
 
-    def price(options: Sequence[OptionSpec]) -> list[Quote]:
-        return price_in_parallel(engine_name, options)
+    def price(options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]:
+        return price_in_parallel(engine_name, options, greeks=greeks)
 
     return price
 
 
 def price_in_parallel(
-    engine_name: str, options: Sequence[OptionSpec], workers: int | None = None
+    engine_name: str,
+    options: Sequence[OptionSpec],
+    workers: int | None = None,
+    greeks: bool = False,
 ) -> list[Quote]:
     """Quotes for ``options`` in input order, priced by ``engine_name`` across processes.
 
@@ -82,14 +89,14 @@ def price_in_parallel(
     minimum = MIN_OPTIONS_PER_WORKER.get(engine_name, _DEFAULT_MIN_OPTIONS)
     wanted = min(wanted, count // minimum)
     if wanted <= 1 or not sys.executable:
-        return engine(options)
+        return call_engine(engine, options, greeks)
     chunks = _chunks(count, wanted, minimum)
     try:
         with _POOL.lock:
-            results = _POOL.run(engine_name, options, chunks, wanted)
+            results = _POOL.run(engine_name, options, chunks, wanted, greeks)
     except OSError:
         # cannot start processes here (a sandbox, fd limits): still price, just slower
-        return engine(options)
+        return call_engine(engine, options, greeks)
     quotes: list[Quote] = []
     for chunk in chunks:
         quotes.extend(results[chunk.start])
@@ -184,9 +191,10 @@ class _Pool:
         options: Sequence[OptionSpec],
         chunks: list[range],
         size: int,
+        greeks: bool = False,
     ) -> dict[int, list[Quote]]:
         try:
-            return self._run(engine_name, options, chunks, size)
+            return self._run(engine_name, options, chunks, size, greeks)
         except BaseException:
             # replies may still be in flight: never let a later batch read them
             for worker in self.workers:
@@ -200,6 +208,7 @@ class _Pool:
         options: Sequence[OptionSpec],
         chunks: list[range],
         size: int,
+        greeks: bool,
     ) -> dict[int, list[Quote]]:
         self._ensure(size)
         pending = list(reversed(chunks))
@@ -213,7 +222,7 @@ class _Pool:
                     chunk = pending.pop()
                     attempts[chunk.start] = attempts.get(chunk.start, 0) + 1
                     try:
-                        worker.send((engine_name, list(options[chunk.start : chunk.stop])))
+                        worker.send((engine_name, list(options[chunk.start : chunk.stop]), greeks))
                     except OSError:  # died while idle: retry the chunk on a fresh worker
                         pending.append(chunk)
                         worker = self._replace(worker)
@@ -273,18 +282,20 @@ def shutdown() -> None:
 
 
 def _serve(task_fd: int, result_fd: int) -> None:
-    """A worker's loop: read (engine, options), write ("ok", quotes) or ("error", text)."""
+    """A worker's loop: read (engine, options, greeks), write ("ok", quotes) or
+    ("error", text)."""
     # Ctrl-C reaches the whole process group: the parent decides, and closing its pipes
     # ends the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with os.fdopen(task_fd, "rb") as tasks, os.fdopen(result_fd, "wb") as results:
         while True:
             try:
-                engine_name, options = pickle.load(tasks)
+                engine_name, options, greeks = pickle.load(tasks)
             except (EOFError, OSError, pickle.UnpicklingError):
                 return  # the parent closed the pipe or exited
             try:
-                reply: tuple[str, object] = ("ok", get_engine(engine_name)(options))
+                quotes = call_engine(get_engine(engine_name), options, greeks)
+                reply: tuple[str, object] = ("ok", quotes)
             except Exception as exc:  # the parent turns it into error quotes
                 reply = ("error", f"{type(exc).__name__}: {exc}")
             try:
