@@ -1,12 +1,15 @@
-"""Composition root: settings -> image -> buckets, fast path, normal path -> stack outputs."""
+"""Composition root: settings -> image -> buckets, fast path, notifications, normal path ->
+stack outputs."""
 
 import pulumi
 
+from components import fast_lambda
 from components.batch_array import BatchArrayPath, BatchArrayPathArgs
 from components.buckets import PricingBuckets, PricingBucketsArgs
 from components.fast_lambda import FastLambdaPath, FastLambdaPathArgs
 from components.iam import AccountInfo
 from components.image import PricingImage, PricingImageArgs
+from components.notifications import InputNotifications, InputNotificationsArgs
 from components.settings import load_settings
 
 settings = load_settings()
@@ -15,7 +18,14 @@ account = AccountInfo.lookup(settings.region)
 image = PricingImage(
     "image", PricingImageArgs(settings.name_prefix, settings.docker_platform, account)
 )
-buckets = PricingBuckets("buckets", PricingBucketsArgs(settings.name_prefix))
+buckets = PricingBuckets(
+    "buckets",
+    PricingBucketsArgs(
+        settings.name_prefix,
+        # Only the fast path's role may write under fast/_parts/ (known by name before it exists).
+        parts_writer_role_arn=account.role_arn(fast_lambda.role_name(settings.name_prefix)),
+    ),
+)
 inp, res = buckets.input_bucket, buckets.result_bucket
 
 fast = FastLambdaPath(
@@ -29,9 +39,14 @@ fast = FastLambdaPath(
         result_bucket_arn=res.arn,
     ),
 )
-# The input bucket's one notification configuration: fast/*.csv -> Lambda, and EventBridge
-# (which the normal path's rule listens to). See PricingBuckets.notify_lambda.
-buckets.notify_lambda(fast.function_arn, fast.permission)
+# The input bucket's one notification configuration: fast/ CSV uploads -> the Lambda, and every
+# event -> EventBridge (where the normal path's rule listens).
+notifications = InputNotifications(
+    "notifications",
+    InputNotificationsArgs(
+        buckets=buckets, function_arn=fast.function_arn, invoke_permission=fast.permission
+    ),
+)
 
 normal = BatchArrayPath(
     "normal",
@@ -51,6 +66,6 @@ pulumi.export("region", settings.region)
 pulumi.export("inputBucket", inp.bucket)
 pulumi.export("resultBucket", res.bucket)
 pulumi.export("fastFunctionName", fast.function_name)
-pulumi.export("jobQueueArn", normal.job_queue.arn)
+pulumi.export("jobQueueArn", normal.job_queue_arn)
 pulumi.export("jobDefinitionArn", normal.job_definition.arn)
 pulumi.export("imageUri", image.repo_digest)

@@ -2,25 +2,55 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
+from components import iam, shared
 from components.image import pull_statements
-from components.settings import BATCH_MAX_ATTEMPTS, LOG_RETENTION_DAYS, StackSettings
+from components.settings import BATCH_MAX_ATTEMPTS, StackSettings
 
-# Instance role policy. AWS-managed (service-role/, no *FullAccess): it is the policy AWS Batch
-# documents for the ECS container instance role. The ECS agent's calls (RegisterContainerInstance,
-# Poll, Submit*...) target an ECS cluster that Batch creates and names itself, and AWS adds
-# actions to this policy as the agent evolves; a hand-written copy would break silently.
-# It holds only the agent's needs (ECS registration, ECR pull, logs); the jobs' S3 and Batch
-# access comes from the job role alone.
+# Instance role policy (EC2 capacity only). AWS-managed (service-role/, no *FullAccess): it is
+# the policy AWS Batch documents for the ECS container instance role. The ECS agent's calls
+# (RegisterContainerInstance, Poll, Submit*...) target an ECS cluster that Batch creates and
+# names itself, and AWS adds actions to this policy as the agent evolves; a hand-written copy
+# would break silently. It holds only the agent's needs (ECS registration, ECR pull, logs); the
+# jobs' S3 and Batch access comes from the job role alone.
 ECS_INSTANCE_POLICY = "service-role/AmazonEC2ContainerServiceforEC2Role"
 
-# The normal path starts on an S3 "Object Created" event for these keys (docs/protocol.md).
-NORMAL_KEY_WILDCARD = "normal/*.csv"
+# The normal path starts on an S3 "Object Created" event for `normal/` keys ending in ".csv" in
+# any letter case (EventBridge wildcards are case-sensitive: one pattern per spelling).
+NORMAL_PREFIX = "normal/"
+NORMAL_KEY_WILDCARDS = [f"{NORMAL_PREFIX}*{suffix}" for suffix in shared.CSV_SUFFIXES]
+# EventBridge does not escape the values it inserts into an input template, so a key holding
+# `"` or `\` cannot be carried in the SubmitJob parameters as valid JSON (docs/deploy.md). Such
+# uploads go straight to the dead-letter queue instead, where the failure path records them.
+# In a wildcard pattern a backslash escapes the next character: `\\` is one literal backslash.
+UNSAFE_KEY_CHARACTERS = ('"', "\\\\")
+UNSAFE_KEY_WILDCARDS = [
+    f"{NORMAL_PREFIX}*{character}*{suffix}"
+    for character in UNSAFE_KEY_CHARACTERS
+    for suffix in shared.CSV_SUFFIXES
+]
+
+READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+RESULT_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",  # boto3 aborts a failed multipart upload itself
+]
+
+# Retry strategy: only infrastructure interruptions are retried; anything else (a pricing
+# error, a bad file) would fail the same way again. Status reasons AWS Batch reports:
+# an EC2 (or EC2 Spot) host that went away: "Host EC2 (instance i-...) terminated.";
+# a reclaimed Fargate Spot task: "Your Spot Task was interrupted."
+RETRY_STATUS_REASONS = ("Host EC2*", "Your Spot Task was interrupted*")
 
 # A job that can never be placed (bigger than any instance or than maxVcpus) is cancelled
 # instead of waiting in RUNNABLE forever.
@@ -28,7 +58,28 @@ STUCK_JOB_SECONDS = 3600
 # EventBridge keeps retrying a failed SubmitJob for this long before using the failure queue.
 EVENT_RETRY_SECONDS = 4 * 3600
 EVENT_RETRY_ATTEMPTS = 40
-QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+# An infrastructure update (instance type, AMI, Spot/on-demand...) waits for running jobs at
+# most this long; AWS Batch allows 1 to 360 minutes.
+MAX_UPDATE_WAIT_MINUTES = 360
+# Fargate: 20 GiB of task storage by default, up to 200 GiB. A job holds a few copies of a file
+# of at most maxBytes on disk; more storage is requested only when those could not fit.
+FARGATE_DEFAULT_STORAGE_GIB = 20
+FARGATE_MAX_STORAGE_GIB = 200
+FILE_COPIES_ON_DISK = 4
+
+
+def update_wait_minutes(job_timeout_seconds: int) -> int:
+    """How long an infrastructure update lets running jobs finish: a job's whole attempt
+    timeout, within what AWS Batch allows."""
+    return max(1, min(MAX_UPDATE_WAIT_MINUTES, math.ceil(job_timeout_seconds / 60)))
+
+
+def fargate_storage_gib(max_bytes: int) -> int | None:
+    """Ephemeral storage to request on Fargate, or None when the default suffices."""
+    needed = math.ceil(FILE_COPIES_ON_DISK * max_bytes / 2**30) + 1
+    if needed <= FARGATE_DEFAULT_STORAGE_GIB:
+        return None
+    return min(FARGATE_MAX_STORAGE_GIB, needed)
 
 
 @dataclass(frozen=True)
@@ -43,14 +94,30 @@ class BatchArrayPathArgs:
     result_bucket_arn: pulumi.Input[str]
 
 
-class BatchArrayPath(pulumi.ComponentResource):
-    """Managed EC2/Spot compute environment scaling from zero, one job queue, one job
-    definition (manager, array child and merge all run it), and the EventBridge rule that
-    submits a manager job for every `normal/*.csv` upload."""
+@dataclass(frozen=True)
+class _Network:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[list[str]]
+    default_vpc: bool  # the default VPC's default subnets are public (no NAT gateway)
 
+
+class BatchArrayPath(pulumi.ComponentResource):
+    """Managed compute environment scaling from zero (EC2, EC2 Spot, Fargate or Fargate Spot),
+    one job queue, one job definition (manager, array child and merge all run it), and the
+    EventBridge rule that submits a manager job for every `normal/` CSV upload."""
+
+    compute_environment: aws.batch.ComputeEnvironment
     job_queue: aws.batch.JobQueue
+    job_queue_arn: pulumi.Output[str]
     job_definition: aws.batch.JobDefinition
+    job_role: aws.iam.Role
+    job_role_name: pulumi.Output[str]
+    job_role_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
     rule: aws.cloudwatch.EventRule
+    unsafe_key_rule: aws.cloudwatch.EventRule
+    # EventBridge's dead-letter queue: uploads that could not start a Batch job (.arn, .url, .name)
+    dead_letter_queue: aws.sqs.Queue
 
     def __init__(
         self, name: str, args: BatchArrayPathArgs, opts: pulumi.ResourceOptions | None = None
@@ -64,17 +131,29 @@ class BatchArrayPath(pulumi.ComponentResource):
         self.job_queue_name = f"{s.name_prefix}-jobs"
         self.job_definition_name = f"{s.name_prefix}-pricing"
         queue_arn = args.account.arn("batch", f"job-queue/{self.job_queue_name}")
-        # SubmitJob is authorised on job-definition/<name>:<revision>; ":*" covers every revision.
-        definition_arns = args.account.arn("batch", f"job-definition/{self.job_definition_name}:*")
-        submit = iam.statement("SubmitJob", ["batch:SubmitJob"], [queue_arn, definition_arns])
+        # SubmitJob names the definition without a revision (the latest active one) or, from
+        # the manager, possibly with one: the bare name and ":*" (every revision) cover both.
+        definition = f"job-definition/{self.job_definition_name}"
+        submit = iam.statement(
+            "SubmitJob",
+            ["batch:SubmitJob"],
+            [
+                queue_arn,
+                args.account.arn("batch", definition),
+                args.account.arn("batch", f"{definition}:*"),
+            ],
+        )
 
-        compute = self._compute_environment()
+        network = self._network()
+        self.compute_environment = self._compute_environment(network)
         self.job_queue = aws.batch.JobQueue(
             f"{name}-queue",
             name=self.job_queue_name,
             state="ENABLED",
             priority=1,
-            compute_environment_orders=[{"order": 1, "compute_environment": compute.arn}],
+            compute_environment_orders=[
+                {"order": 1, "compute_environment": self.compute_environment.arn}
+            ],
             job_state_time_limit_actions=[
                 {
                     "reason": reason,
@@ -89,25 +168,28 @@ class BatchArrayPath(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.job_definition = self._job_definition(submit)
-        self.rule = self._trigger(submit)
+        self.job_queue_arn = self.job_queue.arn
+        self.job_definition = self._job_definition(submit, network)
+        self.rule, self.unsafe_key_rule = self._trigger(submit)
         self.register_outputs(
             {
-                "jobQueueArn": self.job_queue.arn,
+                "jobQueueArn": self.job_queue_arn,
                 "jobDefinitionArn": self.job_definition.arn,
-                "computeEnvironmentArn": compute.arn,
+                "computeEnvironmentArn": self.compute_environment.arn,
                 "ruleArn": self.rule.arn,
+                "deadLetterQueueUrl": self.dead_letter_queue.url,
+                "jobRoleArn": self.job_role_arn,
             }
         )
 
-    def _network(self) -> tuple[pulumi.Input[str], pulumi.Input[list[str]]]:
+    def _network(self) -> _Network:
         """VPC and subnets: from config, or the region's default VPC and its default subnets."""
         s = self._args.settings
         if s.vpc_id:
             if s.subnet_ids:
-                return s.vpc_id, list(s.subnet_ids)
+                return _Network(s.vpc_id, list(s.subnet_ids), default_vpc=False)
             subnets = aws.ec2.get_subnets_output(filters=[{"name": "vpc-id", "values": [s.vpc_id]}])
-            return s.vpc_id, subnets.ids
+            return _Network(s.vpc_id, subnets.ids, default_vpc=False)
         vpc_id = aws.ec2.get_vpc_output(default=True).id
         subnets = aws.ec2.get_subnets_output(
             filters=[
@@ -115,19 +197,19 @@ class BatchArrayPath(pulumi.ComponentResource):
                 {"name": "default-for-az", "values": ["true"]},
             ]
         )
-        return vpc_id, subnets.ids
+        return _Network(vpc_id, subnets.ids, default_vpc=True)
 
-    def _compute_environment(self) -> aws.batch.ComputeEnvironment:
+    def _compute_environment(self, network: _Network) -> aws.batch.ComputeEnvironment:
         s, name = self._args.settings, self._name
         child = pulumi.ResourceOptions(parent=self)
-        vpc_id, subnet_ids = self._network()
         # No inbound rule at all; outbound HTTPS only (ECS, ECR, S3, Batch, CloudWatch Logs).
-        # DNS, NTP and instance metadata use link-local addresses that security groups ignore.
+        # DNS (the VPC resolver), NTP and instance/task metadata are not filtered by security
+        # groups.
         security_group = aws.ec2.SecurityGroup(
             f"{name}-instances",
             name_prefix=f"{s.name_prefix}-batch-",
             description="mc-pricing Batch instances: egress HTTPS only",
-            vpc_id=vpc_id,
+            vpc_id=network.vpc_id,
             egress=[
                 {
                     "protocol": "tcp",
@@ -140,6 +222,25 @@ class BatchArrayPath(pulumi.ComponentResource):
             ],
             opts=child,
         )
+        if s.use_fargate:
+            # A separate resource: EC2 and Fargate environments cannot be updated into each
+            # other, so switching useFargate creates the new one, moves the queue to it, then
+            # deletes the old one (docs/deploy.md: switching capacity safely).
+            return aws.batch.ComputeEnvironment(
+                f"{name}-fargate",
+                name_prefix=f"{s.name_prefix}-fargate-",
+                type="MANAGED",
+                compute_resources={
+                    "type": s.capacity_type,  # FARGATE or FARGATE_SPOT
+                    "max_vcpus": s.max_vcpus,
+                    "security_group_ids": [security_group.id],
+                    "subnets": network.subnet_ids,
+                },
+                # No update_policy: it governs EC2 infrastructure updates (instance
+                # replacement); Fargate tasks run on capacity Batch does not replace.
+                opts=child,
+            )
+
         instance_role = aws.iam.Role(
             f"{name}-instance-role",
             name=f"{s.name_prefix}-batch-instance",
@@ -162,12 +263,12 @@ class BatchArrayPath(pulumi.ComponentResource):
         spot = s.use_spot
         return aws.batch.ComputeEnvironment(
             f"{name}-compute",
-            # Generated name: switching useSpot replaces the environment, and the new one must
-            # exist (and take over the queue) before the old one is deleted.
+            # Generated name: should a change ever force a replacement, the new environment
+            # exists (and takes over the queue) before the old one is deleted.
             name_prefix=f"{s.name_prefix}-",
             type="MANAGED",
             compute_resources={
-                "type": "SPOT" if spot else "EC2",
+                "type": s.capacity_type,  # EC2 or SPOT
                 "allocation_strategy": (
                     "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE"
                 ),
@@ -176,25 +277,31 @@ class BatchArrayPath(pulumi.ComponentResource):
                 "instance_types": s.instance_families,
                 "instance_role": profile.arn,
                 "security_group_ids": [security_group.id],
-                "subnets": subnet_ids,
+                "subnets": network.subnet_ids,
                 # AL2023 ECS-optimized AMI, x86_64 or arm64 to match the instance types
                 # (AL2 is reaching end of support; AL2023 AMIs launch IMDSv2-only).
                 "ec2_configurations": [{"image_type": "ECS_AL2023"}],
                 "tags": {"Name": f"{s.name_prefix}-batch", "project": s.project},
             },
+            # With the service-linked role and these allocation strategies, a change of useSpot,
+            # architecture (instance types) or AMI is an in-place infrastructure update: Batch
+            # replaces the instances. Running jobs may finish within their attempt timeout
+            # instead of Batch's default 30 minutes, and are not terminated early.
+            update_policy={
+                "job_execution_timeout_minutes": update_wait_minutes(s.job_timeout_seconds),
+                "terminate_jobs_on_update": False,
+            },
             # No service_role: Batch uses its service-linked role AWSServiceRoleForBatch.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
         )
 
-    def _job_definition(self, submit: dict) -> aws.batch.JobDefinition:
+    def _job_definition(self, submit: dict, network: _Network) -> aws.batch.JobDefinition:
         s, a, name = self._args.settings, self._args, self._name
         child = pulumi.ResourceOptions(parent=self)
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/batch/{s.name_prefix}",
-            retention_in_days=LOG_RETENTION_DAYS,
-            opts=child,
+        log_group = shared.log_group(
+            f"{name}-logs", log_group_name=f"/aws/batch/{s.name_prefix}", opts=child
         )
+        self.log_group_name = log_group.name
         execution = iam.service_role(
             f"{name}-execution",
             role_name=f"{s.name_prefix}-batch-exec",
@@ -207,6 +314,7 @@ class BatchArrayPath(pulumi.ComponentResource):
             ],
             opts=child,
         )
+        inp, res = a.input_bucket_arn, a.result_bucket_arn
         job = iam.service_role(
             f"{name}-job",
             role_name=f"{s.name_prefix}-batch-job",
@@ -214,39 +322,37 @@ class BatchArrayPath(pulumi.ComponentResource):
             description="mc-pricing Batch jobs (manager, array child, merge)",
             policy_name="normal-path",
             statements=[
-                # docs/protocol.md: input normal/* read; result normal/* read, write, delete,
-                # list with prefix normal/; SubmitJob on this queue and job definition.
-                # (Listing the same prefix makes S3 answer 404, not 403, for a missing key.)
-                *iam.s3_prefix_statements(
-                    "InputRead",
-                    a.input_bucket_arn,
-                    "normal/",
-                    ["s3:GetObject", "s3:GetObjectVersion"],
-                    list_prefix=True,
-                ),
-                *iam.s3_prefix_statements(
-                    "Result",
-                    a.result_bucket_arn,
-                    "normal/",
-                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                    list_prefix=True,
-                ),
+                # docs/protocol.md: input normal/* read; result normal/* read, write, delete
+                # (versions included); list both buckets; SubmitJob on this queue and job
+                # definition. No batch:TagResource: the manager's SubmitJob carries no tags
+                # (propagateTags copies the definition's tags to the ECS tasks on Batch's side).
+                iam.s3_object_statement("InputRead", inp, [NORMAL_PREFIX], READ_ACTIONS),
+                iam.s3_object_statement("Result", res, [NORMAL_PREFIX], RESULT_ACTIONS),
+                # Both buckets, no prefix condition: see iam.s3_list_statement.
+                iam.s3_list_statement("List", [inp, res]),
                 submit,
             ],
             opts=child,
         )
+        self.job_role = job.role
+        self.job_role_name = job.role.name
+        self.job_role_arn = job.role.arn
+
         environment = {
+            # Exactly runtime.environment.BATCH_VARIABLES, plus AWS_DEFAULT_REGION for boto3
+            # (tests/project/test_contract.py).
             "RESULT_BUCKET": a.result_bucket_name,
             **s.pricing_environment(),
             "JOB_QUEUE": self.job_queue_name,
             "JOB_DEFINITION": self.job_definition_name,
             # ECS on EC2 enforces a job's vCPUs as CPU shares, invisible from inside: say it.
             "PRICING_WORKERS": str(s.job_vcpus),
-            # Unlike Lambda and Fargate, ECS on EC2 does not tell containers their region.
+            # ECS on EC2 does not tell containers their region (Fargate does; set it anyway so
+            # both capacity types give the image the same environment).
             "AWS_REGION": s.region,
             "AWS_DEFAULT_REGION": s.region,
         }
-        container = {
+        container: dict[str, Any] = {
             "image": a.image_uri,
             # After the image's ENTRYPOINT; filled from the submitted job's parameters.
             "command": ["Ref::S3bucket", "Ref::S3key"],
@@ -266,18 +372,37 @@ class BatchArrayPath(pulumi.ComponentResource):
                 },
             },
         }
+        if s.use_fargate:
+            container.update(
+                {
+                    # A task in a public subnet without a public IP cannot reach ECR, S3 or
+                    # CloudWatch Logs. The default VPC's subnets are public (no NAT), so it gets
+                    # one; subnets of an own VPC must reach AWS through a NAT gateway or VPC
+                    # endpoints (README: vpcId/subnetIds) and get none.
+                    "networkConfiguration": {
+                        "assignPublicIp": "ENABLED" if network.default_vpc else "DISABLED"
+                    },
+                    "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
+                    "runtimePlatform": {
+                        "cpuArchitecture": "ARM64" if s.architecture == "arm64" else "X86_64",
+                        "operatingSystemFamily": "LINUX",
+                    },
+                }
+            )
+            storage = fargate_storage_gib(s.max_bytes)
+            if storage is not None:
+                container["ephemeralStorage"] = {"sizeInGiB": storage}
+
         return aws.batch.JobDefinition(
             f"{name}-definition",
             name=self.job_definition_name,
             type="container",
-            platform_capabilities=["EC2"],
+            platform_capabilities=["FARGATE" if s.use_fargate else "EC2"],
             container_properties=pulumi.Output.json_dumps(container),
             retry_strategy={
                 "attempts": BATCH_MAX_ATTEMPTS,
                 "evaluate_on_exits": [
-                    # Spot reclaim or instance failure: try again on another host.
-                    {"action": "RETRY", "on_status_reason": "Host EC2*"},
-                    # Anything else (a pricing error, a bad file) would fail the same way again.
+                    *({"action": "RETRY", "on_status_reason": r} for r in RETRY_STATUS_REASONS),
                     {"action": "EXIT", "on_reason": "*"},
                 ],
             },
@@ -286,25 +411,36 @@ class BatchArrayPath(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[execution.policy, job.policy]),
         )
 
-    def _trigger(self, submit: dict) -> aws.cloudwatch.EventRule:
-        """EventBridge rule on the default bus: input bucket Object Created normal/*.csv ->
-        SubmitJob of one manager job with parameters S3bucket and S3key."""
-        s, a, name = self._args.settings, self._args, self._name
+    def _upload_pattern(self, wildcards: list[str]) -> pulumi.Output[str]:
+        return pulumi.Output.json_dumps(
+            {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [self._args.input_bucket_name]},
+                    "object": {"key": [{"wildcard": w} for w in wildcards]},
+                },
+            }
+        )
+
+    def _trigger(self, submit: dict) -> tuple[aws.cloudwatch.EventRule, aws.cloudwatch.EventRule]:
+        """EventBridge rules on the default bus: input bucket Object Created `normal/` CSV ->
+        SubmitJob of one manager job with parameters S3bucket and S3key; the same for a key that
+        cannot be carried in those parameters -> the dead-letter queue directly."""
+        s, name = self._args.settings, self._name
         child = pulumi.ResourceOptions(parent=self)
         rule = aws.cloudwatch.EventRule(
             f"{name}-upload-rule",
             name=f"{s.name_prefix}-normal-upload",
-            description="normal/*.csv uploads to the mc-pricing input bucket start a Batch job",
-            event_pattern=pulumi.Output.json_dumps(
-                {
-                    "source": ["aws.s3"],
-                    "detail-type": ["Object Created"],
-                    "detail": {
-                        "bucket": {"name": [a.input_bucket_name]},
-                        "object": {"key": [{"wildcard": NORMAL_KEY_WILDCARD}]},
-                    },
-                }
-            ),
+            description="normal/ CSV uploads to the mc-pricing input bucket start a Batch job",
+            event_pattern=self._upload_pattern(NORMAL_KEY_WILDCARDS),
+            opts=child,
+        )
+        unsafe = aws.cloudwatch.EventRule(
+            f"{name}-unsafe-key-rule",
+            name=f"{s.name_prefix}-normal-unsafe-key",
+            description='normal/ CSV uploads whose key holds " or \\ go to the failure queue',
+            event_pattern=self._upload_pattern(UNSAFE_KEY_WILDCARDS),
             opts=child,
         )
         events = iam.service_role(
@@ -316,23 +452,23 @@ class BatchArrayPath(pulumi.ComponentResource):
             statements=[submit],
             opts=child,
         )
-        failures = aws.sqs.Queue(
+        # Consumed by the fast path's function (the failure path records the job as failed).
+        self.dead_letter_queue = shared.failure_queue(
             f"{name}-failures",
-            name=f"{s.name_prefix}-normal-failures",
-            sqs_managed_sse_enabled=True,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            queue_name=f"{s.name_prefix}-normal-failures",
+            consumer_timeout_seconds=s.lambda_timeout_seconds,
             opts=child,
         )
         queue_policy = aws.sqs.QueuePolicy(
             f"{name}-failures-policy",
-            queue_url=failures.url,
+            queue_url=self.dead_letter_queue.url,
             policy=iam.document(
                 iam.statement(
                     "EventBridgeDeadLetters",
                     ["sqs:SendMessage"],
-                    [failures.arn],
+                    [self.dead_letter_queue.arn],
                     principal={"Service": "events.amazonaws.com"},
-                    condition={"ArnEquals": {"aws:SourceArn": rule.arn}},
+                    condition={"ArnEquals": {"aws:SourceArn": [rule.arn, unsafe.arn]}},
                 )
             ),
             opts=child,
@@ -343,19 +479,30 @@ class BatchArrayPath(pulumi.ComponentResource):
             arn=self.job_queue.arn,
             role_arn=events.role.arn,
             batch_target={
-                "job_definition": self.job_definition.arn,
+                # No revision: SubmitJob uses the latest ACTIVE revision, so uploads during a
+                # deploy never name a revision that was just deregistered.
+                "job_definition": self.job_definition.arn_prefix,
                 "job_name": f"{s.name_prefix}-manager",
             },
             input_transformer={
                 "input_paths": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
-                # Placeholders outside quotes are replaced by JSON strings (quotes included).
+                # Placeholders outside quotes receive the value as a JSON string, quotes
+                # included but nothing escaped (hence the unsafe-key rule).
                 "input_template": '{"Parameters": {"S3bucket": <bucket>, "S3key": <key>}}',
             },
-            dead_letter_config={"arn": failures.arn},
+            dead_letter_config={"arn": self.dead_letter_queue.arn},
             retry_policy={
                 "maximum_event_age_in_seconds": EVENT_RETRY_SECONDS,
                 "maximum_retry_attempts": EVENT_RETRY_ATTEMPTS,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[events.policy, queue_policy]),
         )
-        return rule
+        # The whole S3 event as the message body, as in a dead letter of the rule above (there,
+        # SQS message attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE say why).
+        aws.cloudwatch.EventTarget(
+            f"{name}-unsafe-key-to-failures",
+            rule=unsafe.name,
+            arn=self.dead_letter_queue.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
+        )
+        return rule, unsafe

@@ -9,55 +9,88 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import tls_only_bucket_policy
+from components import iam
 
 # Temporary prefixes from docs/protocol.md, expired after TEMP_DAYS whatever happens to a job.
 INPUT_TEMP_PREFIXES = ("fast/_parts/",)
 RESULT_TEMP_PREFIXES = ("fast/_work/", "normal/_work/")
 TEMP_DAYS = 7
-NONCURRENT_DAYS = 30
+# Noncurrent versions: overwritten or deleted uploads (input) are kept 30 days for recovery;
+# superseded results and deleted temporary objects (result) 7 days.
+INPUT_NONCURRENT_DAYS = 30
+RESULT_NONCURRENT_DAYS = 7
 ABORT_MULTIPART_DAYS = 1
 
-# What starts the fast path (docs/protocol.md).
-FAST_PREFIX = "fast/"
-FAST_SUFFIX = ".csv"
+# Where the fast path's splitter writes parts. Only the fast path's role may write or delete
+# there (docs/deploy.md); S3 events of parts start the fast path's part invocations.
+PARTS_PREFIX = "fast/_parts/"
+PARTS_GUARDED_ACTIONS = (
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+)
+
+# The whole bucket, in the one form every provider version and the S3 API accept (an empty
+# `filter: {}` is read differently by different provider versions).
+WHOLE_BUCKET = {"prefix": ""}
 
 
 @dataclass(frozen=True)
 class PricingBucketsArgs:
     name_prefix: str
+    # The fast path's role: the only principal allowed to write or delete under fast/_parts/.
+    # Built from the role's name, so the buckets need not wait for the role.
+    parts_writer_role_arn: pulumi.Input[str]
 
 
-def _expire(prefix: str) -> dict[str, Any]:
-    rule_id = "expire-" + prefix.strip("/").replace("/_", "-").replace("/", "-")
-    return {
-        "id": rule_id,
-        "status": "Enabled",
-        "filter": {"prefix": prefix},
-        "expiration": {"days": TEMP_DAYS},
-    }
+def _rule_id(prefix: str) -> str:
+    return "expire-" + prefix.strip("/").replace("/_", "-").replace("/", "-")
 
 
-_ABORT_UPLOADS = {
-    "id": "abort-incomplete-multipart-uploads",
-    "status": "Enabled",
-    "filter": {},
-    "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS},
-}
-_NONCURRENT = {
-    "id": "expire-noncurrent-versions",
-    "status": "Enabled",
-    "filter": {},
-    "noncurrent_version_expiration": {"noncurrent_days": NONCURRENT_DAYS},
-}
+def _lifecycle_rules(temp_prefixes: Sequence[str], noncurrent_days: int) -> list[dict[str, Any]]:
+    return [
+        *(
+            {
+                "id": _rule_id(prefix),
+                "status": "Enabled",
+                "filter": {"prefix": prefix},
+                "expiration": {"days": TEMP_DAYS},
+            }
+            for prefix in temp_prefixes
+        ),
+        {
+            "id": "expire-noncurrent-versions",
+            "status": "Enabled",
+            "filter": dict(WHOLE_BUCKET),
+            "noncurrent_version_expiration": {"noncurrent_days": noncurrent_days},
+        },
+        {
+            # Delete markers whose versions have all expired are removed too.
+            "id": "remove-expired-delete-markers",
+            "status": "Enabled",
+            "filter": dict(WHOLE_BUCKET),
+            "expiration": {"expired_object_delete_marker": True},
+        },
+        {
+            "id": "abort-incomplete-multipart-uploads",
+            "status": "Enabled",
+            "filter": dict(WHOLE_BUCKET),
+            "abort_incomplete_multipart_upload": {"days_after_initiation": ABORT_MULTIPART_DAYS},
+        },
+    ]
 
 
 class PricingBuckets(pulumi.ComponentResource):
-    """Input bucket (users upload, versioned) and result bucket (only the pipeline writes).
+    """Input bucket (users upload) and result bucket (only the pipeline writes), both versioned.
 
     Both: SSE-S3 (AES256) default encryption, all four public access blocks, BucketOwnerEnforced
-    (ACLs off), a TLS-only bucket policy, lifecycle rules for the temporary prefixes, and
-    incomplete multipart uploads aborted after a day.
+    (ACLs off), a TLS-only bucket policy, versioning, lifecycle rules for the temporary
+    prefixes and noncurrent versions, and incomplete multipart uploads aborted after a day. The
+    input bucket's policy also reserves fast/_parts/ to the fast path's role.
+
+    The result bucket is versioned because the job protocol deletes exactly the object version
+    it wrote when a newer upload superseded its job (docs/protocol.md).
 
     Encryption choice: SSE-S3. SSE-KMS with the AWS-managed aws/s3 key would add KMS request
     cost and CloudTrail data events but no access separation (every principal of the account that
@@ -65,32 +98,45 @@ class PricingBuckets(pulumi.ComponentResource):
     compute roles need kms:GenerateDataKey/Decrypt grants. Access is controlled by the bucket and
     role policies instead.
 
-    The input bucket's single S3 notification configuration is created by `notify_lambda`, once
-    the fast-path function exists: see that method.
+    The input bucket's one notification configuration is not built here: it names the fast
+    path's function, so InputNotifications builds it once both exist.
     """
 
     input_bucket: aws.s3.Bucket
     result_bucket: aws.s3.Bucket
-    notification: aws.s3.BucketNotification | None
+    # The last configuration step of the input bucket: whatever configures the bucket further
+    # (its notification) must wait for it (S3 rejects concurrent configuration calls).
+    input_configured: pulumi.Resource
+    # Where the input bucket's notification lived before InputNotifications (a child of this
+    # component): InputNotifications aliases it, so a deployed stack keeps its configuration.
+    notification_alias: pulumi.Alias
 
     def __init__(
         self, name: str, args: PricingBucketsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("mc-pricing:components:PricingBuckets", name, None, opts)
         self._name = name
-        self._configured: dict[str, pulumi.Resource] = {}  # last config resource per bucket
-        self.notification = None
-        self.input_bucket = self._bucket(
+        self.notification_alias = pulumi.Alias(name=f"{name}-input-notification", parent=self)
+        self.input_bucket, self.input_configured = self._bucket(
             "input",
             args.name_prefix,
-            versioned=True,
-            rules=[*(_expire(p) for p in INPUT_TEMP_PREFIXES), _NONCURRENT, _ABORT_UPLOADS],
+            rules=_lifecycle_rules(INPUT_TEMP_PREFIXES, INPUT_NONCURRENT_DAYS),
+            policy=lambda arn: iam.document(
+                iam.deny_insecure_transport(arn),
+                iam.deny_writes_except(
+                    "ReservePartsForTheFastPath",
+                    arn,
+                    PARTS_PREFIX,
+                    PARTS_GUARDED_ACTIONS,
+                    args.parts_writer_role_arn,
+                ),
+            ),
         )
-        self.result_bucket = self._bucket(
+        self.result_bucket, _ = self._bucket(
             "result",
             args.name_prefix,
-            versioned=False,
-            rules=[*(_expire(p) for p in RESULT_TEMP_PREFIXES), _ABORT_UPLOADS],
+            rules=_lifecycle_rules(RESULT_TEMP_PREFIXES, RESULT_NONCURRENT_DAYS),
+            policy=lambda arn: iam.document(iam.deny_insecure_transport(arn)),
         )
         self.register_outputs(
             {
@@ -102,8 +148,13 @@ class PricingBuckets(pulumi.ComponentResource):
         )
 
     def _bucket(
-        self, role: str, name_prefix: str, *, versioned: bool, rules: Sequence[dict[str, Any]]
-    ) -> aws.s3.Bucket:
+        self,
+        role: str,
+        name_prefix: str,
+        *,
+        rules: Sequence[dict[str, Any]],
+        policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+    ) -> tuple[aws.s3.Bucket, pulumi.Resource]:
         base = f"{self._name}-{role}"
         bucket = aws.s3.Bucket(
             base,
@@ -141,66 +192,28 @@ class PricingBuckets(pulumi.ComponentResource):
                 rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
                 opts=o,
             ),
+            # Aliased to its first name: a renamed BucketPolicy would otherwise be created anew
+            # and the old one deleted afterwards, and S3's DeleteBucketPolicy would remove both.
             lambda o: aws.s3.BucketPolicy(
-                f"{base}-tls-only",
+                f"{base}-policy",
                 bucket=bucket.id,
-                policy=tls_only_bucket_policy(bucket.arn),
+                policy=policy(bucket.arn),
+                opts=pulumi.ResourceOptions.merge(
+                    o, pulumi.ResourceOptions(aliases=[pulumi.Alias(name=f"{base}-tls-only")])
+                ),
+            ),
+            lambda o: aws.s3.BucketVersioning(
+                f"{base}-versioning",
+                bucket=bucket.id,
+                versioning_configuration={"status": "Enabled"},
                 opts=o,
             ),
-        ]
-        if versioned:
-            steps.append(
-                lambda o: aws.s3.BucketVersioning(
-                    f"{base}-versioning",
-                    bucket=bucket.id,
-                    versioning_configuration={"status": "Enabled"},
-                    opts=o,
-                )
-            )
-        # Last: noncurrent-version rules need versioning in place.
-        steps.append(
+            # Last: noncurrent-version rules need versioning in place.
             lambda o: aws.s3.BucketLifecycleConfiguration(
                 f"{base}-lifecycle", bucket=bucket.id, rules=list(rules), opts=o
-            )
-        )
+            ),
+        ]
         previous: pulumi.Resource = bucket
         for step in steps:
             previous = step(pulumi.ResourceOptions(parent=self, depends_on=[previous]))
-        self._configured[role] = previous
-        return bucket
-
-    def notify_lambda(
-        self, function_arn: pulumi.Input[str], permission: aws.lambda_.Permission
-    ) -> aws.s3.BucketNotification:
-        """Create the input bucket's one and only notification configuration.
-
-        S3 keeps a single notification configuration per bucket, and a second
-        aws.s3.BucketNotification silently replaces the first. So this one resource carries both
-        consumers of input events:
-        - the fast path: `fast/**.csv` -> the Lambda function (it also fires for the parts the
-          splitter writes under fast/_parts/, by design);
-        - the normal path: `eventbridge=True` sends every event to EventBridge, where the
-          BatchArrayPath rule selects `normal/*.csv`.
-        It depends on the lambda.Permission because S3 checks that it may invoke the function
-        when the configuration is written. Calling it twice is a programming error.
-        """
-        if self.notification is not None:
-            raise RuntimeError("the input bucket already has its notification configuration")
-        self.notification = aws.s3.BucketNotification(
-            f"{self._name}-input-notification",
-            bucket=self.input_bucket.id,
-            eventbridge=True,
-            lambda_functions=[
-                {
-                    "id": "fast-path",
-                    "lambda_function_arn": function_arn,
-                    "events": ["s3:ObjectCreated:*"],
-                    "filter_prefix": FAST_PREFIX,
-                    "filter_suffix": FAST_SUFFIX,
-                }
-            ],
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[permission, self._configured["input"]]
-            ),
-        )
-        return self.notification
+        return bucket, previous

@@ -7,14 +7,35 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
-from components.settings import LOG_RETENTION_DAYS, StackSettings
+from components import iam, shared
+from components.settings import StackSettings
 
 # Async invocations: S3 events are retried twice by Lambda, for up to 6 hours (so a throttled
 # burst of parts still runs), and an event that never succeeds lands in the failure queue.
 MAX_RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE_SECONDS = 6 * 3600
-QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+
+# docs/protocol.md: what the fast path reads and writes.
+INPUT_READ_PREFIXES = ("fast/", "normal/")  # normal/: it records failures of normal-path jobs
+RESULT_PREFIXES = ("fast/", "normal/")
+PARTS_PREFIX = "fast/_parts/"
+READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+# AbortMultipartUpload: boto3 uploads large objects in parts and aborts a failed upload itself.
+PART_WRITE_ACTIONS = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+RESULT_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+]
+
+
+def role_name(name_prefix: str) -> str:
+    """The fast path's role name, known before the role exists (the input bucket's policy
+    reserves fast/_parts/ to it)."""
+    return f"{name_prefix}-fast-fn"
 
 
 @dataclass(frozen=True)
@@ -28,17 +49,23 @@ class FastLambdaPathArgs:
 
 
 class FastLambdaPath(pulumi.ComponentResource):
-    """Container-image Lambda invoked by the input bucket's `fast/*.csv` notification.
+    """Container-image Lambda invoked by the input bucket's `fast/` CSV notification.
 
-    The S3 notification itself belongs to PricingBuckets (one per bucket); this component
-    exposes `function_arn` and `permission` for it.
+    The notification itself is InputNotifications' (one per bucket); this component grants S3
+    the right to invoke the function (`permission`) and exposes what other components attach
+    to: the function, its role, its failure queue and log group.
     """
 
     function: aws.lambda_.Function
-    permission: aws.lambda_.Permission
-    failure_queue: aws.sqs.Queue
     function_arn: pulumi.Output[str]
     function_name: pulumi.Output[str]
+    role: aws.iam.Role
+    role_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    permission: aws.lambda_.Permission
+    failure_queue: aws.sqs.Queue  # the async-invoke on-failure destination (.arn, .url, .name)
+    log_group_name: pulumi.Output[str]
+    timeout: int  # seconds
 
     def __init__(
         self, name: str, args: FastLambdaPathArgs, opts: pulumi.ResourceOptions | None = None
@@ -47,52 +74,31 @@ class FastLambdaPath(pulumi.ComponentResource):
         s = args.settings
         child = pulumi.ResourceOptions(parent=self)
         function_name = f"{s.name_prefix}-fast"
+        self.timeout = s.lambda_timeout_seconds
 
-        # Created before the function so Lambda never creates it without a retention period.
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=LOG_RETENTION_DAYS,
-            opts=child,
+        log_group = shared.log_group(
+            f"{name}-logs", log_group_name=f"/aws/lambda/{function_name}", opts=child
         )
-        self.failure_queue = aws.sqs.Queue(
+        self.failure_queue = shared.failure_queue(
             f"{name}-failures",
-            name=f"{s.name_prefix}-fast-failures",
-            sqs_managed_sse_enabled=True,
-            message_retention_seconds=QUEUE_RETENTION_SECONDS,
+            queue_name=f"{s.name_prefix}-fast-failures",
+            consumer_timeout_seconds=self.timeout,
             opts=child,
         )
 
+        inp, res = args.input_bucket_arn, args.result_bucket_arn
         role = iam.service_role(
             name,
-            role_name=f"{s.name_prefix}-fast-fn",
+            role_name=role_name(s.name_prefix),
             service="lambda.amazonaws.com",
             description="Fast-path pricing Lambda (mc-pricing)",
             policy_name="fast-path",
             statements=[
-                # docs/protocol.md: input fast/* read; fast/_parts/* write and delete.
-                # (Listing the same prefix makes S3 answer 404, not 403, for a missing key.)
-                *iam.s3_prefix_statements(
-                    "InputRead",
-                    args.input_bucket_arn,
-                    "fast/",
-                    ["s3:GetObject", "s3:GetObjectVersion"],
-                    list_prefix=True,
-                ),
-                *iam.s3_prefix_statements(
-                    "InputParts",
-                    args.input_bucket_arn,
-                    "fast/_parts/",
-                    ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                ),
-                # result fast/* read, write, delete, and list with prefix fast/.
-                *iam.s3_prefix_statements(
-                    "Result",
-                    args.result_bucket_arn,
-                    "fast/",
-                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                    list_prefix=True,
-                ),
+                iam.s3_object_statement("InputRead", inp, INPUT_READ_PREFIXES, READ_ACTIONS),
+                iam.s3_object_statement("InputParts", inp, [PARTS_PREFIX], PART_WRITE_ACTIONS),
+                iam.s3_object_statement("Result", res, RESULT_PREFIXES, RESULT_ACTIONS),
+                # Both buckets, no prefix condition: see iam.s3_list_statement.
+                iam.s3_list_statement("List", [inp, res]),
                 iam.log_write_statement("Logs", log_group.arn),
                 # X-Ray has no resource-level permissions (AWS-required "*").
                 iam.unscoped_statement(
@@ -102,6 +108,9 @@ class FastLambdaPath(pulumi.ComponentResource):
             ],
             opts=child,
         )
+        self.role = role.role
+        self.role_name = role.role.name
+        self.role_arn = role.role.arn
 
         self.function = aws.lambda_.Function(
             f"{name}-function",
@@ -111,12 +120,12 @@ class FastLambdaPath(pulumi.ComponentResource):
             image_uri=args.image_uri,
             architectures=[s.architecture],
             memory_size=s.lambda_memory_mb,
-            timeout=s.lambda_timeout_seconds,
+            timeout=self.timeout,
             reserved_concurrent_executions=s.lambda_reserved_concurrency,
             role=role.role.arn,
             tracing_config={"mode": "Active"},
             environment={
-                # Exactly the fast-path variables of docs/protocol.md.
+                # Exactly runtime.environment.LAMBDA_VARIABLES (tests/project/test_contract.py).
                 "variables": {
                     "RESULT_BUCKET": args.result_bucket_name,
                     **s.pricing_environment(),
@@ -128,6 +137,7 @@ class FastLambdaPath(pulumi.ComponentResource):
         )
         self.function_arn = self.function.arn
         self.function_name = self.function.name
+        self.log_group_name = log_group.name
 
         self.permission = aws.lambda_.Permission(
             f"{name}-s3-invoke",
@@ -152,6 +162,8 @@ class FastLambdaPath(pulumi.ComponentResource):
             {
                 "functionName": self.function_name,
                 "functionArn": self.function_arn,
+                "roleArn": self.role_arn,
                 "failureQueueUrl": self.failure_queue.url,
+                "logGroupName": self.log_group_name,
             }
         )

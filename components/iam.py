@@ -52,6 +52,12 @@ class AccountInfo:
             "arn:", self.partition, f":{service}:{self.region}:", self.account_id, f":{resource}"
         )
 
+    def role_arn(self, role_name: str) -> pulumi.Output[str]:
+        """ARN of an IAM role of this account (path "/"), known before the role exists."""
+        return pulumi.Output.concat(
+            "arn:", self.partition, ":iam::", self.account_id, f":role/{role_name}"
+        )
+
     def managed_policy_arn(self, path_and_name: str) -> pulumi.Output[str]:
         return pulumi.Output.concat("arn:", self.partition, f":iam::aws:policy/{path_and_name}")
 
@@ -147,27 +153,33 @@ def service_role(
     return ServiceRole(role, policy)
 
 
-def s3_prefix_statements(
+S3_LIST_ACTIONS = ["s3:ListBucket", "s3:ListBucketVersions"]
+
+
+def s3_object_statement(
     sid: str,
     bucket_arn: pulumi.Input[str],
-    prefix: str,
-    object_actions: Sequence[str],
-    *,
-    list_prefix: bool = False,
-) -> list[dict[str, Any]]:
-    """Object actions on `prefix*` of one bucket, plus (optionally) ListBucket limited to it."""
-    objects = pulumi.Output.concat(bucket_arn, "/", prefix, "*")
-    statements = [statement(sid, object_actions, [objects])]
-    if list_prefix:
-        statements.append(
-            statement(
-                f"{sid}List",
-                ["s3:ListBucket"],
-                [bucket_arn],
-                condition={"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
-            )
-        )
-    return statements
+    prefixes: Sequence[str],
+    actions: Sequence[str],
+) -> dict[str, Any]:
+    """Object actions on `<prefix>*` of one bucket, for each prefix."""
+    return statement(
+        sid, actions, [pulumi.Output.concat(bucket_arn, "/", prefix, "*") for prefix in prefixes]
+    )
+
+
+def s3_list_statement(sid: str, bucket_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
+    """ListBucket and ListBucketVersions on this stack's own buckets, without an s3:prefix
+    condition.
+
+    S3 answers a GET/HEAD of a missing key with 404 only when the caller may list the bucket,
+    and 403 otherwise. AWS documents that rule for s3:ListBucket, but not whether a
+    prefix-conditioned grant satisfies it (GET and HEAD carry no prefix parameter). The runtime
+    tests for absence (status, lock, manifest, part results) with GET/HEAD, so it must see 404:
+    list permission on the whole bucket is the form AWS documents. Listing reveals key names
+    only; every object read stays limited to the role's prefixes.
+    """
+    return statement(sid, S3_LIST_ACTIONS, list(bucket_arns))
 
 
 def log_write_statement(sid: str, log_group_arn: pulumi.Input[str]) -> dict[str, Any]:
@@ -175,19 +187,43 @@ def log_write_statement(sid: str, log_group_arn: pulumi.Input[str]) -> dict[str,
     return statement(sid, LOG_WRITE_ACTIONS, [pulumi.Output.concat(log_group_arn, ":*")])
 
 
-def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Bucket policy denying every request that does not use TLS.
+def deny_insecure_transport(bucket_arn: pulumi.Input[str]) -> dict[str, Any]:
+    """Deny every request to the bucket that does not use TLS.
 
     This Deny is the one place an action wildcard ("s3:*") is used on purpose: a Deny must
     cover every action, and it only ever removes access.
     """
-    return document(
-        statement(
-            "DenyInsecureTransport",
-            ["s3:*"],
-            [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
-            principal="*",
-            effect="Deny",
-            condition={"Bool": {"aws:SecureTransport": "false"}},
-        )
+    return statement(
+        "DenyInsecureTransport",
+        ["s3:*"],
+        [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
+        principal="*",
+        effect="Deny",
+        condition={"Bool": {"aws:SecureTransport": "false"}},
+    )
+
+
+def deny_writes_except(
+    sid: str,
+    bucket_arn: pulumi.Input[str],
+    prefix: str,
+    actions: Sequence[str],
+    role_arn: pulumi.Input[str],
+) -> dict[str, Any]:
+    """Deny `actions` on `<prefix>*` to every principal except one IAM role.
+
+    The exception is a condition on aws:PrincipalArn, not a NotPrincipal: for a request signed
+    with an assumed-role session (which is how Lambda calls S3), aws:PrincipalArn is the ARN of
+    the role itself (arn:aws:iam::<account>:role/<name>), whatever the session name, while the
+    caller's own ARN is the session's (arn:aws:sts::<account>:assumed-role/<name>/<session>). A
+    NotPrincipal would have to name that changing session ARN too, or it would lock the role out.
+    A condition also does not need the role to exist when the policy is written.
+    """
+    return statement(
+        sid,
+        actions,
+        [pulumi.Output.concat(bucket_arn, "/", prefix, "*")],
+        principal="*",
+        effect="Deny",
+        condition={"ArnNotEquals": {"aws:PrincipalArn": role_arn}},
     )

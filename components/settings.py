@@ -29,9 +29,6 @@ ARCHITECTURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "arm64": ("linux/arm64", ("c6g", "c7g")),
 }
 
-# CloudWatch Logs retention for the Lambda and Batch log groups.
-LOG_RETENTION_DAYS = 30
-
 # The job definition's retry strategy: attempts per job (a constant, not a setting; only
 # infrastructure interruptions are retried, see BatchArrayPath).
 BATCH_MAX_ATTEMPTS = 3

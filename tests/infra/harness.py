@@ -126,6 +126,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out["arn"] = self._arn("batch", f"job-queue/{name}")
         elif t == "aws:batch/jobDefinition:JobDefinition":
             out["arn"] = self._arn("batch", f"job-definition/{name}:1")
+            out["arnPrefix"] = self._arn("batch", f"job-definition/{name}")
             out["revision"] = 1
         elif t == "aws:cloudwatch/eventRule:EventRule":
             out["arn"] = self._arn("events", f"rule/{name}")

@@ -60,12 +60,70 @@ def test_no_wildcard_actions_in_allow_statements(run: Run) -> None:
                 assert re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action), (doc.name, action)
 
 
-def test_deny_statements_are_only_the_tls_guard(run: Run) -> None:
+TLS_GUARD = {"Bool": {"aws:SecureTransport": "false"}}
+PARTS_GUARDED = {
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+}
+
+
+def test_deny_statements_are_the_tls_and_reserved_prefix_guards(run: Run) -> None:
+    fast_role_arn = run.named("fast-role").state["arn"]
+    inp = run.named("buckets-input").state["bucket"]
+    guards = []
     for doc in policy_documents(run):
         for statement in doc.statements:
-            if statement["Effect"] == "Deny":
-                assert doc.type == "aws:s3/bucketPolicy:BucketPolicy"
-                assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            if statement["Effect"] != "Deny":
+                continue
+            assert doc.type == "aws:s3/bucketPolicy:BucketPolicy"
+            assert statement["Principal"] == "*"
+            if statement["Condition"] == TLS_GUARD:
+                continue
+            guards.append(statement)
+    (guard,) = guards  # input bucket only
+    assert set(guard["Action"]) == PARTS_GUARDED
+    assert guard["Resource"] == [f"arn:aws:s3:::{inp}/fast/_parts/*"]
+    # A condition on the role's ARN, which is what aws:PrincipalArn holds for the Lambda's
+    # assumed-role sessions (a NotPrincipal would need the session ARN and lock the role out).
+    assert guard["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": fast_role_arn}}
+    assert fast_role_arn == f"arn:aws:iam::{ACCOUNT}:role/{run.named('fast-role').inputs['name']}"
+
+
+def test_reserved_prefix_guard_spares_only_the_fast_role(run: Run) -> None:
+    """Evaluate the input bucket policy the way S3 does for the guarded prefix."""
+    inp = run.named("buckets-input").state["bucket"]
+    (policy,) = [
+        json.loads(r.inputs["policy"])
+        for r in run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+        if r.inputs["bucket"] == inp
+    ]
+    fast_role = run.named("fast-role").state["arn"]
+    job_role = run.named("normal-job-role").state["arn"]
+
+    def denied(principal_arn: str, action: str, key: str) -> bool:
+        resource = f"arn:aws:s3:::{inp}/{key}"
+        for statement in policy["Statement"]:
+            if statement["Effect"] != "Deny" or action not in statement["Action"]:
+                continue
+            if not any(re.fullmatch(r.replace("*", ".*"), resource) for r in statement["Resource"]):
+                continue
+            condition = statement["Condition"]
+            if (
+                "ArnNotEquals" in condition
+                and principal_arn != condition["ArnNotEquals"]["aws:PrincipalArn"]
+            ):
+                return True
+            # (the TLS guard does not apply: every request here uses TLS)
+        return False
+
+    for action in PARTS_GUARDED:
+        assert not denied(fast_role, action, "fast/_parts/tok/part-00001.csv")
+        assert denied(job_role, action, "fast/_parts/tok/part-00001.csv")
+        assert denied(f"arn:aws:iam::{ACCOUNT}:user/someone", action, "fast/_parts/x.csv")
+    # Users' own uploads are not affected.
+    assert not denied(f"arn:aws:iam::{ACCOUNT}:user/someone", "s3:PutObject", "fast/1/a.csv")
 
 
 def test_resource_star_only_where_aws_requires_it(run: Run) -> None:
@@ -103,44 +161,59 @@ def test_other_resources_are_this_stacks(run: Run) -> None:
 
 
 def test_scoped_statements_per_role(run: Run) -> None:
-    """docs/protocol.md: which prefixes each role may touch. Each role may also list its own
-    prefix of the input bucket, so that S3 reports a vanished upload as 404 rather than 403."""
+    """docs/protocol.md: which prefixes each role may touch. Listing is granted on this stack's
+    two buckets without a prefix condition, so that S3 answers 404 (not 403) for a missing key
+    (docs/deploy.md)."""
     inp, res = (run.named(n).state["bucket"] for n in ("buckets-input", "buckets-result"))
 
     def s3_grants(policy_name: str) -> dict[str, set[str]]:
         doc = json.loads(run.named(policy_name).inputs["policy"])
         grants: dict[str, set[str]] = {}
         for statement in doc["Statement"]:
+            assert "Condition" not in statement, statement["Sid"]
             for resource in as_list(statement["Resource"]):
                 if resource.startswith("arn:aws:s3:::"):
                     key = resource[len("arn:aws:s3:::") :]
-                    prefixes = statement.get("Condition", {}).get("StringLike", {})
-                    if prefixes:
-                        key += "?prefix=" + ",".join(prefixes["s3:prefix"])
                     grants.setdefault(key, set()).update(as_list(statement["Action"]))
         return grants
 
     read = {"s3:GetObject", "s3:GetObjectVersion"}
     write = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    result = read | write | {"s3:DeleteObjectVersion"}
+    listing = {"s3:ListBucket", "s3:ListBucketVersions"}
     assert s3_grants("fast-policy") == {
         f"{inp}/fast/*": read,
-        f"{inp}?prefix=fast/,fast/*": {"s3:ListBucket"},
+        f"{inp}/normal/*": read,  # it records failures of normal-path jobs
         f"{inp}/fast/_parts/*": write,
-        f"{res}/fast/*": {"s3:GetObject"} | write,
-        f"{res}?prefix=fast/,fast/*": {"s3:ListBucket"},
+        f"{res}/fast/*": result,
+        f"{res}/normal/*": result,
+        inp: listing,
+        res: listing,
     }
     assert s3_grants("normal-job-policy") == {
         f"{inp}/normal/*": read,
-        f"{inp}?prefix=normal/,normal/*": {"s3:ListBucket"},
-        f"{res}/normal/*": {"s3:GetObject"} | write,
-        f"{res}?prefix=normal/,normal/*": {"s3:ListBucket"},
+        f"{res}/normal/*": result,
+        inp: listing,
+        res: listing,
     }
+    queue = run.outputs["jobQueueArn"]
+    definition = run.outputs["jobDefinitionArn"].rsplit(":", 1)[0]
     for name in ("normal-job-policy", "normal-events-policy"):
         doc = json.loads(run.named(name).inputs["policy"])
         (submit,) = [s for s in doc["Statement"] if "batch:SubmitJob" in s["Action"]]
-        queue = run.outputs["jobQueueArn"]
-        definition = run.outputs["jobDefinitionArn"].rsplit(":", 1)[0] + ":*"
-        assert submit["Resource"] == [queue, definition]
+        # The target submits the definition without a revision; the manager may name one.
+        assert submit["Resource"] == [queue, definition, definition + ":*"]
+        assert not any("batch:TagResource" in s["Action"] for s in doc["Statement"])
+
+
+def test_submit_job_resources_match_what_the_target_names(run: Run) -> None:
+    """The EventBridge target's job definition (no revision) and queue are both allowed."""
+    target = run.named("normal-submit-job").inputs
+    doc = json.loads(run.named("normal-events-policy").inputs["policy"])
+    (submit,) = doc["Statement"]
+    patterns = [re.escape(r).replace(r"\*", ".*") for r in submit["Resource"]]
+    for arn in (target["arn"], target["batchTarget"]["jobDefinition"]):
+        assert any(re.fullmatch(p, arn) for p in patterns), arn
 
 
 def test_no_full_access_or_unexpected_managed_policies(run: Run) -> None:
@@ -233,7 +306,7 @@ def test_buckets_are_private_encrypted_owner_enforced_tls_only(run: Run) -> None
         ownership = configured("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
         assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
         policy = json.loads(configured("aws:s3/bucketPolicy:BucketPolicy")["policy"])
-        (deny,) = policy["Statement"]
+        (deny,) = [s for s in policy["Statement"] if s["Sid"] == "DenyInsecureTransport"]
         assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == ["s3:*"]
         assert deny["Resource"] == [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -241,9 +314,12 @@ def test_buckets_are_private_encrypted_owner_enforced_tls_only(run: Run) -> None
 
 def test_bucket_versioning_and_lifecycle(run: Run) -> None:
     inp, res = (run.named(n).state["bucket"] for n in ("buckets-input", "buckets-result"))
-    versioning = run.one("aws:s3/bucketVersioning:BucketVersioning").inputs
-    assert versioning["bucket"] == inp
-    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    versioned = {
+        v.inputs["bucket"]: v.inputs["versioningConfiguration"]["status"]
+        for v in run.of_type("aws:s3/bucketVersioning:BucketVersioning")
+    }
+    # The result bucket too: the protocol deletes exactly the version it wrote.
+    assert versioned == {inp: "Enabled", res: "Enabled"}
 
     def rules(bucket: str) -> list[dict]:
         (config,) = [
@@ -252,31 +328,47 @@ def test_bucket_versioning_and_lifecycle(run: Run) -> None:
             if r.inputs["bucket"] == bucket
         ]
         assert all(rule["status"] == "Enabled" for rule in config["rules"])
+        # Every rule names its filter; "whole bucket" is the explicit empty prefix.
+        assert all(set(rule["filter"]) == {"prefix"} for rule in config["rules"])
         return config["rules"]
 
     def expiring(bucket: str) -> dict[str, dict]:
-        """prefix -> expiration, for rules that delete current objects."""
-        return {r["filter"]["prefix"]: r["expiration"] for r in rules(bucket) if "expiration" in r}
+        """prefix -> expiration, for rules that delete current objects after some days."""
+        return {
+            r["filter"]["prefix"]: r["expiration"]
+            for r in rules(bucket)
+            if "days" in r.get("expiration", {})
+        }
 
     def whole_bucket(bucket: str, action: str) -> dict:
         (rule,) = [r for r in rules(bucket) if action in r]
-        assert rule["filter"] == {}
+        assert rule["filter"] == {"prefix": ""}
         return rule[action]
 
-    # Only the temporary prefixes expire: never a user's upload or a final result.
+    # Only the temporary prefixes expire: never a user's upload or a current final result.
     assert expiring(inp) == {"fast/_parts/": {"days": 7}}
     assert expiring(res) == {"fast/_work/": {"days": 7}, "normal/_work/": {"days": 7}}
     assert whole_bucket(inp, "noncurrentVersionExpiration") == {"noncurrentDays": 30}
+    assert whole_bucket(res, "noncurrentVersionExpiration") == {"noncurrentDays": 7}
     for bucket in (inp, res):
         abort = whole_bucket(bucket, "abortIncompleteMultipartUpload")
         assert abort == {"daysAfterInitiation": 1}
+        (markers,) = [
+            r for r in rules(bucket) if "expiredObjectDeleteMarker" in r.get("expiration", {})
+        ]
+        assert markers["filter"] == {"prefix": ""}
+        assert markers["expiration"] == {"expiredObjectDeleteMarker": True}
 
 
 def test_queues_are_encrypted(run: Run) -> None:
     queues = run.of_type("aws:sqs/queue:Queue")
     assert len(queues) == 2
+    timeout = run.one("aws:lambda/function:Function").inputs["timeout"]
     for queue in queues:
         assert queue.inputs["sqsManagedSseEnabled"] is True, queue.name
+        assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600, queue.name
+        # Consumed by the Lambda: AWS requires visibility >= the function timeout (6x advised).
+        assert queue.inputs["visibilityTimeoutSeconds"] == min(43200, 6 * timeout), queue.name
 
 
 def test_ecr_repository(run: Run) -> None:

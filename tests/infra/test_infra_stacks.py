@@ -10,14 +10,16 @@ import re
 import pytest
 import yaml
 
-from .harness import ACCOUNT, PROJECT, PROJECT_NAME, ROOT, STACKS, Run, run_program, run_stack
+from .harness import ACCOUNT, PROJECT, PROJECT_NAME, ROOT, STACKS, Run, run_stack
 
 COMPONENTS = [
     "mc-pricing:components:PricingImage",
     "mc-pricing:components:PricingBuckets",
     "mc-pricing:components:FastLambdaPath",
+    "mc-pricing:components:InputNotifications",
     "mc-pricing:components:BatchArrayPath",
 ]
+CSV_SPELLINGS = {".csv", ".csV", ".cSv", ".cSV", ".Csv", ".CsV", ".CSv", ".CSV"}
 OUTPUTS = {
     "inputBucket",
     "resultBucket",
@@ -98,18 +100,98 @@ def test_every_resource_is_a_child_of_a_component(run: Run) -> None:
 
 def test_single_bucket_notification_carries_lambda_and_eventbridge(run: Run) -> None:
     notification = run.one("aws:s3/bucketNotification:BucketNotification")
+    assert notification.urn.split("::")[2].startswith(
+        "mc-pricing:components:InputNotifications$"
+    ), notification.urn
     inputs = notification.inputs
     assert inputs["bucket"] == run.outputs["inputBucket"]
     assert inputs["eventbridge"] is True
-    (target,) = inputs["lambdaFunctions"]
-    assert target["filterPrefix"] == "fast/"
-    assert target["filterSuffix"] == ".csv"
-    assert target["events"] == ["s3:ObjectCreated:*"]
+    targets = inputs["lambdaFunctions"]
     function = run.one("aws:lambda/function:Function")
-    assert target["lambdaFunctionArn"].endswith(f":function:{function.inputs['name']}")
+    # One rule per spelling of ".csv": S3 key filters are case-sensitive.
+    assert {t["filterSuffix"] for t in targets} == CSV_SPELLINGS and len(targets) == 8
+    assert len({t["id"] for t in targets}) == 8
+    for target in targets:
+        assert target["filterPrefix"] == "fast/"
+        assert target["events"] == ["s3:ObjectCreated:*"]
+        assert target["lambdaFunctionArn"].endswith(f":function:{function.inputs['name']}")
+    # S3 refuses overlapping rules: no suffix may end another one.
+    for a, b in itertools.permutations([t["filterSuffix"] for t in targets], 2):
+        assert not a.endswith(b)
     assert not inputs.get("queues") and not inputs.get("topics")
     # S3 verifies it may invoke the function when the configuration is written.
     assert run.depends_on(notification, run.one("aws:lambda/permission:Permission"))
+
+
+@pytest.mark.parametrize(
+    ("key", "fast", "normal"),
+    [
+        ("fast/1/a.csv", True, False),
+        ("fast/1/a.CSV", True, False),
+        ("fast/1/a.Csv", True, False),
+        ("fast/_parts/tok/part-00001.csv", True, False),
+        ("fast/1/a.csv.gz", False, False),
+        ("fast/1/a.txt", False, False),
+        ("normal/1/a.csv", False, True),
+        ("normal/1/a.CSV", False, True),
+        ("normal/1/deeper/b.cSv", False, True),
+        ("normal/1/a.xlsx", False, False),
+        ("other/a.csv", False, False),
+    ],
+)
+def test_csv_uploads_reach_their_path_in_any_letter_case(
+    key: str, fast: bool, normal: bool
+) -> None:
+    run = run_stack("us-east-1")
+    notification = run.one("aws:s3/bucketNotification:BucketNotification").inputs
+    reaches_lambda = any(
+        key.startswith(t["filterPrefix"]) and key.endswith(t["filterSuffix"])
+        for t in notification["lambdaFunctions"]
+    )
+    rule = json.loads(run.named("normal-upload-rule").inputs["eventPattern"])
+    reaches_batch = any(wildcard_match(p["wildcard"], key) for p in rule["detail"]["object"]["key"])
+    assert (reaches_lambda, reaches_batch) == (fast, normal)
+
+
+def wildcard_match(pattern: str, text: str) -> bool:
+    """EventBridge wildcard semantics: `*` any run of characters, a backslash escapes."""
+    regex, chars = "", iter(pattern)
+    for char in chars:
+        if char == "\\":
+            regex += re.escape(next(chars))
+        elif char == "*":
+            regex += ".*"
+        else:
+            regex += re.escape(char)
+    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "unsafe"),
+    [
+        ('normal/1/a"b.csv', True),
+        ("normal/1/a\\b.CSV", True),
+        ('normal/1/"x"/c.Csv', True),
+        ("normal/1/a'b (1).csv", False),
+        ("normal/1/a b.csv", False),
+        ('fast/1/a"b.csv', False),  # the fast path carries keys in S3 events, never a template
+    ],
+)
+def test_keys_the_input_template_cannot_carry_go_to_the_failure_queue(
+    key: str, unsafe: bool
+) -> None:
+    run = run_stack("us-east-1")
+    rule = run.named("normal-unsafe-key-rule").inputs
+    pattern = json.loads(rule["eventPattern"])
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"] == {"name": [run.outputs["inputBucket"]]}
+    matched = any(wildcard_match(p["wildcard"], key) for p in pattern["detail"]["object"]["key"])
+    assert matched is unsafe
+    target = run.named("normal-unsafe-key-to-failures").inputs
+    assert target["rule"] == rule["name"]
+    dlq = run.named("normal-failures")
+    assert target["arn"] == dlq.state["arn"]
+    assert not target.get("inputTransformer") and not target.get("roleArn")
 
 
 def test_lambda_permission_for_the_input_bucket_only(run: Run) -> None:
@@ -127,17 +209,7 @@ def test_lambda_function(run: Run) -> None:
     assert inputs["packageType"] == "Image"
     assert inputs["imageUri"] == run.outputs["imageUri"]  # the pushed digest, not a tag
     assert inputs["tracingConfig"] == {"mode": "Active"}
-    env = inputs["environment"]["variables"]
-    assert set(env) == {
-        "RESULT_BUCKET",
-        "THRESHOLD",
-        "ENGINE",
-        "MAX_ROWS",
-        "MAX_BYTES",
-        "MAX_PARTS",
-        "GREEKS",
-        "LOG_LEVEL",
-    }
+    env = inputs["environment"]["variables"]  # the exact set: tests/project/test_contract.py
     assert env["RESULT_BUCKET"] == run.outputs["resultBucket"]
     # The log group exists (with retention) before the function, and so do its permissions.
     log_group = run.named("fast-logs")
@@ -160,23 +232,32 @@ def test_lambda_failures_go_to_encrypted_queue(run: Run) -> None:
 
 
 def test_upload_rule_matches_normal_csv_in_input_bucket(run: Run) -> None:
-    rule = run.one("aws:cloudwatch/eventRule:EventRule").inputs
+    rule = run.named("normal-upload-rule").inputs
     assert rule.get("eventBusName") in (None, "default")
     assert json.loads(rule["eventPattern"]) == {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {
             "bucket": {"name": [run.outputs["inputBucket"]]},
-            "object": {"key": [{"wildcard": "normal/*.csv"}]},
+            "object": {
+                "key": [{"wildcard": f"normal/*{s}"} for s in sorted(CSV_SPELLINGS, reverse=True)]
+            },
         },
     }
 
 
-def test_rule_target_submits_manager_job(run: Run) -> None:
-    target = run.one("aws:cloudwatch/eventTarget:EventTarget").inputs
-    assert target["rule"] == run.one("aws:cloudwatch/eventRule:EventRule").inputs["name"]
+def test_rule_target_submits_manager_job_without_a_pinned_revision(run: Run) -> None:
+    target = run.named("normal-submit-job").inputs
+    assert target["rule"] == run.named("normal-upload-rule").inputs["name"]
     assert target["arn"] == run.outputs["jobQueueArn"]
-    assert target["batchTarget"]["jobDefinition"] == run.outputs["jobDefinitionArn"]
+    # The latest ACTIVE revision: a deploy that registers a new revision (and deregisters the
+    # old one) never leaves the target naming an inactive one.
+    definition = run.one("aws:batch/jobDefinition:JobDefinition")
+    assert target["batchTarget"]["jobDefinition"] == definition.state["arnPrefix"]
+    assert (
+        target["batchTarget"]["jobDefinition"] == run.outputs["jobDefinitionArn"].rsplit(":", 1)[0]
+    )
+    assert not re.search(r":\d+$", target["batchTarget"]["jobDefinition"])
     assert target["batchTarget"]["jobName"]
     assert target["roleArn"].endswith(f":role/{run.named('normal-events-role').inputs['name']}")
     transformer = target["inputTransformer"]
@@ -195,14 +276,16 @@ def test_rule_target_submits_manager_job(run: Run) -> None:
     assert target["deadLetterConfig"]["arn"] == f"arn:aws:sqs:{run.region}:{ACCOUNT}:{dlq['name']}"
 
 
-def test_dead_letter_queue_accepts_only_this_rule(run: Run) -> None:
+def test_dead_letter_queue_accepts_only_this_paths_rules(run: Run) -> None:
     policy = json.loads(run.named("normal-failures-policy").inputs["policy"])
     (statement,) = policy["Statement"]
-    rule_name = run.one("aws:cloudwatch/eventRule:EventRule").inputs["name"]
+    rules = [run.named(n).inputs["name"] for n in ("normal-upload-rule", "normal-unsafe-key-rule")]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == ["sqs:SendMessage"]
     assert statement["Condition"] == {
-        "ArnEquals": {"aws:SourceArn": f"arn:aws:events:{run.region}:{ACCOUNT}:rule/{rule_name}"}
+        "ArnEquals": {
+            "aws:SourceArn": [f"arn:aws:events:{run.region}:{ACCOUNT}:rule/{r}" for r in rules]
+        }
     }
 
 
@@ -229,6 +312,7 @@ def test_job_definition(run: Run) -> None:
     assert retry["attempts"] == 3
     assert retry["evaluateOnExits"] == [
         {"action": "RETRY", "onStatusReason": "Host EC2*"},
+        {"action": "RETRY", "onStatusReason": "Your Spot Task was interrupted*"},
         {"action": "EXIT", "onReason": "*"},
     ]
     assert definition["timeout"]["attemptDurationSeconds"] >= 60
@@ -236,11 +320,7 @@ def test_job_definition(run: Run) -> None:
 
 def test_job_environment_follows_protocol(run: Run) -> None:
     env = job_env(run)
-    protocol = {
-        "RESULT_BUCKET", "THRESHOLD", "ENGINE", "MAX_ROWS", "MAX_BYTES",
-        "JOB_QUEUE", "JOB_DEFINITION", "PRICING_WORKERS", "GREEKS", "LOG_LEVEL",
-    }  # fmt: skip
-    assert set(env) == protocol | {"AWS_REGION", "AWS_DEFAULT_REGION"}
+    # The exact set is tests/project/test_contract.py's; here the values.
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == run.region
     vcpus = run.one("aws:batch/jobDefinition:JobDefinition").inputs["containerProperties"]
     assert {"type": "VCPU", "value": env["PRICING_WORKERS"]} in json.loads(vcpus)[
@@ -308,31 +388,22 @@ def test_stacks_share_no_global_names() -> None:
     assert global_names(east) and not global_names(east) & global_names(west)
 
 
-def test_a_second_notification_is_refused() -> None:
-    """S3 would silently keep only the last configuration, so the component refuses."""
-    import pulumi_aws as aws
+def test_components_gain_no_children_after_construction() -> None:
+    """PricingBuckets no longer creates the notification later: nothing to call after it."""
+    from components.buckets import PricingBuckets
 
-    from components.buckets import PricingBuckets, PricingBucketsArgs
-
-    def program() -> None:
-        buckets = PricingBuckets("buckets", PricingBucketsArgs("mc-pricing-us-east-1"))
-        permission = aws.lambda_.Permission(
-            "p", action="lambda:InvokeFunction", function="f", principal="s3.amazonaws.com"
-        )
-        buckets.notify_lambda("arn:aws:lambda:us-east-1:123456789012:function:f", permission)
-        with pytest.raises(RuntimeError, match="already has its notification"):
-            buckets.notify_lambda("arn:aws:lambda:us-east-1:123456789012:function:g", permission)
-
-    run = run_program("us-east-1", program=program)
-    assert len(run.of_type("aws:s3/bucketNotification:BucketNotification")) == 1
+    assert not hasattr(PricingBuckets, "notify_lambda")
 
 
 def test_bucket_configuration_is_applied_one_step_at_a_time(run: Run) -> None:
     """Concurrent configuration calls on one bucket can fail with OperationAborted."""
-    steps = ["public-access", "ownership", "encryption", "tls-only", "versioning", "lifecycle"]
-    chain = [f"buckets-input-{step}" for step in steps] + ["buckets-input-notification"]
-    for earlier, later in itertools.pairwise(chain):
-        assert run.depends_on(run.named(later), run.named(earlier)), (later, earlier)
+    steps = ["public-access", "ownership", "encryption", "policy", "versioning", "lifecycle"]
+    for bucket in ("input", "result"):
+        chain = [f"buckets-{bucket}"] + [f"buckets-{bucket}-{step}" for step in steps]
+        if bucket == "input":
+            chain.append("notifications-input")
+        for earlier, later in itertools.pairwise(chain):
+            assert run.depends_on(run.named(later), run.named(earlier)), (later, earlier)
 
 
 def test_infrastructure_code_never_imports_the_runtime() -> None:
