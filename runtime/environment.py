@@ -26,9 +26,11 @@ LOG_LEVEL = "LOG_LEVEL"
 JOB_QUEUE = "JOB_QUEUE"
 JOB_DEFINITION = "JOB_DEFINITION"
 PRICING_WORKERS = "PRICING_WORKERS"
-# Set by the Batch manager on the jobs it submits.
+# Set by the Batch manager on the jobs it submits (and PART_INDEXES by the retry command,
+# on a child that re-prices only some parts: array index i prices part PART_INDEXES[i]).
 BATCH_ROLE = "BATCH_ROLE"
 JOB_TOKEN = "JOB_TOKEN"
+PART_INDEXES = "PART_INDEXES"
 # Set by AWS (and, on Batch on EC2, where ECS does not, by the stack: AWS_REGION).
 AWS_REGION = "AWS_REGION"
 AWS_LAMBDA_RUNTIME_API = "AWS_LAMBDA_RUNTIME_API"
@@ -124,18 +126,33 @@ class BatchContext:
     token: str
     array_index: int | None
     attempt: int
+    part_indexes: tuple[int, ...] = ()
+
+    @property
+    def part_index(self) -> int | None:
+        """The part a child prices: its array index, or the one PART_INDEXES maps it to."""
+        if not self.part_indexes:
+            return self.array_index
+        position = self.array_index or 0
+        return self.part_indexes[position] if position < len(self.part_indexes) else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> BatchContext:
         index = _text(environ, AWS_BATCH_JOB_ARRAY_INDEX)
         if index and not index.isdigit():
             raise SettingsError(f"{AWS_BATCH_JOB_ARRAY_INDEX}={index!r} is not a whole number")
+        indexes = [part for part in _text(environ, PART_INDEXES).split(",") if part.strip()]
+        if not all(part.strip().isdigit() for part in indexes):
+            raise SettingsError(
+                f"{PART_INDEXES}={_text(environ, PART_INDEXES)!r} is not a list of numbers"
+            )
         return cls(
             job_id=_text(environ, AWS_BATCH_JOB_ID),
             role=_text(environ, BATCH_ROLE),
             token=_text(environ, JOB_TOKEN),
             array_index=int(index) if index else None,
             attempt=_positive_int(environ, AWS_BATCH_JOB_ATTEMPT, 1),
+            part_indexes=tuple(int(part) for part in indexes),
         )
 
 

@@ -12,8 +12,8 @@ import pytest
 from runtime.adapters.s3 import ObjectStore
 from runtime.engines import get_engine
 from runtime.environment import RuntimeConfig
-from runtime.protocol.steps import Pipeline
-from runtime.tools.local_cloud import RESULT_BUCKET, create_stack
+from runtime.protocol.steps import JobSteps
+from runtime.tools.local_cloud import JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET, create_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "runtime" / "sample" / "EquityOption-100.csv"
@@ -61,22 +61,45 @@ def serialised(engine_name: str = "qdfp"):
     engine = get_engine(engine_name)
     lock = threading.Lock()
 
-    def price(options: Sequence):
+    def price(options: Sequence, greeks: bool = False):
         with lock:
-            return engine(options)
+            return engine(options, greeks=greeks) if greeks else engine(options)
 
     return price
 
 
+class RecordedEvents(list):
+    """An event sink that keeps the job events the steps publish, in order."""
+
+    def publish(self, detail: dict) -> None:
+        self.append(detail)
+
+    def states(self) -> list[tuple[str, str]]:
+        return [(event["inputKey"], event["state"]) for event in self]
+
+
 @pytest.fixture
-def make_pipeline(aws):
-    def make(threshold: int = 10, max_parts: int = 1000, engine=None, **settings) -> Pipeline:
-        return Pipeline(
+def events() -> RecordedEvents:
+    return RecordedEvents()
+
+
+@pytest.fixture
+def make_steps(aws, events):
+    def make(threshold: int = 10, max_parts: int = 1000, engine=None, **config) -> JobSteps:
+        return JobSteps(
             ObjectStore(boto3.client("s3")),
             RuntimeConfig(
-                result_bucket=RESULT_BUCKET, threshold=threshold, max_parts=max_parts, **settings
+                **{
+                    "result_bucket": RESULT_BUCKET,
+                    "threshold": threshold,
+                    "max_parts": max_parts,
+                    "job_queue": JOB_QUEUE,
+                    "job_definition": JOB_DEFINITION,
+                    **config,
+                }
             ),
             engine=engine or serialised(),
+            events=events,
         )
 
     return make

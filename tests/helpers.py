@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from urllib.parse import quote_plus
 
 from runtime.core import keys
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
@@ -27,3 +29,39 @@ def status_of(s3, input_key: str) -> dict | None:
 def all_keys(s3, bucket: str) -> list[str]:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+EVENTS = Path(__file__).resolve().parent / "events"
+
+
+def aws_event(name: str, **values: object) -> dict:
+    """A real-format AWS event from tests/events/<name>.json. ``${x}`` is replaced by
+    values["x"]: strings are inserted as JSON string content, anything else as JSON."""
+    text = (EVENTS / f"{name}.json").read_text()
+    for field, value in values.items():
+        if isinstance(value, str):
+            text = text.replace("${" + field + "}", json.dumps(value)[1:-1])
+        else:
+            text = text.replace("${" + field + "}", json.dumps(value))
+    return json.loads(text)
+
+
+def s3_notification(bucket: str, key: str) -> dict:
+    """An S3 notification as Lambda receives it: the key URL-encoded, as S3 sends it."""
+    return aws_event("s3-notification", bucket=bucket, key=quote_plus(key, safe="/"))
+
+
+def sqs_event(*bodies: dict, receive_count: int = 1, attributes: dict | None = None) -> dict:
+    """An SQS batch as the event source mapping delivers it, one record per body."""
+    return {
+        "Records": [
+            aws_event(
+                "sqs-record",
+                message_id=f"message-{i}",
+                body=json.dumps(body),
+                receive_count=str(receive_count),
+                message_attributes=attributes or {},
+            )
+            for i, body in enumerate(bodies)
+        ]
+    }

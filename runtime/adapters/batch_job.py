@@ -3,21 +3,30 @@
 The manager splits an upload and submits one array job plus one merge job that
 ``dependsOn`` it, then exits; nothing waits for anything. Roles come from the
 environment the manager sets on the jobs it submits (see docs/protocol.md).
+
+An application error is final at once: the job definition's retry strategy retries only
+host failures (Spot reclaims), so a child records its failure as final before it exits.
+What kills a job without a word (out of memory, timeout, SIGKILL, a cancelled queue wait)
+reaches the job's status through the "Batch Job State Change" events the Lambda handles.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
+import sys
 from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
 
+from runtime import logs
+from runtime.adapters.events import EventBridgeSink
+from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest
-from runtime.protocol.steps import Outcome, Pipeline
+from runtime.environment import BatchContext, RuntimeConfig, SettingsError
+from runtime.protocol import status as states
+from runtime.protocol.steps import JobSteps, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +39,39 @@ class BatchJobError(RuntimeError):
 
 
 def submit_array_and_merge(
-    batch: Any, queue: str, definition: str, manifest: Manifest
-) -> tuple[str, str]:
-    """Submit the pricing array job and the merge job that depends on it; return their ids."""
+    batch: Any,
+    queue: str,
+    definition: str,
+    manifest: Manifest,
+    parts: list[int] | None = None,
+) -> dict[str, str]:
+    """Submit the pricing job(s) and the merge job that depends on them; return their ids.
+
+    ``parts`` (the retry command) prices only those parts: child i prices parts[i]. AWS
+    Batch refuses an array of size 1, so a single part is one plain job.
+    """
     parameters = {"S3bucket": manifest.input_bucket, "S3key": manifest.input_key}
+    indexes = parts if parts is not None else list(range(manifest.parts))
 
     def overrides(role: str) -> dict:
-        return {
-            "environment": [
-                {"name": "BATCH_ROLE", "value": role},
-                {"name": "JOB_TOKEN", "value": manifest.token},
-            ]
-        }
+        environment = [
+            {"name": "BATCH_ROLE", "value": role},
+            {"name": "JOB_TOKEN", "value": manifest.token},
+        ]
+        if parts is not None and role == ROLE_CHILD:
+            environment.append({"name": "PART_INDEXES", "value": ",".join(map(str, indexes))})
+        return {"environment": environment}
 
-    array = batch.submit_job(
-        jobName=f"price-{manifest.token}",
-        jobQueue=queue,
-        jobDefinition=definition,
-        arrayProperties={"size": manifest.parts},
-        parameters=parameters,
-        containerOverrides=overrides(ROLE_CHILD),
-    )
+    pricing: dict[str, Any] = {
+        "jobName": f"price-{manifest.token}",
+        "jobQueue": queue,
+        "jobDefinition": definition,
+        "parameters": parameters,
+        "containerOverrides": overrides(ROLE_CHILD),
+    }
+    if len(indexes) > 1:
+        pricing["arrayProperties"] = {"size": len(indexes)}
+    array = batch.submit_job(**pricing)
     merge = batch.submit_job(
         jobName=f"merge-{manifest.token}",
         jobQueue=queue,
@@ -59,87 +80,96 @@ def submit_array_and_merge(
         parameters=parameters,
         containerOverrides=overrides(ROLE_MERGE),
     )
-    return array["jobId"], merge["jobId"]
+    return {"array": array["jobId"], "merge": merge["jobId"]}
 
 
-def run(
-    pipeline: Pipeline, bucket: str, key: str, environ: Mapping[str, str], batch: Any = None
-) -> Outcome:
+def run(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any = None) -> Outcome:
     """Do whatever this Batch job is for; raise BatchJobError to fail the job."""
-    role = environ.get("BATCH_ROLE", "")
-    if not role:
-        key = _existing_key(pipeline, bucket, key)
-        outcome = pipeline.start(bucket, key, max_parts=BATCH_MAX_ARRAY_SIZE)
-        if outcome.manifest is not None:
-            queue, definition = (
-                _required(environ, "JOB_QUEUE"),
-                _required(environ, "JOB_DEFINITION"),
-            )
-            array_id, merge_id = submit_array_and_merge(
-                batch or boto3.client("batch"), queue, definition, outcome.manifest
-            )
-            outcome = Outcome(
-                "split", f"{outcome.detail}: array job {array_id}, merge job {merge_id}"
-            )
-        return outcome
-
-    manifest = pipeline.load_manifest(keys.NORMAL, _required(environ, "JOB_TOKEN"))
+    if not job.role:
+        return _manage(steps, bucket, _existing_key(steps, bucket, key), job, batch)
+    if not job.token:
+        raise BatchJobError("JOB_TOKEN is not set in the job's environment")
+    manifest = steps.load_manifest(keys.NORMAL, job.token)
     if manifest is None:
         return Outcome("skipped", "no manifest: the job was already merged and cleaned up")
-    if role == ROLE_CHILD:
-        index = int(_required(environ, "AWS_BATCH_JOB_ARRAY_INDEX"))
-        attempt = int(environ.get("AWS_BATCH_JOB_ATTEMPT", "1"))
-        final = attempt >= int(environ.get("BATCH_MAX_ATTEMPTS", "1"))
-        try:
-            outcome = pipeline.price_part(manifest, index)
-        except Exception as exc:
-            error = f"attempt {attempt}: {type(exc).__name__}: {exc}"
-            pipeline.record_failure(manifest, index, error, final=final)
-            raise BatchJobError(f"{keys.part_name(index)} failed, {error}") from exc
-        pipeline.refresh_status(manifest)
-        return outcome
-    if role == ROLE_MERGE:
-        # Batch keeps the job id across attempts: a retried merge resumes its own claim.
-        claimant = f"batch-merge-{environ.get('AWS_BATCH_JOB_ID', 'local')}"
-        outcome = pipeline.merge_if_complete(manifest, claimant=claimant)
-        if outcome.action not in ("merged", "duplicate"):
-            # dependsOn guarantees every child succeeded; a gap means parts were lost.
-            message = f"cannot merge: only {outcome.detail}"
-            pipeline.refresh_status(manifest, failure=message)
-            raise BatchJobError(message)
-        return outcome
-    raise BatchJobError(f"BATCH_ROLE={role!r} is not one of {ROLE_CHILD}, {ROLE_MERGE}")
+    with logs.job_context(token=job.token, inputKey=manifest.input_key):
+        if job.role == ROLE_CHILD:
+            index = job.part_index
+            if index is None:
+                raise BatchJobError("a child needs AWS_BATCH_JOB_ARRAY_INDEX or PART_INDEXES")
+            try:
+                return steps.price_part(manifest, index, claimant=None)
+            except Exception as exc:
+                error = f"attempt {job.attempt}: {type(exc).__name__}: {exc}"
+                steps.record_part_failure(manifest, index, error, final=True)
+                raise BatchJobError(f"{keys.part_name(index)} failed, {error}") from exc
+        if job.role == ROLE_MERGE:
+            # Batch keeps the job id across attempts: a retried merge resumes its own claim.
+            outcome = steps.merge(manifest, claimant=f"batch-merge-{job.job_id or 'local'}")
+            if outcome.action == "incomplete":
+                # dependsOn guarantees every child succeeded; a gap means parts were lost.
+                steps.fail_job(
+                    manifest.input_key, job.token, f"cannot merge: {outcome.detail}", keys.NORMAL
+                )
+                raise BatchJobError(f"cannot merge: {outcome.detail}")
+            return outcome
+    raise BatchJobError(f"BATCH_ROLE={job.role!r} is not one of {ROLE_CHILD}, {ROLE_MERGE}")
 
 
-def _existing_key(pipeline: Pipeline, bucket: str, key: str) -> str:
+def _manage(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any) -> Outcome:
+    outcome = steps.start(bucket, key, max_parts=BATCH_MAX_ARRAY_SIZE)
+    manifest = outcome.manifest
+    if manifest is None:
+        return outcome
+    config = steps.config
+    if not config.job_queue or not config.job_definition:
+        raise BatchJobError("JOB_QUEUE and JOB_DEFINITION must be set for the manager")
+    # One manager submits: a duplicate event's manager (or its retry) must not add jobs.
+    claimant = (job.job_id or "local").encode()
+    lock = keys.submit_lock_key(manifest.token)
+    claimed = steps.store.put_if_absent(steps.bucket, lock, claimant)
+    if not claimed and steps.store.get(steps.bucket, lock) != claimant:
+        return Outcome("duplicate", f"{manifest.parts} parts: jobs already submitted")
+    submitted = submit_array_and_merge(
+        batch or boto3.client("batch"), config.job_queue, config.job_definition, manifest
+    )
+    steps.store.update_json(
+        steps.bucket,
+        keys.status_key(manifest.input_key),
+        states.progress(manifest.token, steps.clock(), batch_jobs=submitted),
+    )
+    return Outcome(
+        "split",
+        f"{outcome.detail}: array job {submitted['array']}, merge job {submitted['merge']}",
+        manifest,
+    )
+
+
+def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
     """EventBridge passes S3 keys as they are; should one arrive URL-encoded the way S3's
     own notifications encode them, use the decoded key that exists."""
     decoded = unquote_plus(key)
-    if decoded != key and pipeline.store.head(bucket, key) is None:
+    if decoded != key and steps.store.head(bucket, key) is None:
         return decoded
     return key
 
 
-def _required(environ: Mapping[str, str], name: str) -> str:
-    value = environ.get(name, "").strip()
-    if not value:
-        raise BatchJobError(f"{name} is not set in the job's environment")
-    return value
-
-
-def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
+def main(argv: list[str]) -> int:
     """Batch entry point: argv is ``S3bucket S3key`` from the job definition's command."""
-    from runtime.adapters.s3 import ObjectStore
-    from runtime.environment import RuntimeConfig
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = RuntimeConfig.from_env()
+        job = BatchContext.from_env()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    logs.configure(config.log_level)
     if len(argv) != 2:
         log.error("expected two arguments, S3bucket and S3key; got %r", argv)
         return 2
     bucket, key = argv
+    steps = JobSteps(ObjectStore(), config, events=EventBridgeSink())
     try:
-        pipeline = Pipeline(ObjectStore(), RuntimeConfig.from_env(environ))
-        outcome = run(pipeline, bucket, key, environ)
+        outcome = run(steps, bucket, key, job)
     except (BatchJobError, ValueError) as exc:
         log.error("%s", exc)
         return 1

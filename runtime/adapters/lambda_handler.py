@@ -1,20 +1,35 @@
-"""The fast path's Lambda adapter: S3 notification records in, pipeline steps out."""
+"""The Lambda adapter: every event the stack sends the function, in, protocol steps, out.
+
+- S3 notifications (``fast/``): a user's upload, or one of our parts.
+- SQS records from the fast path's on-failure queue: Lambda's record of an invocation that
+  failed on every attempt; the part's failure becomes final, or a crashed merge resumes.
+- SQS records from the normal path's dead-letter queue: an upload EventBridge could not
+  turn into a Batch job ends ``failed``.
+- EventBridge "Batch Job State Change" (FAILED) for this stack's queue: the part, merge or
+  manager that failed, and why, ends its job ``failed``.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import uuid
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
+from runtime import logs
+from runtime.adapters import batch_events
+from runtime.adapters.events import EventBridgeSink
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.environment import RuntimeConfig
-from runtime.protocol.steps import Outcome, Pipeline
+from runtime.protocol.steps import JobSteps, Outcome, PartLost
 
 log = logging.getLogger(__name__)
+
+# A failure record still failing after this many receives is recorded without resuming.
+_LAST_RECEIVE = 3
 
 
 def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
@@ -29,13 +44,15 @@ def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 @cache
-def _pipeline() -> Pipeline:
+def _steps() -> JobSteps:
     # Built once per container, so warm invocations reuse the S3 client and engine.
-    return Pipeline(ObjectStore(), RuntimeConfig.from_env())
+    config = RuntimeConfig.from_env()
+    logs.configure(config.log_level)
+    return JobSteps(ObjectStore(), config, events=EventBridgeSink())
 
 
 def handle_object(
-    pipeline: Pipeline, bucket: str, key: str, invocation_id: str | None = None
+    steps: JobSteps, bucket: str, key: str, invocation_id: str | None = None
 ) -> Outcome:
     """One S3 object under ``fast/``: a user's upload or one of our parts.
 
@@ -43,36 +60,136 @@ def handle_object(
     retries an invocation, while a duplicate S3 event gets a new one. So a retry of a merge
     that crashed resumes it, and a duplicate of the last part's event cannot merge twice.
     """
-    if not key.endswith(".csv"):
-        return Outcome("skipped", f"{key} is not a .csv file")
     if not keys.is_fast_part(key):
-        return pipeline.start(bucket, key, max_parts=pipeline.settings.max_parts)
-    token, index = keys.parse_fast_part_key(key)
-    manifest = pipeline.load_manifest(keys.FAST, token)
-    if manifest is None:
-        return Outcome("skipped", f"{key}: no job is waiting for this part (already merged?)")
+        return steps.start(bucket, key, max_parts=steps.config.max_parts)
     try:
-        outcome = pipeline.price_part(manifest, index)
-    except Exception as exc:
-        # Lambda retries this invocation; the status shows the failure meanwhile.
-        pipeline.record_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
-        raise
-    if outcome.action != "part-priced":
-        return outcome
-    claimant = f"fast-{keys.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
-    return pipeline.merge_if_complete(manifest, claimant=claimant)
+        token, index = keys.parse_fast_part_key(key)
+    except keys.NotAJobKey:
+        return Outcome("ignored", f"{key}: not a part key the pipeline writes")
+    manifest = steps.load_manifest(keys.FAST, token)
+    if manifest is None:
+        return Outcome("ignored", f"{key}: no job is waiting for this part")
+    with logs.job_context(token=token, inputKey=manifest.input_key):
+        try:
+            return steps.price_part(manifest, index, claimant=_claimant(index, invocation_id))
+        except PartLost as exc:
+            return steps.record_part_failure(manifest, index, str(exc), final=True)
+        except Exception as exc:
+            # Lambda retries this invocation; the status shows the failure meanwhile, and the
+            # on-failure queue makes it final once the retries are spent.
+            steps.record_part_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
+            raise
+
+
+def _claimant(index: int, invocation_id: str | None) -> str:
+    return f"fast-{keys.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
+
+
+def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[Outcome]:
+    """Lambda's on-failure record: the original S3 event failed on every attempt."""
+    request = record.get("requestContext", {})
+    response = record.get("responsePayload") or {}
+    error = (
+        f"{response.get('errorType', 'error')}: {response.get('errorMessage', '')}".strip(": ")
+        if isinstance(response, dict)
+        else str(response)
+    )
+    reason = f"failed on all {request.get('approximateInvokeCount', '?')} attempts: {error}"
+    outcomes = []
+    for bucket, key in s3_objects(record.get("requestPayload") or {}):
+        if not keys.is_fast_part(key):
+            outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}"))
+            continue
+        try:
+            token, index = keys.parse_fast_part_key(key)
+        except keys.NotAJobKey:
+            outcomes.append(Outcome("ignored", key))
+            continue
+        manifest = steps.load_manifest(keys.FAST, token)
+        if manifest is None:
+            outcomes.append(Outcome("ignored", f"{key}: the job is gone"))
+            continue
+        with logs.job_context(token=token, inputKey=manifest.input_key):
+            done = steps.refresh_progress(manifest)
+            if len(done) == manifest.parts and not last_receive:
+                # Every part is priced: the failure was the merge. Resume it as the claimant
+                # that crashed (same request id), which no one else can take over.
+                claimant = _claimant(index, request.get("requestId"))
+                outcome = steps.merge(manifest, claimant)
+                if outcome.action in ("merged", "duplicate", "stopped", "superseded"):
+                    outcomes.append(outcome)
+                    continue
+            outcomes.append(steps.record_part_failure(manifest, index, reason, final=True))
+    return outcomes
+
+
+def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[Outcome]:
+    """An EventBridge event its rule could not deliver (the normal path's dead letters)."""
+    if event.get("source") == "aws.batch":
+        return [handle_batch_event(steps, event)]
+    detail = event.get("detail", {})
+    bucket = detail.get("bucket", {}).get("name")
+    key = detail.get("object", {}).get("key")
+    if not bucket or not key:
+        return [Outcome("ignored", "a dead letter that is not an S3 event")]
+    message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
+    reason = "could not start a Batch job for this upload" + (f": {message}" if message else "")
+    return [steps.fail_upload(bucket, key, reason)]
+
+
+def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
+    failure = batch_events.parse(event)
+    if failure is None:
+        return Outcome("ignored", "not a failed job of this pipeline")
+    with logs.job_context(token=failure.token, inputKey=failure.input_key):
+        if failure.role == batch_events.MANAGER:
+            return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
+        manifest = steps.load_manifest(keys.NORMAL, failure.token)
+        if failure.role == batch_events.CHILD and failure.index is not None and manifest:
+            return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
+        return steps.fail_job(failure.input_key, failure.token, failure.reason, keys.NORMAL)
+
+
+def _attribute(attributes: dict, name: str) -> str:
+    value = attributes.get(name, {})
+    return str(value.get("stringValue", "")) if isinstance(value, dict) else str(value)
+
+
+def handle_sqs(steps: JobSteps, records: list[dict]) -> dict[str, Any]:
+    """SQS batches: one record's failure is reported alone, so the rest are not redone."""
+    failures = []
+    for record in records:
+        try:
+            body = json.loads(record.get("body") or "{}")
+            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+            if "requestContext" in body:
+                outcomes = handle_exhausted(steps, body, last_receive=receives >= _LAST_RECEIVE)
+            else:
+                outcomes = handle_dead_letter(steps, body, record.get("messageAttributes", {}))
+            for outcome in outcomes:
+                log.info("failure path %s: %s", outcome.action, outcome.detail)
+        except Exception:
+            log.exception("could not handle failure record %s", record.get("messageId"))
+            failures.append({"itemIdentifier": record.get("messageId")})
+    return {"batchItemFailures": failures}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (``runtime.adapters.lambda_handler.handler``)."""
-    logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO"))
-    pipeline = _pipeline()
+    steps = _steps()
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return handle_sqs(steps, records)
+    if event.get("source") == "aws.batch":
+        outcome = handle_batch_event(steps, event)
+        log.info("batch event %s: %s", outcome.action, outcome.detail)
+        return {"outcomes": [{"action": outcome.action, "detail": outcome.detail}]}
     outcomes = []
     for bucket, key in s3_objects(event):
         try:
-            outcome = handle_object(pipeline, bucket, key, getattr(context, "aws_request_id", None))
+            outcome = handle_object(steps, bucket, key, getattr(context, "aws_request_id", None))
         except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
-            outcome = Outcome("rejected", f"{key}: {exc}")
+            outcome = Outcome("ignored", f"{key}: {exc}")
         log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
         outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})
     return {"outcomes": outcomes}

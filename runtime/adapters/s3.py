@@ -7,15 +7,23 @@ the very same code at a local S3.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+log = logging.getLogger(__name__)
+
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
-_MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+# Compare-and-swap attempts on one JSON object before giving up.
+_SWAP_ATTEMPTS = 25
+
+JsonUpdate = Callable[[dict | None], dict | None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,11 @@ class ObjectInfo:
     size: int
     etag: str
     version: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class ConcurrentUpdateError(RuntimeError):
+    """Too many writers raced for one object; the caller's retry will try again."""
 
 
 class ObjectStore:
@@ -41,25 +54,20 @@ class ObjectStore:
             if _code(exc) in _MISSING_CODES:
                 return None
             raise
-        return ObjectInfo(
-            size=response["ContentLength"],
-            etag=response["ETag"].strip('"'),
-            version=response.get("VersionId"),
-        )
+        return _info(response)
 
-    def get(self, bucket: str, key: str) -> bytes | None:
-        """The object's bytes, or None if it does not exist."""
-        response = self._get_object(bucket, key)
-        return response["Body"].read() if response else None
+    def get(self, bucket: str, key: str, version: str | None = None) -> bytes | None:
+        """The object's bytes (of ``version`` if given), or None if it does not exist."""
+        found = self._get_object(bucket, key, **({"VersionId": version} if version else {}))
+        return found["Body"].read() if found else None
 
-    def get_version(self, bucket: str, key: str, info: ObjectInfo) -> bytes | None:
-        """The bytes of exactly the version ``info`` describes (None if it is gone)."""
+    def get_exact(self, bucket: str, key: str, info: ObjectInfo) -> bytes | None:
+        """The bytes of exactly the object ``info`` describes (None if it is gone)."""
         pin = {"VersionId": info.version} if info.version else {"IfMatch": f'"{info.etag}"'}
-        response = self._get_object(bucket, key, **pin)
-        return response["Body"].read() if response else None
+        found = self._get_object(bucket, key, **pin)
+        return found["Body"].read() if found else None
 
     def _get_object(self, bucket: str, key: str, **conditions: str) -> dict | None:
-        """GetObject, with None for a missing object or a failed condition."""
         try:
             return self.client.get_object(Bucket=bucket, Key=key, **conditions)
         except ClientError as exc:
@@ -67,36 +75,62 @@ class ObjectStore:
                 return None
             raise
 
-    def put(self, bucket: str, key: str, body: bytes, content_type: str = "text/csv") -> None:
-        self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-
-    def put_json(self, bucket: str, key: str, document: dict) -> None:
-        self.put(bucket, key, _json_bytes(document), "application/json")
-
-    def get_json(self, bucket: str, key: str) -> tuple[dict, str] | None:
-        """(document, etag), or None if absent."""
-        response = self._get_object(bucket, key)
-        if response is None:
-            return None
-        return json.loads(response["Body"].read()), response["ETag"].strip('"')
-
-    def put_json_if(self, bucket: str, key: str, document: dict, etag: str | None) -> bool:
-        """Compare-and-swap: write only if the object still has ``etag`` (None: is absent)."""
-        condition = {"IfMatch": f'"{etag}"'} if etag else {"IfNoneMatch": "*"}
-        return self._put_conditionally(bucket, key, _json_bytes(document), condition)
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str = "text/csv",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        response = self.client.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata or {}
+        )
+        return ObjectInfo(len(body), response["ETag"].strip('"'), response.get("VersionId"))
 
     def put_if_absent(self, bucket: str, key: str, body: bytes) -> bool:
         """Create the object unless it exists (S3 conditional write); True if we created it."""
-        return self._put_conditionally(bucket, key, body, {"IfNoneMatch": "*"})
-
-    def _put_conditionally(self, bucket: str, key: str, body: bytes, condition: dict) -> bool:
         try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=body, **condition)
+            self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
         except ClientError as exc:
             if _code(exc) in _PRECONDITION_CODES:
                 return False
             raise
         return True
+
+    def get_json(self, bucket: str, key: str) -> dict | None:
+        found = self._get_object(bucket, key)
+        return json.loads(found["Body"].read()) if found else None
+
+    def put_json(self, bucket: str, key: str, document: dict) -> None:
+        self.put(bucket, key, _json_bytes(document), "application/json")
+
+    def update_json(self, bucket: str, key: str, update: JsonUpdate) -> dict | None:
+        """Compare-and-swap a JSON object: ``update(current)`` gives the new document, or
+        None to leave it. Returns what was written (None: nothing). Concurrent writers
+        never lose each other's changes: a write only lands on the version it was computed
+        from (If-Match, or If-None-Match for a new object)."""
+        for _ in range(_SWAP_ATTEMPTS):
+            found = self._get_object(bucket, key)
+            current = json.loads(found["Body"].read()) if found else None
+            document = update(current)
+            if document is None:
+                return None
+            condition = {"IfMatch": found["ETag"]} if found is not None else {"IfNoneMatch": "*"}
+            try:
+                self.client.put_object(
+                    Bucket=bucket,
+                    Key=key,
+                    Body=_json_bytes(document),
+                    ContentType="application/json",
+                    **condition,
+                )
+            except ClientError as exc:
+                if _code(exc) in _PRECONDITION_CODES | _MISSING_CODES:
+                    continue  # someone else wrote first: recompute from their version
+                raise
+            return document
+        raise ConcurrentUpdateError(f"s3://{bucket}/{key}: too many concurrent writers")
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -106,10 +140,36 @@ class ObjectStore:
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
+    def versions(self, bucket: str, key: str) -> list[str]:
+        """Version ids of exactly ``key``, newest first (S3 lists them in that order)."""
+        found: list[str] = []
+        for page in self.client.get_paginator("list_object_versions").paginate(
+            Bucket=bucket, Prefix=key
+        ):
+            found.extend(v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key)
+        return found
+
     def delete(self, bucket: str, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes 1,000 keys at most
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def delete_version(self, bucket: str, key: str, version: str | None) -> None:
+        """Remove exactly one version, so a newer one of the same key is never touched.
+        Without a version id (an unversioned bucket) nothing can be removed safely."""
+        if version is None:
+            log.warning("s3://%s/%s has no version id: left in place", bucket, key)
+            return
+        self.client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+
+
+def _info(response: dict) -> ObjectInfo:
+    return ObjectInfo(
+        size=response["ContentLength"],
+        etag=response["ETag"].strip('"'),
+        version=response.get("VersionId"),
+        metadata=response.get("Metadata", {}),
+    )
 
 
 def _code(exc: ClientError) -> str:

@@ -1,17 +1,25 @@
 """Where the job protocol keeps things: S3 keys and upload tokens, pure and I/O-free.
 
 Both paths (Lambda fan-out and Batch array jobs) and the tests share this one definition
-of where things live.
+of where things live, and of which keys are uploads at all (``upload_problem``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 FAST = "fast"
 NORMAL = "normal"
 PATHS = (FAST, NORMAL)
 FAST_PARTS_PREFIX = f"{FAST}/_parts/"
+# Path segments the protocol keeps for itself: an upload may not use them anywhere.
+RESERVED_SEGMENTS = ("_parts", "_work")
+STATUS_SUFFIX = "-status.json"
+# S3 keys are at most 1,024 bytes; the longest key derived from an upload adds the suffix.
+MAX_UPLOAD_KEY_BYTES = 1024 - len(STATUS_SUFFIX)
+
+_PART_NAME = re.compile(r"part-(\d{5,})")
 
 
 class NotAJobKey(ValueError):
@@ -26,8 +34,32 @@ def path_of(input_key: str) -> str:
     return first
 
 
+def is_csv(key: str) -> bool:
+    return key.lower().endswith(".csv")
+
+
 def is_fast_part(input_key: str) -> bool:
     return input_key.startswith(FAST_PARTS_PREFIX)
+
+
+def upload_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a user's upload, or None when it is one.
+
+    The rules README states: under ``fast/`` or ``normal/``; the name ends in ``.csv`` in
+    any case; no path segment is ``_parts`` or ``_work``; at most MAX_UPLOAD_KEY_BYTES.
+    """
+    path_of(key)
+    if not is_csv(key):
+        return "not a .csv file"
+    reserved = [s for s in key.split("/")[1:-1] if s in RESERVED_SEGMENTS]
+    if reserved:
+        return f"the path segment {reserved[0]!r} is reserved for the pipeline's own objects"
+    if len(key.encode()) > MAX_UPLOAD_KEY_BYTES:
+        return (
+            f"the key is {len(key.encode())} bytes: at most {MAX_UPLOAD_KEY_BYTES} leave room "
+            f"for the result keys (S3 allows 1,024)"
+        )
+    return None
 
 
 def job_token(bucket: str, key: str, version: str) -> str:
@@ -45,7 +77,7 @@ def error_key(input_key: str) -> str:
 
 
 def status_key(input_key: str) -> str:
-    return f"{input_key}-status.json"
+    return f"{input_key}{STATUS_SUFFIX}"
 
 
 def work_prefix(path: str, token: str) -> str:
@@ -58,6 +90,11 @@ def manifest_key(path: str, token: str) -> str:
 
 def lock_key(path: str, token: str) -> str:
     return work_prefix(path, token) + "merge.lock"
+
+
+def submit_lock_key(token: str) -> str:
+    """Claimed by the Batch manager that submits a job's array and merge jobs."""
+    return work_prefix(NORMAL, token) + "submit.lock"
 
 
 def part_name(index: int) -> str:
@@ -86,21 +123,27 @@ def fast_part_key(token: str, index: int) -> str:
 
 
 def batch_part_key(token: str, index: int) -> str:
-    """Batch parts live in the result bucket's work area, so they start no keys."""
+    """Batch parts live in the result bucket's work area, so they start no jobs."""
     return work_prefix(NORMAL, token) + f"parts/{part_name(index)}.csv"
 
 
 def parse_fast_part_key(key: str) -> tuple[str, int]:
-    """(token, index) from a key written by ``fast_part_key``; ValueError otherwise."""
+    """(token, index) from a key written by ``fast_part_key``; NotAJobKey otherwise."""
     rest = key.removeprefix(FAST_PARTS_PREFIX)
     token, _, name = rest.partition("/")
-    number = name.removeprefix("part-").removesuffix(".csv")
-    if not token or not name.startswith("part-") or not number.isdigit():
+    match = _PART_NAME.fullmatch(name.removesuffix(".csv")) if name.endswith(".csv") else None
+    if not token or "/" in name or match is None:
         raise NotAJobKey(f"{key!r} is not a part key")
-    return token, int(number)
+    return token, int(match.group(1))
 
 
-def part_index_of(key: str) -> int:
-    """The part number in any part or part-result key."""
-    name = key.rsplit("/", 1)[-1]
-    return int(name.split(".", 1)[0].removeprefix("part-"))
+def indexes_in(keys: list[str], prefix: str, suffix: str) -> set[int]:
+    """Part numbers of exactly the keys ``<prefix>part-NNNNN<suffix>``; anything else that
+    happens to sit under the prefix is ignored, so it can never count as a part."""
+    found = set()
+    for key in keys:
+        name = key[len(prefix) :] if key.startswith(prefix) else ""
+        match = _PART_NAME.fullmatch(name.removesuffix(suffix)) if name.endswith(suffix) else None
+        if match:
+            found.add(int(match.group(1)))
+    return found

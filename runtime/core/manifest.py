@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 from runtime.core.keys import part_name
 
@@ -39,10 +39,24 @@ class Manifest:
     part_keys: list[str]
     result_header: list[str]
     started_at: float
+    generation: int = 1
+    greeks: bool = False
+    # The version (or ETag) of each part object as the splitter wrote it: workers read
+    # exactly that, so an object written over a part later can never change a result.
+    part_versions: list[str] = field(default_factory=list)
 
     @property
     def parts(self) -> int:
         return len(self.part_rows)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict) -> Manifest:
+        return cls(
+            **{name: document[name] for name in cls.__dataclass_fields__ if name in document}
+        )
 
 
 def merge_results(header: bytes, part_results: Sequence[bytes]) -> bytes:

@@ -1,310 +1,614 @@
-"""The job protocol's working half, shared by the Lambda and Batch adapters.
+"""The job protocol's steps, shared by the Lambda and Batch adapters.
 
 ``start`` handles a user's upload: it prices a small file at once, or splits a large one
 into parts and returns the manifest for the caller to dispatch. ``price_part`` prices one
-part; ``merge`` joins the part results once all are present. Every step is idempotent, so
-duplicate events and retries give the same objects, and no step waits for another.
+part; ``merge`` joins the part results once all are present; ``fail``, ``fail_upload`` and
+``cancel`` end a job from the failure paths and the job commands. Every step is idempotent,
+so duplicate and late events and retries give the same objects, and no step waits.
+
+What makes a result always the latest upload's (docs/protocol.md, "Job states"):
+
+- the status object is the one place a job's state changes, by compare-and-swap; a newer
+  upload of the same key takes it over (generation + 1) and the older job is superseded;
+- a job publishes (``-result`` or ``-error``) by writing the object first and then moving
+  its status from ``running`` to terminal; when that move is refused (superseded or
+  cancelled meanwhile) it deletes exactly the object version it wrote, so a stale job never
+  leaves its result behind;
+- parts and merges of a job that no longer owns its status stop without pricing.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
-from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.core.csvio import FileError, read_table, result_header, write_csv
 from runtime.core.keys import FAST
 from runtime.core.manifest import Manifest, merge_results, plan_parts
 from runtime.core.pricing import price_table
 from runtime.engines import Engine
-from runtime.engines.parallel import parallel_engine
 from runtime.environment import RuntimeConfig
-from runtime.protocol import status as job_status
+from runtime.protocol import status as states
+from runtime.protocol.events import EventSink, job_event_detail
 from runtime.protocol.status import JobStatus
 
 log = logging.getLogger(__name__)
 
 # Parallel S3 writes when a splitter uploads hundreds of parts.
 _UPLOAD_THREADS = 16
-# Compare-and-swap attempts on the status object before giving up (it is advisory).
-_STATUS_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What a step did, for logs, return values and tests."""
 
-    action: str  # priced | split | part-priced | merged | rejected | duplicate | skipped
+    # priced | split | part-priced | merged | rejected | failed | cancelled | duplicate |
+    # superseded | stopped | skipped | ignored
+    action: str
     detail: str = ""
     manifest: Manifest | None = None
+    status: dict | None = None
 
 
-class Pipeline:
+@dataclass(frozen=True)
+class _Job:
+    """Which job a step acts for: enough to own (or fail to own) its status."""
+
+    input_bucket: str
+    input_key: str
+    token: str
+    generation: int
+    manifest: Manifest | None = field(default=None, compare=False)
+
+
+class _NullSink:
+    def publish(self, detail: dict) -> None:
+        log.info("job event (not published): %s", detail)
+
+
+class JobSteps:
     def __init__(
         self,
-        store: ObjectStore,
-        settings: RuntimeConfig,
+        store,
+        config: RuntimeConfig,
         engine: Engine | None = None,
+        events: EventSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.settings = settings
-        self.engine = engine or parallel_engine(settings.engine)
+        self.config = config
+        self.events = events or _NullSink()
         self.clock = clock
+        self._engine = engine
+        self._engines: dict[str, Engine] = {}
 
-    # -- a user's upload ---------------------------------------------------------------
+    @property
+    def bucket(self) -> str:
+        return self.config.result_bucket
+
+    def engine(self, name: str) -> Engine:
+        """The injected engine (tests), or ``name`` on every vCPU; a job's parts all price
+        with the engine its manifest names, whatever this container's ENGINE says."""
+        if self._engine is not None:
+            return self._engine
+        if name not in self._engines:
+            from runtime.engines.parallel import parallel_engine
+
+            self._engines[name] = parallel_engine(name)
+        return self._engines[name]
+
+    # -- reading ----------------------------------------------------------------------
+
+    def status(self, input_key: str) -> dict | None:
+        return self.store.get_json(self.bucket, keys.status_key(input_key))
+
+    def load_manifest(self, path: str, token: str) -> Manifest | None:
+        found = self.store.get_json(self.bucket, keys.manifest_key(path, token))
+        return Manifest.from_dict(found) if found else None
+
+    def _stopped(self, job: _Job) -> str | None:
+        """Why ``job`` must not go on (it no longer owns its status, or it ended), or None."""
+        current = self.status(job.input_key)
+        if current is None or current.get("token") != job.token:
+            return "a newer upload of the same key replaced this job"
+        if current["state"] != states.RUNNING:
+            return f"the job is {current['state']}"
+        return None
+
+    # -- a user's upload --------------------------------------------------------------
 
     def start(self, bucket: str, key: str, max_parts: int) -> Outcome:
         """Price ``key`` now, or split it into at most ``max_parts`` parts."""
         path = keys.path_of(key)
+        problem = keys.upload_problem(key)
+        if problem:
+            if len(key.encode()) > keys.MAX_UPLOAD_KEY_BYTES:
+                # No status or error object fits beside it: the job event is the answer.
+                self._emit_without_status(bucket, key, path, f"cannot be priced: {problem}")
+                return Outcome("rejected", problem)
+            return Outcome("ignored", f"{key}: {problem}")
         info = self.store.head(bucket, key)
         if info is None:
-            return Outcome("skipped", f"s3://{bucket}/{key} no longer exists")
-        token = keys.job_token(bucket, key, info.version or info.etag)
-        current = self._read_status(key)
-        if current and current[0].get("token") == token and current[0]["state"] != "running":
-            return Outcome("duplicate", f"upload {token} already {current[0]['state']}")
-
-        status = JobStatus(
+            return self._vanished(bucket, key, path)
+        version = info.version or info.etag
+        token = keys.job_token(bucket, key, version)
+        now = self.clock()
+        fresh = JobStatus(
             input=f"s3://{bucket}/{key}",
             token=token,
-            state="running",
+            state=states.RUNNING,
             path=path,
-            engine=self.settings.engine,
-            started_at=self.clock(),
+            engine=self.config.engine,
+            version=version,
+            started_at=now,
+            updated_at=now,
         )
+        seen: dict = {}
+        written = self.store.update_json(
+            self.bucket,
+            keys.status_key(key),
+            states.begin(fresh, self._newer_than(bucket, key, version), seen),
+        )
+        current = seen.get("current")
+        if written is None:
+            if not current or current.get("token") != token:
+                return Outcome("superseded", f"{key}: a newer upload of this key is priced")
+            if current["state"] != states.RUNNING:
+                return Outcome("duplicate", f"upload {token} already {current['state']}")
+            written = current  # a duplicate event, or the retry of a start that crashed
+        if "replaced" in seen:
+            replaced = dict(seen["replaced"], state=states.SUPERSEDED, finished_at=now)
+            replaced["error"] = f"superseded by a newer upload ({token})"
+            self._emit(replaced)
+        job = _Job(bucket, key, token, int(written["generation"]))
         try:
-            if info.size > self.settings.max_bytes:
+            if info.size > self.config.max_bytes:
                 raise FileError(
                     f"file is {info.size} bytes, over the configured limit of "
-                    f"{self.settings.max_bytes} bytes"
+                    f"{self.config.max_bytes} bytes"
                 )
-            body = self.store.get_version(bucket, key, info)
+            body = self.store.get_exact(bucket, key, info)
             if body is None:
                 return Outcome("skipped", f"s3://{bucket}/{key} changed while being read")
-            table = read_table(body, max_rows=self.settings.max_rows)
+            table = read_table(body, max_rows=self.config.max_rows)
         except FileError as exc:
-            return self._reject(key, status, str(exc))
+            return self._publish(job, "error", str(exc), rows=0, action="rejected")
 
-        status.rows = len(table.records)
-        if status.rows <= self.settings.threshold:
-            result = price_table(table, self.engine).csv
-            self.store.put(self.settings.result_bucket, keys.result_key(key), result)
-            self.store.delete(self.settings.result_bucket, [keys.error_key(key)])
-            status.parts_total = status.parts_done = 1
-            self._finish(key, status, "done")
-            return Outcome("priced", f"{status.rows} rows")
+        rows = len(table.records)
+        if rows <= self.config.threshold:
+            priced = price_table(table, self.engine(self.config.engine), greeks=self.config.greeks)
+            return self._publish(
+                job,
+                "result",
+                priced.csv,
+                rows=rows,
+                rows_with_errors=priced.errors,
+                parts_total=1,
+                parts_done=1,
+                action="priced",
+            )
+        return self._split(job, path, version, table, max_parts, now)
 
-        plan = plan_parts(status.rows, self.settings.threshold, max_parts)
+    def _split(
+        self, job: _Job, path: str, version: str, table, max_parts: int, started_at: float
+    ) -> Outcome:
+        plan = plan_parts(len(table.records), self.config.threshold, max_parts)
+        bodies = [write_csv(table.header, table.records[rows.start : rows.stop]) for rows in plan]
         manifest = Manifest(
-            token=token,
+            token=job.token,
             path=path,
-            input_bucket=bucket,
-            input_key=key,
-            version=info.version or info.etag,
-            engine=self.settings.engine,
-            rows=status.rows,
+            input_bucket=job.input_bucket,
+            input_key=job.input_key,
+            version=version,
+            engine=self.config.engine,
+            rows=len(table.records),
             part_rows=[len(rows) for rows in plan],
             part_keys=[
-                keys.fast_part_key(token, i) if path == FAST else keys.batch_part_key(token, i)
+                keys.fast_part_key(job.token, i)
+                if path == FAST
+                else keys.batch_part_key(job.token, i)
                 for i in range(len(plan))
             ],
-            result_header=result_header(table.header),
-            started_at=status.started_at,
+            result_header=result_header(table.header, greeks=self.config.greeks),
+            started_at=started_at,
+            generation=job.generation,
+            greeks=self.config.greeks,
+            part_versions=[_digest(body) for body in bodies],
         )
-        status.parts_total = manifest.parts
-        status.missing_parts = job_status.missing_parts(manifest.parts, [])
         # Manifest and status first: the first part may finish before the last is written.
-        self.store.put_json(
-            self.settings.result_bucket, keys.manifest_key(path, token), asdict(manifest)
+        self.store.put_json(self.bucket, keys.manifest_key(path, job.token), manifest.to_dict())
+        self.store.update_json(
+            self.bucket,
+            keys.status_key(job.input_key),
+            states.progress(
+                job.token,
+                self.clock(),
+                rows=manifest.rows,
+                parts_total=manifest.parts,
+                missing_parts=states.missing_parts(manifest.parts, []),
+            ),
         )
-        self._write_status(key, self._replace_unless_finished(status))
-        part_bucket = bucket if path == FAST else self.settings.result_bucket
+        part_bucket = job.input_bucket if path == FAST else self.bucket
 
         def upload(index: int) -> None:
-            records = table.records[plan[index].start : plan[index].stop]
-            self.store.put(part_bucket, manifest.part_keys[index], write_csv(table.header, records))
+            self.store.put(part_bucket, manifest.part_keys[index], bodies[index])
 
         with ThreadPoolExecutor(_UPLOAD_THREADS) as pool:
             list(pool.map(upload, range(manifest.parts)))
         return Outcome("split", f"{manifest.parts} parts", manifest)
 
-    def _reject(self, key: str, status: JobStatus, message: str) -> Outcome:
-        """A whole-file fault: a readable error object where the result would be."""
-        bucket = self.settings.result_bucket
-        self.store.put(bucket, keys.error_key(key), (message + "\n").encode(), "text/plain")
-        self.store.delete(bucket, [keys.result_key(key)])  # a stale result would mislead
-        status.error = message
-        self._finish(key, status, "failed")
-        return Outcome("rejected", message)
+    def _newer_than(self, bucket: str, key: str, version: str) -> Callable[[dict], bool]:
+        """Whether our upload is newer than the one a status describes. S3 lists a key's
+        versions newest first; this matters only when two uploads' starts race."""
 
-    # -- one part ----------------------------------------------------------------------
+        def newer(current: dict) -> bool:
+            other = current.get("version")
+            if not other or other == version:
+                return True
+            order = self.store.versions(bucket, key)
+            if version not in order or other not in order:
+                return True  # unversioned, or the other version is gone: ours is current
+            return order.index(version) < order.index(other)
 
-    def load_manifest(self, path: str, token: str) -> Manifest | None:
-        found = self.store.get_json(self.settings.result_bucket, keys.manifest_key(path, token))
-        return Manifest(**found[0]) if found else None
+        return newer
 
-    def price_part(self, manifest: Manifest, index: int) -> Outcome:
-        """Price part ``index`` unless its result already exists (a duplicate or a retry)."""
-        bucket = self.settings.result_bucket
-        path, token = manifest.path, manifest.token
-        if self.store.head(bucket, keys.lock_key(path, token)):
-            return Outcome("duplicate", f"{keys.part_name(index)}: job already merged")
-        result_key = keys.part_result_key(path, token, index)
-        if self.store.head(bucket, result_key) is None:
-            part_bucket = manifest.input_bucket if path == FAST else bucket
-            body = self.store.get(part_bucket, manifest.part_keys[index])
-            if body is None:
-                return Outcome("skipped", f"{keys.part_name(index)}: part object is gone")
+    def _vanished(self, bucket: str, key: str, path: str) -> Outcome:
+        """The event's object is gone: a late duplicate, or an upload deleted too soon."""
+        if self.status(key) is not None:
+            return Outcome("skipped", f"s3://{bucket}/{key} no longer exists")
+        return self.fail_upload(bucket, key, "the upload was deleted before it could be priced")
+
+    # -- parts ------------------------------------------------------------------------
+
+    def price_part(self, manifest: Manifest, index: int, claimant: str | None) -> Outcome:
+        """Price part ``index`` unless its result exists (a duplicate or a retry); then,
+        with a ``claimant``, merge if it was the last one (the fast path)."""
+        if not 0 <= index < manifest.parts:
+            return Outcome("ignored", f"{keys.part_name(index)}: the job has no such part")
+        job = self._job(manifest)
+        stopped = self._stopped(job)
+        if stopped:
+            return Outcome("stopped", f"{keys.part_name(index)}: {stopped}", manifest)
+        result_key = keys.part_result_key(manifest.path, manifest.token, index)
+        if self.store.head(self.bucket, result_key) is None:
+            body = self._part_body(manifest, index)
             table = read_table(body)  # written by the splitter: cannot raise FileError
-            self.store.put(bucket, result_key, price_table(table, self.engine).csv)
-        self.store.delete(bucket, [keys.part_failure_key(path, token, index)])
-        return Outcome("part-priced", keys.part_name(index), manifest)
-
-    def record_failure(self, manifest: Manifest, index: int, error: str, final: bool) -> None:
-        """Make a part's failure visible in the status; ``final`` when no retry follows."""
-        failure = {"part": index, "error": error, "final": final, "at": self.clock()}
-        self.store.put_json(
-            self.settings.result_bucket,
-            keys.part_failure_key(manifest.path, manifest.token, index),
-            failure,
+            priced = price_table(table, self.engine(manifest.engine), greeks=manifest.greeks)
+            self.store.put(self.bucket, result_key, priced.csv)
+        self.store.delete(
+            self.bucket, [keys.part_failure_key(manifest.path, manifest.token, index)]
         )
-        last_words = f"{keys.part_name(index)} failed on its last attempt: {error}"
-        self.refresh_status(manifest, failure=last_words if final else None)
+        done = self.refresh_progress(manifest)
+        if claimant is None or len(done) < manifest.parts:
+            detail = f"{keys.part_name(index)}: {len(done)}/{manifest.parts} parts done"
+            return Outcome("part-priced", detail, manifest)
+        return self.merge(manifest, claimant)
 
-    def refresh_status(self, manifest: Manifest, failure: str | None = None) -> list[int]:
-        """Recount finished and failed parts into the status; returns the finished ones.
+    def _part_body(self, manifest: Manifest, index: int) -> bytes:
+        """The part exactly as the splitter wrote it, even if something wrote over it."""
+        bucket = manifest.input_bucket if manifest.path == FAST else self.bucket
+        key = manifest.part_keys[index]
+        expected = manifest.part_versions[index] if manifest.part_versions else None
+        body = self.store.get(bucket, key)
+        if body is not None and (expected is None or _digest(body) == expected):
+            return body
+        for version in self.store.versions(bucket, key):  # newest first
+            older = self.store.get(bucket, key, version)
+            if older is not None and _digest(older) == expected:
+                log.warning("%s was written over; priced the splitter's version", key)
+                return older
+        raise PartLost(f"{keys.part_name(index)}: the part object is gone or was replaced")
 
-        ``failure`` ends the job: the status becomes ``failed`` with that message.
-        """
-        bucket = self.settings.result_bucket
-        done = [
-            keys.part_index_of(k)
-            for k in self.store.list_keys(
-                bucket, keys.results_prefix(manifest.path, manifest.token)
-            )
-        ]
-        failures = []
-        for failure_key in self.store.list_keys(
-            bucket, keys.failures_prefix(manifest.path, manifest.token)
-        ):
-            found = self.store.get_json(bucket, failure_key)
-            if found:
-                failures.append(found[0])
-
-        def update(current: dict | None) -> dict | None:
-            if current is None or current.get("token") != manifest.token:
-                return None  # a newer upload owns the status now
-            if current["state"] in job_status.TERMINAL_STATES:
-                return None
-            current.update(
+    def refresh_progress(self, manifest: Manifest) -> set[int]:
+        """Count finished and failed parts into the status; returns the finished ones."""
+        path, token = manifest.path, manifest.token
+        results = keys.results_prefix(path, token)
+        done = keys.indexes_in(self.store.list_keys(self.bucket, results), results, ".csv")
+        done &= set(range(manifest.parts))
+        self.store.update_json(
+            self.bucket,
+            keys.status_key(manifest.input_key),
+            states.progress(
+                token,
+                self.clock(),
                 parts_done=len(done),
-                missing_parts=job_status.missing_parts(manifest.parts, done),
-                failed_parts=sorted(failures, key=lambda f: f["part"]),
-                updated_at=self.clock(),
-            )
-            if failure:
-                current.update(state="failed", error=failure, finished_at=self.clock())
-            return current
-
-        self._write_status(manifest.input_key, update)
+                missing_parts=states.missing_parts(manifest.parts, sorted(done)),
+                failed_parts=self._failures(manifest),
+            ),
+        )
         return done
 
-    # -- the merge ---------------------------------------------------------------------
+    def _failures(self, manifest: Manifest) -> list[dict]:
+        prefix = keys.failures_prefix(manifest.path, manifest.token)
+        listed = self.store.list_keys(self.bucket, prefix)
+        failures = []
+        for index in sorted(keys.indexes_in(listed, prefix, ".json")):
+            found = self.store.get_json(
+                self.bucket, keys.part_failure_key(manifest.path, manifest.token, index)
+            )
+            if found:
+                failures.append(found)
+        return failures
 
-    def merge_if_complete(self, manifest: Manifest, claimant: str) -> Outcome:
-        """Merge once every part result exists; exactly one claimant wins the lock.
+    def record_part_failure(
+        self, manifest: Manifest, index: int, error: str, final: bool
+    ) -> Outcome:
+        """Make a part's failure visible; ``final`` (no retry follows) fails the job."""
+        failure = {"part": index, "error": error, "final": final, "at": self.clock()}
+        self.store.put_json(
+            self.bucket, keys.part_failure_key(manifest.path, manifest.token, index), failure
+        )
+        if not final:
+            self.refresh_progress(manifest)
+            return Outcome("part-failed", f"{keys.part_name(index)}: {error}", manifest)
+        return self.fail(
+            self._job(manifest), f"{keys.part_name(index)} failed: {error}", manifest=manifest
+        )
 
-        A claimant that won the lock and crashed may come back (a retry carries the same
-        claimant name) and finish the merge; anyone else backs off.
-        """
-        done = self.refresh_status(manifest)
-        if len(done) < manifest.parts:
-            return Outcome("part-priced", f"{len(done)}/{manifest.parts} parts done", manifest)
-        bucket = self.settings.result_bucket
+    # -- the merge --------------------------------------------------------------------
+
+    def merge(self, manifest: Manifest, claimant: str) -> Outcome:
+        """Merge once every part result exists; exactly one claimant wins the lock, and a
+        claimant that crashed resumes on its retry (it carries the same name)."""
+        job = self._job(manifest)
+        stopped = self._stopped(job)
+        if stopped:
+            return Outcome("stopped", f"merge: {stopped}", manifest)
         lock = keys.lock_key(manifest.path, manifest.token)
-        claimed = self.store.put_if_absent(bucket, lock, claimant.encode())
-        if not claimed and self.store.get(bucket, lock) != claimant.encode():
+        claimed = self.store.put_if_absent(self.bucket, lock, claimant.encode())
+        if not claimed and self.store.get(self.bucket, lock) != claimant.encode():
             return Outcome("duplicate", f"merge claimed by another worker ({claimant} lost)")
         part_results = [
-            self.store.get(bucket, keys.part_result_key(manifest.path, manifest.token, i))
+            self.store.get(self.bucket, keys.part_result_key(manifest.path, manifest.token, i))
             for i in range(manifest.parts)
         ]
-        if any(result is None for result in part_results):
-            return Outcome("duplicate", "part results already cleaned up by an earlier merge")
+        missing = [i for i, part in enumerate(part_results) if part is None]
+        if missing:
+            return Outcome("incomplete", f"parts {missing[:10]} have no result", manifest)
         header = write_csv(manifest.result_header, [])
         merged = merge_results(header, part_results)  # type: ignore[arg-type]
-        self.store.put(bucket, keys.result_key(manifest.input_key), merged)
-        self.store.delete(bucket, [keys.error_key(manifest.input_key)])
+        return self._publish(
+            job,
+            "result",
+            merged,
+            rows=manifest.rows,
+            rows_with_errors=_rows_with_errors(merged),
+            parts_total=manifest.parts,
+            parts_done=manifest.parts,
+            action="merged",
+            detail=f"{manifest.rows} rows from {manifest.parts} parts",
+        )
 
-        def finish(current: dict | None) -> dict | None:
-            if current is None or current.get("token") != manifest.token:
-                return None
-            now = self.clock()
-            current.update(
-                state="done",
-                parts_done=manifest.parts,
-                missing_parts=[],
-                failed_parts=[],
-                updated_at=now,
-                finished_at=now,
-                seconds=round(now - manifest.started_at, 3),
+    # -- ending a job -----------------------------------------------------------------
+
+    def fail(self, job: _Job, reason: str, manifest: Manifest | None = None) -> Outcome:
+        """End a running job ``failed``: its ``-error`` says why, and so does the event."""
+        fields: dict = {}
+        if manifest is not None:
+            fields["failed_parts"] = self._failures(manifest)
+        return self._publish(job, "error", reason, action="failed", **fields)
+
+    def fail_job(self, input_key: str, token: str, reason: str, path: str) -> Outcome:
+        """``fail`` by token, as the failure paths know it (a Batch job's environment)."""
+        current = self.status(input_key)
+        if current is None or current.get("token") != token:
+            return Outcome("skipped", f"{input_key}: job {token} no longer owns the status")
+        if current["state"] != states.RUNNING:
+            return Outcome("duplicate", f"{input_key}: job {token} already {current['state']}")
+        manifest = self.load_manifest(path, token)
+        bucket = current["input"].removeprefix("s3://").partition("/")[0]
+        job = _Job(bucket, input_key, token, int(current.get("generation", 1)), manifest)
+        return self.fail(job, reason, manifest)
+
+    def fail_upload(self, bucket: str, key: str, reason: str) -> Outcome:
+        """End the job of the upload now at ``key`` ``failed``, starting its status if no
+        step ever did (an event that never reached a job, a manager that died early)."""
+        path = keys.path_of(key)
+        info = self.store.head(bucket, key)
+        version = (info.version or info.etag) if info else "deleted"
+        token = keys.job_token(bucket, key, version)
+        now = self.clock()
+        fresh = JobStatus(
+            input=f"s3://{bucket}/{key}",
+            token=token,
+            state=states.RUNNING,
+            path=path,
+            engine=self.config.engine,
+            version=version,
+            started_at=now,
+            updated_at=now,
+        )
+        seen: dict = {}
+        self.store.update_json(
+            self.bucket,
+            keys.status_key(key),
+            states.begin(fresh, self._newer_than(bucket, key, version), seen),
+        )
+        current = self.status(key)
+        if current is None or current.get("token") != token:
+            return Outcome("superseded", f"{key}: a newer upload owns the status")
+        if current["state"] != states.RUNNING:
+            return Outcome("duplicate", f"{key}: already {current['state']}")
+        job = _Job(bucket, key, token, int(current.get("generation", 1)))
+        return self.fail(job, reason, self.load_manifest(path, token))
+
+    def cancel(self, input_key: str) -> Outcome:
+        """The user's cancel: a running job ends ``cancelled``; nothing of it publishes."""
+        current = self.status(input_key)
+        if current is None:
+            return Outcome("skipped", f"{input_key}: no job")
+        if current["state"] != states.RUNNING:
+            return Outcome("duplicate", f"{input_key}: the job is already {current['state']}")
+        seen: dict = {}
+        written = self.store.update_json(
+            self.bucket,
+            keys.status_key(input_key),
+            states.cancel(current["token"], self.clock(), seen),
+        )
+        if written is None:
+            return Outcome("duplicate", f"{input_key}: the job ended meanwhile")
+        self._emit(written)
+        return Outcome("cancelled", f"{input_key}: job {written['token']}", status=written)
+
+    def reopen(self, input_key: str) -> Outcome:
+        """A failed job runs again (the retry command): its ``-error`` goes, parts stay."""
+        current = self.status(input_key)
+        if current is None or current["state"] != states.FAILED:
+            state = current["state"] if current else "absent"
+            return Outcome("skipped", f"{input_key}: only a failed job can be retried ({state})")
+        written = self.store.update_json(
+            self.bucket,
+            keys.status_key(input_key),
+            states.reopen(current["token"], self.clock()),
+        )
+        if written is None:
+            return Outcome("skipped", f"{input_key}: the job changed meanwhile")
+        if current.get("result_version"):
+            self.store.delete_version(
+                self.bucket, keys.error_key(input_key), current["result_version"]
             )
-            return current
+        path = current["path"]
+        token = current["token"]
+        self.store.delete(
+            self.bucket, self.store.list_keys(self.bucket, keys.failures_prefix(path, token))
+        )
+        return Outcome(
+            "reopened", input_key, self.load_manifest(path, token), status=self.status(input_key)
+        )
 
-        self._write_status(manifest.input_key, finish)
-        self._clean_up(manifest)
-        return Outcome("merged", f"{manifest.rows} rows from {manifest.parts} parts", manifest)
+    # -- publishing -------------------------------------------------------------------
+
+    def _publish(
+        self,
+        job: _Job,
+        kind: str,
+        body: bytes | str,
+        action: str,
+        detail: str = "",
+        **fields: object,
+    ) -> Outcome:
+        """Write ``-result`` (kind "result") or ``-error``, then end the job in the status;
+        if the job no longer owns it, take exactly our object version back."""
+        if kind == "result":
+            key, other, state = (
+                keys.result_key(job.input_key),
+                keys.error_key(job.input_key),
+                states.DONE,
+            )
+            content, content_type = body, "text/csv"
+        else:
+            key, other, state = (
+                keys.error_key(job.input_key),
+                keys.result_key(job.input_key),
+                states.FAILED,
+            )
+            content, content_type = (str(body).rstrip("\n") + "\n").encode(), "text/plain"
+            fields.setdefault("error", str(body))
+        written_object = self.store.put(
+            self.bucket,
+            key,
+            content,  # type: ignore[arg-type]
+            content_type,
+            metadata={"job-token": job.token, "job-generation": str(job.generation)},
+        )
+        seen: dict = {}
+        status = self.store.update_json(
+            self.bucket,
+            keys.status_key(job.input_key),
+            states.finish(
+                job.token,
+                state,
+                self.clock(),
+                seen,
+                result=f"s3://{self.bucket}/{key}",
+                result_version=written_object.version,
+                **fields,
+            ),
+        )
+        if status is None:
+            self.store.delete_version(self.bucket, key, written_object.version)
+            current = seen.get("current")
+            if current is None or current.get("token") != job.token:
+                return Outcome(
+                    "superseded", f"{job.input_key}: a newer upload replaced job {job.token}"
+                )
+            return Outcome(
+                "duplicate", f"{job.input_key}: job {job.token} already {current['state']}"
+            )
+        self._remove_older(other, job.generation)
+        self._emit(status)
+        if state == states.DONE and job.manifest is not None:
+            self._clean_up(job.manifest)
+        return Outcome(
+            action, detail or status.get("error") or f"{status['rows']} rows", job.manifest, status
+        )
+
+    def _remove_older(self, key: str, generation: int) -> None:
+        """Remove what an older upload published at ``key`` (its -result when we failed,
+        its -error when we succeeded), version by version, never a newer upload's."""
+        for _ in range(100):  # each pass removes one version; older ones may surface
+            info = self.store.head(self.bucket, key)
+            if info is None or int(info.metadata.get("job-generation", "0")) >= generation:
+                return
+            if info.version is None:
+                self.store.delete(self.bucket, [key])
+                return
+            self.store.delete_version(self.bucket, key, info.version)
+
+    def _emit(self, status: dict) -> None:
+        self.events.publish(job_event_detail(status, self.bucket, self.config.region))
+
+    def _emit_without_status(self, bucket: str, key: str, path: str, reason: str) -> None:
+        now = self.clock()
+        status = JobStatus(
+            input=f"s3://{bucket}/{key}",
+            token=keys.job_token(bucket, key, "unprocessable"),
+            state=states.FAILED,
+            path=path,
+            engine=self.config.engine,
+            error=reason,
+            started_at=now,
+            finished_at=now,
+            seconds=0.0,
+        )
+        self._emit(status.to_dict())
 
     def _clean_up(self, manifest: Manifest) -> None:
         """Remove temporary objects; the lock goes last so late duplicates still see it."""
-        bucket = self.settings.result_bucket
         if manifest.path == FAST:
             self.store.delete(manifest.input_bucket, manifest.part_keys)
         prefix = keys.work_prefix(manifest.path, manifest.token)
         lock = keys.lock_key(manifest.path, manifest.token)
-        self.store.delete(bucket, [k for k in self.store.list_keys(bucket, prefix) if k != lock])
-        self.store.delete(bucket, [lock])
+        leftovers = [k for k in self.store.list_keys(self.bucket, prefix) if k != lock]
+        self.store.delete(self.bucket, leftovers)
+        self.store.delete(self.bucket, [lock])
 
-    # -- the status object -------------------------------------------------------------
+    def _job(self, manifest: Manifest) -> _Job:
+        return _Job(
+            manifest.input_bucket,
+            manifest.input_key,
+            manifest.token,
+            manifest.generation,
+            manifest,
+        )
 
-    def _read_status(self, input_key: str) -> tuple[dict, str] | None:
-        return self.store.get_json(self.settings.result_bucket, keys.status_key(input_key))
 
-    def _finish(self, input_key: str, status: JobStatus, state: str) -> None:
-        status.state = state
-        status.updated_at = status.finished_at = self.clock()
-        status.seconds = round(status.finished_at - status.started_at, 3)
-        self._write_status(input_key, self._replace_unless_finished(status))
+class PartLost(RuntimeError):
+    """A part object is gone: no retry can price it, so the job fails."""
 
-    @staticmethod
-    def _replace_unless_finished(status: JobStatus) -> Callable[[dict | None], dict | None]:
-        """An update that writes ``status`` unless this same upload already finished."""
 
-        def update(current: dict | None) -> dict | None:
-            if (
-                current
-                and current.get("token") == status.token
-                and current["state"] in job_status.TERMINAL_STATES
-            ):
-                return None
-            return status.to_dict()
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
-        return update
 
-    def _write_status(self, input_key: str, update: Callable[[dict | None], dict | None]) -> None:
-        """Compare-and-swap the status object so concurrent writers never lose a state."""
-        key = keys.status_key(input_key)
-        for _ in range(_STATUS_ATTEMPTS):
-            current = self._read_status(input_key)
-            document = update(current[0] if current else None)
-            if document is None:
-                return
-            etag = current[1] if current else None
-            if self.store.put_json_if(self.settings.result_bucket, key, document, etag):
-                return
-        log.warning("status %s not updated: too many concurrent writers", key)
+def _rows_with_errors(result: bytes) -> int:
+    reader = csv.reader(io.StringIO(result.decode("utf-8"), newline=""))
+    next(reader, None)
+    return sum(1 for record in reader if record and record[-1])

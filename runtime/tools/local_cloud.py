@@ -62,7 +62,8 @@ def create_stack(s3, iam, batch) -> None:
     """The deployed stack's buckets, job queue and job definition, in a local AWS."""
     for bucket in (INPUT_BUCKET, RESULT_BUCKET):
         s3.create_bucket(Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=INPUT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for bucket in (INPUT_BUCKET, RESULT_BUCKET):  # as the stack: both buckets versioned
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     role = iam.create_role(
         RoleName="pricing-local-batch",
         AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
@@ -90,6 +91,25 @@ def create_stack(s3, iam, batch) -> None:
             ],
         },
     )
+
+
+_BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def job_environment(job: dict) -> dict[str, str]:
+    """The environment a described Batch job's container gets (overrides included)."""
+    return {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
+
+
+def submitted_jobs(batch) -> list[dict]:
+    """The jobs submitted to the local queue, described, oldest first."""
+    ids = []
+    for status in _BATCH_STATUSES:
+        for page in batch.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status):
+            # Array children are listed too, as "<parent id>:<index>"; we run those ourselves.
+            ids.extend(job["jobId"] for job in page["jobSummaryList"] if ":" not in job["jobId"])
+    jobs_found = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+    return sorted(jobs_found, key=lambda job: job["createdAt"])
 
 
 @contextlib.contextmanager

@@ -38,10 +38,10 @@ from runtime.tools.local_cloud import (
     JOB_QUEUE,
     RESULT_BUCKET,
     LocalCloud,
+    job_environment,
     local_cloud,
+    submitted_jobs,
 )
-
-_BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 
 
 @dataclass
@@ -153,11 +153,6 @@ def _new_csv_keys(s3, seen: set[str]) -> list[str]:
 # -- normal path: EventBridge to the Batch manager, then the jobs it submitted ----------
 
 
-def job_environment(job: dict) -> dict[str, str]:
-    """The environment a described Batch job's container gets (overrides included)."""
-    return {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
-
-
 def _run_job(
     environment: dict[str, str], job: dict, index: int | None = None
 ) -> subprocess.CompletedProcess:
@@ -187,17 +182,6 @@ def _last_line(process: subprocess.CompletedProcess) -> str:
         return f"exit code {process.returncode}"
     level, _, message = lines[-1].partition(" ")
     return message.partition(": ")[2] if level in ("INFO", "ERROR") else lines[-1]
-
-
-def submitted_jobs(batch) -> list[dict]:
-    """The jobs submitted to the local queue, described, oldest first."""
-    ids = []
-    for status in _BATCH_STATUSES:
-        for page in batch.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status):
-            # Array children are listed too, as "<parent id>:<index>"; we run those ourselves.
-            ids.extend(job["jobId"] for job in page["jobSummaryList"] if ":" not in job["jobId"])
-    jobs_found = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
-    return sorted(jobs_found, key=lambda job: job["createdAt"])
 
 
 def run_normal_path(
@@ -281,7 +265,7 @@ def run_simulation(
             input_key=key,
             result=store.get(RESULT_BUCKET, keys.result_key(key)),
             error=error.decode() if error else None,
-            status=status[0] if status else None,
+            status=status,
             timeline=timeline,
             wall_seconds=wall,
         )

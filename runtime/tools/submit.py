@@ -88,8 +88,7 @@ def wait_for_result(
     deadline = time.monotonic() + timeout
     with tqdm(total=None, unit="part", file=sys.stderr, disable=None) as bar:
         while True:
-            found = store.get_json(result_bucket, keys.status_key(key))
-            status = found[0] if found else {}
+            status = store.get_json(result_bucket, keys.status_key(key)) or {}
             if status.get("parts_total"):
                 bar.total = status["parts_total"]
                 bar.n = status.get("parts_done", 0)

@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runtime.adapters import batch_job
 from runtime.adapters.lambda_handler import handle_object
 from runtime.cli import main as cli_main
 from runtime.core import keys
 from runtime.core.csvio import read_table
 from runtime.tools.generate import generate_portfolio
-from runtime.tools.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE
-from runtime.tools.simulate import job_environment
+from runtime.tools.local_cloud import INPUT_BUCKET, job_environment
 from tests.helpers import all_keys, read, status_of, upload
-from tests.paths.test_batch_path import submitted_jobs
+from tests.paths.test_batch_path import run_job, submitted_jobs
 
 HEADER = (
     "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"
@@ -188,34 +186,33 @@ def test_price_command(name, tmp_path, capsys):
         assert_result(case, (tmp_path / "input.csv-result").read_bytes())
 
 
-def run_fast(pipeline, s3, key: str) -> None:
-    handle_object(pipeline, INPUT_BUCKET, key)
+def run_fast(steps, s3, key: str) -> None:
+    handle_object(steps, INPUT_BUCKET, key)
     parts = [k for k in all_keys(s3, INPUT_BUCKET) if keys.is_fast_part(k)]
     for part in parts:
-        handle_object(pipeline, INPUT_BUCKET, part)
+        handle_object(steps, INPUT_BUCKET, part)
 
 
-def run_normal(pipeline, s3, key: str) -> None:
-    env = {"JOB_QUEUE": JOB_QUEUE, "JOB_DEFINITION": JOB_DEFINITION}
-    if batch_job.run(pipeline, INPUT_BUCKET, key, env).action != "split":
+def run_normal(steps, s3, key: str) -> None:
+    if run_job(steps, {"AWS_BATCH_JOB_ID": "manager"}, key).action != "split":
         return
     array_job, merge_job = submitted_jobs()
     for index in range(array_job["arrayProperties"]["size"]):
-        child = {**env, **job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
-        batch_job.run(pipeline, INPUT_BUCKET, key, child)
-    batch_job.run(pipeline, INPUT_BUCKET, key, {**env, **job_environment(merge_job)})
+        child = {**job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
+        run_job(steps, child, key)
+    run_job(steps, job_environment(merge_job), key)
 
 
 @pytest.mark.parametrize("path", ["fast", "normal"])
 @pytest.mark.parametrize("name", CASES)
-def test_cloud_paths(name, path, make_pipeline, s3):
+def test_cloud_paths(name, path, make_steps, s3):
     case = CASES[name]
     # Two-row parts, so every multi-row file is split and merged; big files use bigger parts.
     threshold = 2 if len(case.data) < 10_000 else 1_000
-    pipeline = make_pipeline(threshold=threshold, max_rows=case.max_rows)
+    steps = make_steps(threshold=threshold, max_rows=case.max_rows)
     key = f"{path}/20261124-0900/input.csv"
     upload(s3, key, case.data)
-    (run_fast if path == "fast" else run_normal)(pipeline, s3, key)
+    (run_fast if path == "fast" else run_normal)(steps, s3, key)
     assert read(s3, key, bucket=INPUT_BUCKET) == case.data  # the user's input is untouched
     status = status_of(s3, key)
     if case.rows is None:

@@ -22,10 +22,10 @@ def fast_part_keys(s3) -> list[str]:
     return [k for k in all_keys(s3, INPUT_BUCKET) if keys.is_fast_part(k)]
 
 
-def run_parts(pipeline, keys, threads: int = 4) -> list[str]:
+def run_parts(steps, keys, threads: int = 4) -> list[str]:
     """Deliver one S3 event per part, concurrently, as S3 and Lambda would."""
     with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(lambda k: handle_object(pipeline, INPUT_BUCKET, k), keys))
+        outcomes = list(pool.map(lambda k: handle_object(steps, INPUT_BUCKET, k), keys))
     return [o.action for o in outcomes]
 
 
@@ -34,18 +34,18 @@ def whole_file_result(data: bytes) -> bytes:
 
 
 def test_large_file_splits_prices_parts_in_parallel_and_merges_in_order(
-    make_pipeline, s3, sample_bytes
+    make_steps, s3, sample_bytes
 ):
-    pipeline = make_pipeline(threshold=10)
+    steps = make_steps(threshold=10)
     upload(s3, KEY, sample_bytes)
 
-    outcome = handle_object(pipeline, INPUT_BUCKET, KEY)
+    outcome = handle_object(steps, INPUT_BUCKET, KEY)
     assert (outcome.action, outcome.detail) == ("split", "10 parts")
     parts = fast_part_keys(s3)
     assert len(parts) == 10 and all(k.endswith(".csv") for k in parts)
     assert status_of(s3, KEY)["state"] == "running"
 
-    actions = run_parts(pipeline, parts)
+    actions = run_parts(steps, parts)
     assert actions.count("merged") == 1
     assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)
     status = status_of(s3, KEY)
@@ -56,67 +56,67 @@ def test_large_file_splits_prices_parts_in_parallel_and_merges_in_order(
     assert read(s3, KEY, bucket=INPUT_BUCKET) == sample_bytes
 
 
-def test_uneven_split_and_small_file_give_the_same_rows(make_pipeline, s3, sample_bytes):
+def test_uneven_split_and_small_file_give_the_same_rows(make_steps, s3, sample_bytes):
     upload(s3, KEY, sample_bytes)
-    pipeline = make_pipeline(threshold=7)
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).detail == "15 parts"
-    run_parts(pipeline, fast_part_keys(s3))
+    steps = make_steps(threshold=7)
+    assert handle_object(steps, INPUT_BUCKET, KEY).detail == "15 parts"
+    run_parts(steps, fast_part_keys(s3))
     split_result = read(s3, keys.result_key(KEY))
 
     other = "fast/20261124-0901/portfolio.csv"
     upload(s3, other, sample_bytes)
-    assert handle_object(make_pipeline(threshold=100), INPUT_BUCKET, other).action == "priced"
+    assert handle_object(make_steps(threshold=100), INPUT_BUCKET, other).action == "priced"
     assert read(s3, keys.result_key(other)) == split_result
 
 
-def test_duplicate_events_give_exactly_one_result(make_pipeline, s3, sample_bytes):
-    pipeline = make_pipeline(threshold=25)
+def test_duplicate_events_give_exactly_one_result(make_steps, s3, sample_bytes):
+    steps = make_steps(threshold=25)
     upload(s3, KEY, sample_bytes)
-    handle_object(pipeline, INPUT_BUCKET, KEY)
+    handle_object(steps, INPUT_BUCKET, KEY)
     # A duplicate upload event while running re-writes identical parts.
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "split"
+    assert handle_object(steps, INPUT_BUCKET, KEY).action == "split"
     parts = fast_part_keys(s3)
     assert len(parts) == 4
-    actions = run_parts(pipeline, parts + parts)  # every part event delivered twice
+    actions = run_parts(steps, parts + parts)  # every part event delivered twice
     assert actions.count("merged") == 1
     result = read(s3, keys.result_key(KEY))
     assert result == whole_file_result(sample_bytes)
     # Late duplicates after the merge change nothing.
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "duplicate"
-    assert {o for o in run_parts(pipeline, parts)} == {"skipped"}
+    assert handle_object(steps, INPUT_BUCKET, KEY).action == "duplicate"
+    assert {o for o in run_parts(steps, parts)} == {"ignored"}
     assert read(s3, keys.result_key(KEY)) == result
 
 
-def test_reupload_of_the_same_key_gives_a_fresh_result(make_pipeline, s3, sample_bytes):
-    pipeline = make_pipeline(threshold=50)
+def test_reupload_of_the_same_key_gives_a_fresh_result(make_steps, s3, sample_bytes):
+    steps = make_steps(threshold=50)
     upload(s3, KEY, sample_bytes)
-    handle_object(pipeline, INPUT_BUCKET, KEY)
-    run_parts(pipeline, fast_part_keys(s3))
+    handle_object(steps, INPUT_BUCKET, KEY)
+    run_parts(steps, fast_part_keys(s3))
     first_token = status_of(s3, KEY)["token"]
 
     lines = sample_bytes.decode().splitlines(keepends=True)
     changed = "".join(lines[:61]).encode()  # header and 60 rows
     upload(s3, KEY, changed)
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "split"
-    run_parts(pipeline, fast_part_keys(s3))
+    assert handle_object(steps, INPUT_BUCKET, KEY).action == "split"
+    run_parts(steps, fast_part_keys(s3))
     status = status_of(s3, KEY)
     assert status["token"] != first_token and status["rows"] == 60
     assert read(s3, keys.result_key(KEY)) == whole_file_result(changed)
 
 
-def test_parts_finishing_at_the_same_instant_merge_exactly_once(make_pipeline, s3, sample_bytes):
+def test_parts_finishing_at_the_same_instant_merge_exactly_once(make_steps, s3, sample_bytes):
     for attempt in range(15):
         key = f"fast/race-{attempt}/portfolio.csv"
         upload(s3, key, sample_bytes)
-        pipeline = make_pipeline(threshold=20)
-        manifest = handle_object(pipeline, INPUT_BUCKET, key).manifest
+        steps = make_steps(threshold=20)
+        manifest = handle_object(steps, INPUT_BUCKET, key).manifest
         for index in range(manifest.parts):
-            pipeline.price_part(manifest, index)
+            steps.price_part(manifest, index, claimant=None)
         barrier = threading.Barrier(manifest.parts)
 
-        def finish(index: int, barrier=barrier, pipeline=pipeline, manifest=manifest) -> str:
+        def finish(index: int, barrier=barrier, steps=steps, manifest=manifest) -> str:
             barrier.wait()
-            return pipeline.merge_if_complete(manifest, f"fast-part-{index}").action
+            return steps.merge(manifest, f"fast-part-{index}").action
 
         with ThreadPoolExecutor(manifest.parts) as pool:
             actions = list(pool.map(finish, range(manifest.parts)))
@@ -138,51 +138,51 @@ class CrashOnce:
 
 
 def test_a_crashed_part_is_visible_then_its_retry_gives_an_identical_result(
-    make_pipeline, s3, sample_bytes
+    make_steps, s3, sample_bytes
 ):
     crash = CrashOnce(strike=57.0)  # row 3, in part 0
-    pipeline = make_pipeline(threshold=10, engine=crash)
+    steps = make_steps(threshold=10, engine=crash)
     upload(s3, KEY, sample_bytes)
-    handle_object(pipeline, INPUT_BUCKET, KEY)
+    handle_object(steps, INPUT_BUCKET, KEY)
     parts = fast_part_keys(s3)
     with pytest.raises(MemoryError):
-        handle_object(pipeline, INPUT_BUCKET, parts[0])  # Lambda would retry this event
+        handle_object(steps, INPUT_BUCKET, parts[0])  # Lambda would retry this event
     status = status_of(s3, KEY)
     assert [f["part"] for f in status["failed_parts"]] == [0]
     assert "MemoryError" in status["failed_parts"][0]["error"]
 
-    run_parts(pipeline, parts[1:])
+    run_parts(steps, parts[1:])
     assert 0 in status_of(s3, KEY)["missing_parts"]
     assert read(s3, keys.result_key(KEY)) is None  # nothing partial is published
-    assert handle_object(pipeline, INPUT_BUCKET, parts[0]).action == "merged"  # the retry
+    assert handle_object(steps, INPUT_BUCKET, parts[0]).action == "merged"  # the retry
     assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)
     assert status_of(s3, KEY)["failed_parts"] == []
 
 
-def test_a_part_that_never_finishes_publishes_nothing_and_is_named(make_pipeline, s3, sample_bytes):
-    pipeline = make_pipeline(threshold=10)
+def test_a_part_that_never_finishes_publishes_nothing_and_is_named(make_steps, s3, sample_bytes):
+    steps = make_steps(threshold=10)
     upload(s3, KEY, sample_bytes)
-    handle_object(pipeline, INPUT_BUCKET, KEY)
+    handle_object(steps, INPUT_BUCKET, KEY)
     parts = fast_part_keys(s3)
-    run_parts(pipeline, parts[:3] + parts[4:])
+    run_parts(steps, parts[:3] + parts[4:])
     status = status_of(s3, KEY)
     assert status["state"] == "running"
     assert (status["parts_done"], status["missing_parts"]) == (9, [3])
     assert read(s3, keys.result_key(KEY)) is None
 
 
-def test_fan_out_is_capped_by_growing_the_part_size(make_pipeline, s3, sample_bytes):
-    pipeline = make_pipeline(threshold=1, max_parts=8)
+def test_fan_out_is_capped_by_growing_the_part_size(make_steps, s3, sample_bytes):
+    steps = make_steps(threshold=1, max_parts=8)
     upload(s3, KEY, sample_bytes)
-    manifest = handle_object(pipeline, INPUT_BUCKET, KEY).manifest
+    manifest = handle_object(steps, INPUT_BUCKET, KEY).manifest
     assert manifest.parts == 8 and max(manifest.part_rows) == 13 and sum(manifest.part_rows) == 100
     assert len(fast_part_keys(s3)) == 8
 
 
-def test_a_bad_file_leaves_an_error_object_and_the_input_untouched(make_pipeline, s3):
-    pipeline = make_pipeline(threshold=10)
+def test_a_bad_file_leaves_an_error_object_and_the_input_untouched(make_steps, s3):
+    steps = make_steps(threshold=10)
     upload(s3, KEY, b"id,strike\n1,2\n")
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "rejected"
+    assert handle_object(steps, INPUT_BUCKET, KEY).action == "rejected"
     error = read(s3, keys.error_key(KEY)).decode()
     assert "missing required column(s): todaysDate" in error
     assert status_of(s3, KEY)["state"] == "failed"
@@ -191,10 +191,10 @@ def test_a_bad_file_leaves_an_error_object_and_the_input_untouched(make_pipeline
     assert fast_part_keys(s3) == []
 
 
-def test_byte_ceiling_rejects_without_reading(make_pipeline, s3, sample_bytes):
-    pipeline = make_pipeline(threshold=10, max_bytes=1000)
+def test_byte_ceiling_rejects_without_reading(make_steps, s3, sample_bytes):
+    steps = make_steps(threshold=10, max_bytes=1000)
     upload(s3, KEY, sample_bytes)
-    assert handle_object(pipeline, INPUT_BUCKET, KEY).action == "rejected"
+    assert handle_object(steps, INPUT_BUCKET, KEY).action == "rejected"
     assert "over the configured limit of 1000 bytes" in read(s3, keys.error_key(KEY)).decode()
 
 
@@ -210,17 +210,17 @@ def test_s3_event_keys_are_url_decoded():
     assert s3_objects(event) == [("b", "fast/my job/a+b.csv")]
 
 
-def test_a_stray_object_under_the_parts_prefix_is_ignored(make_pipeline, s3):
+def test_a_stray_object_under_the_parts_prefix_is_ignored(make_steps, s3):
     upload(s3, "fast/_parts/nosuchtoken/part-00000.csv", b"x\n")
-    outcome = handle_object(make_pipeline(), INPUT_BUCKET, "fast/_parts/nosuchtoken/part-00000.csv")
-    assert outcome.action == "skipped"
+    outcome = handle_object(make_steps(), INPUT_BUCKET, "fast/_parts/nosuchtoken/part-00000.csv")
+    assert outcome.action == "ignored"
 
 
 def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
     from runtime.adapters import lambda_handler
 
     monkeypatch.setenv("RESULT_BUCKET", RESULT_BUCKET)
-    lambda_handler._pipeline.cache_clear()
+    lambda_handler._steps.cache_clear()
     event = {
         "Records": [
             {
@@ -233,25 +233,25 @@ def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
         ]
     }
     (outcome,) = lambda_handler.handler(event)["outcomes"]
-    lambda_handler._pipeline.cache_clear()
-    assert outcome["action"] == "rejected" and "is not a part key" in outcome["detail"]
+    lambda_handler._steps.cache_clear()
+    assert outcome["action"] == "ignored" and "not a part key" in outcome["detail"]
 
 
 def test_a_merge_claimed_by_a_crashed_worker_is_resumed_only_by_its_retry(
-    make_pipeline, s3, sample_bytes
+    make_steps, s3, sample_bytes
 ):
-    pipeline = make_pipeline(threshold=50)
+    steps = make_steps(threshold=50)
     upload(s3, KEY, sample_bytes)
-    manifest = handle_object(pipeline, INPUT_BUCKET, KEY).manifest
+    manifest = handle_object(steps, INPUT_BUCKET, KEY).manifest
     for index in range(manifest.parts):
-        pipeline.price_part(manifest, index)
+        steps.price_part(manifest, index, claimant=None)
     # The worker that claimed the merge died right after its conditional write.
     s3.put_object(
         Bucket=RESULT_BUCKET,
         Key=keys.lock_key("fast", manifest.token),
         Body=b"fast-part-00001-req-1",
     )
-    assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-2").action == "duplicate"
+    assert steps.merge(manifest, "fast-part-00001-req-2").action == "duplicate"
     assert read(s3, keys.result_key(KEY)) is None
-    assert pipeline.merge_if_complete(manifest, "fast-part-00001-req-1").action == "merged"
+    assert steps.merge(manifest, "fast-part-00001-req-1").action == "merged"
     assert read(s3, keys.result_key(KEY)) == whole_file_result(sample_bytes)

@@ -16,8 +16,8 @@ import pytest
 
 from runtime.core import keys
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
-from runtime.tools.simulate import s3_event
 from tests.conftest import SAMPLE
+from tests.helpers import s3_notification as s3_event
 
 ROOT = Path(__file__).resolve().parents[2]
 API = "/2018-06-01/runtime"

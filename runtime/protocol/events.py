@@ -1,0 +1,44 @@
+"""Job events: one "Pricing Job State Change" per terminal state, built from the status.
+
+The detail is plain data (documented in docs/protocol.md); publishing it is the adapter's
+job (``runtime.adapters.events``), so tests and ``simulate`` can watch it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+SOURCE = "mc-pricing"
+DETAIL_TYPE = "Pricing Job State Change"
+
+
+class EventSink(Protocol):
+    def publish(self, detail: dict) -> None: ...
+
+
+def job_event_detail(status: dict, result_bucket: str, region: str) -> dict:
+    """The event's detail for a status document in a terminal state."""
+    bucket, _, key = status["input"].removeprefix("s3://").partition("/")
+    state = status["state"]
+    published = status.get("result") if state in ("done", "failed") else None
+    return {
+        "input": status["input"],
+        "inputBucket": bucket,
+        "inputKey": key,
+        "token": status["token"],
+        "state": state,
+        "path": status.get("path"),
+        "rows": status.get("rows", 0),
+        "rowsWithErrors": status.get("rows_with_errors", 0),
+        "parts": status.get("parts_total", 0),
+        "resultKey": published if state == "done" else None,
+        "errorKey": published if state == "failed" else None,
+        "error": status.get("error"),
+        "failedParts": status.get("failed_parts", []),
+        "startedAt": status.get("started_at"),
+        "finishedAt": status.get("finished_at"),
+        "seconds": status.get("seconds"),
+        "engine": status.get("engine"),
+        "region": region,
+        "resultBucket": result_bucket,
+    }
