@@ -95,3 +95,42 @@ def test_the_image_entrypoint_without_lambda_or_batch_is_the_command_line(tmp_pa
     )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == generate_portfolio(3)
+
+
+def test_price_greeks_adds_the_greek_columns(tmp_path):
+    lines = SAMPLE.read_text().splitlines()
+    lines[0] += ",dividendYield,exerciseType"
+    lines[1:] = [
+        f"{line},{('', '0.03', '0.07')[i % 3]},{('American', 'European')[i % 2]}"
+        for i, line in enumerate(lines[1:21])
+    ]
+    source = tmp_path / "divs.csv"
+    source.write_text("\n".join(lines) + "\n")
+    done = run_cli("price", str(source), "--engine", "qdfp", "--greeks")
+    assert done.returncode == 0, done.stderr
+    result = read_table((tmp_path / "divs.csv-result").read_bytes(), is_result=True)
+    greeks = ["delta", "gamma", "vega", "theta", "rho"]
+    assert result.header[-8:] == ["price", "stdError", *greeks, "error"]
+    assert len(result.records) == 20
+    for record in result.records:
+        assert record[-1] == "" and all(float(cell) == float(cell) for cell in record[-6:-1])
+    assert "priced 20 of 20 rows (0 with errors) with qdfp and Greeks" in done.stderr
+    plain = run_cli("price", str(source), "--engine", "qdfp", "-o", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    header = read_table((tmp_path / "plain").read_bytes(), is_result=True).header
+    assert header[-3:] == ["price", "stdError", "error"]
+
+
+def test_a_greek_named_column_is_a_file_error_only_with_greeks(tmp_path):
+    lines = SAMPLE.read_text().splitlines()[:4]
+    lines = [lines[0] + ",Delta"] + [line + ",0.5" for line in lines[1:]]
+    source = tmp_path / "delta.csv"
+    source.write_text("\n".join(lines) + "\n")
+    done = run_cli("price", str(source), "--engine", "qdfp", "--greeks")
+    assert done.returncode == 1
+    assert "column 'Delta' is reserved for the result when Greeks are requested" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "delta.csv-result").exists()
+    done = run_cli("price", str(source), "--engine", "qdfp")
+    assert done.returncode == 0, done.stderr
+    result = read_table((tmp_path / "delta.csv-result").read_bytes(), is_result=True)
+    assert result.header[-4:] == ["Delta", "price", "stdError", "error"]
