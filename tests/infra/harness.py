@@ -32,7 +32,7 @@ STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulum
 ACCOUNT = "123456789012"
 
 
-def _config_value(value: Any) -> str:
+def config_value(value: Any) -> str:
     """Pulumi hands config to the program as strings; objects and arrays as JSON."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -44,16 +44,16 @@ def _config_value(value: Any) -> str:
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, str]:
     """What the CLI would pass: Pulumi.yaml defaults, then the stack file, then overrides."""
     config = {
-        f"{PROJECT_NAME}:{key}": _config_value(schema["default"])
+        f"{PROJECT_NAME}:{key}": config_value(schema["default"])
         for key, schema in PROJECT["config"].items()
         if "default" in schema
     }
     stack_file = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
     for key, value in stack_file["config"].items():
-        config[key] = _config_value(value)
+        config[key] = config_value(value)
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT_NAME}:{key}"
-        config[full] = _config_value(value)
+        config[full] = config_value(value)
     return config
 
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
-from components.settings import defaults
+from components.settings import defaults, load_settings
 
-from .harness import PROJECT, Run, run_program, run_stack
+from .harness import (
+    PROJECT,
+    PROJECT_NAME,
+    ROOT,
+    STACKS,
+    Run,
+    config_value,
+    run_program,
+    run_stack,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
 
@@ -38,7 +48,8 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
     required = {
         "useSpot", "threshold", "maxVcpus", "lambdaMemoryMb", "lambdaTimeoutSeconds", "engine",
         "architecture", "vpcId", "subnetIds", "lambdaReservedConcurrency", "maxParts", "maxRows",
-        "maxBytes",
+        "maxBytes", "useFargate", "greeks", "notifyEmail", "jobVcpus", "jobMemoryMb",
+        "jobTimeoutSeconds",
     }  # fmt: skip
     assert required <= set(SCHEMA)
     for key, schema in SCHEMA.items():
@@ -49,6 +60,25 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
     assert SCHEMA["engine"]["default"] == "lsm"
     assert SCHEMA["architecture"]["default"] == "x86_64"
     assert SCHEMA["lambdaReservedConcurrency"]["default"] == -1
+    assert SCHEMA["useFargate"] == {**SCHEMA["useFargate"], "type": "boolean", "default": False}
+    assert SCHEMA["greeks"] == {**SCHEMA["greeks"], "type": "boolean", "default": False}
+    assert SCHEMA["notifyEmail"] == {**SCHEMA["notifyEmail"], "type": "string", "default": ""}
+
+
+def test_defaults_deploy_on_a_new_account() -> None:
+    """New accounts are capped at 3008 MB of Lambda memory until a quota increase."""
+    memory = SCHEMA["lambdaMemoryMb"]["default"]
+    assert memory <= 3008
+    assert memory % 1769 == 0  # whole vCPUs only: the runtime prices on every whole vCPU
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_files_list_only_what_they_change(stack: str) -> None:
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    for key, value in config.items():
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT_NAME:
+            assert value != SCHEMA[name]["default"], f"{stack}: {name} repeats the default"
 
 
 def test_the_program_reads_its_defaults_from_pulumi_yaml() -> None:
@@ -58,18 +88,175 @@ def test_the_program_reads_its_defaults_from_pulumi_yaml() -> None:
 def test_program_runs_on_pulumi_yaml_defaults_alone() -> None:
     """Without the CLI's project defaults (only aws:region set), Pulumi.yaml's defaults apply."""
     run = run_program("us-east-1", config={"aws:region": "us-east-1"})
-    assert lambda_env(run)["THRESHOLD"] == str(SCHEMA["threshold"]["default"])
+    with_cli_defaults = run_program("us-east-1", config=stack_config_defaults_only())
+    for env in (lambda_env(run), job_env(run)):
+        assert env["THRESHOLD"] == str(SCHEMA["threshold"]["default"])
+        assert env["GREEKS"] == "false" and env["LOG_LEVEL"] == "INFO"
+    assert lambda_env(run)["MAX_PARTS"] == str(SCHEMA["maxParts"]["default"])
+    function = run.one("aws:lambda/function:Function").inputs
+    assert function["memorySize"] == SCHEMA["lambdaMemoryMb"]["default"] == 1769
     assert compute(run)["type"] == "EC2"
+    assert job_resources(run) == {"VCPU": "1", "MEMORY": "1792"}
+    # Exactly what the CLI would give the program from Pulumi.yaml.
+    for type_ in ("aws:lambda/function:Function", "aws:batch/jobDefinition:JobDefinition"):
+        assert run.one(type_).inputs == with_cli_defaults.one(type_).inputs
+
+
+def stack_config_defaults_only() -> dict[str, str]:
+    """What the CLI passes for a stack file that sets nothing but the region."""
+    return {"aws:region": "us-east-1"} | {
+        f"{PROJECT_NAME}:{key}": config_value(spec["default"]) for key, spec in SCHEMA.items()
+    }
+
+
+def job_resources(run: Run) -> dict[str, str]:
+    props = json.loads(
+        run.one("aws:batch/jobDefinition:JobDefinition").inputs["containerProperties"]
+    )
+    return {r["type"]: r["value"] for r in props["resourceRequirements"]}
+
+
+def job_definition(run: Run) -> tuple[dict, dict]:
+    definition = run.one("aws:batch/jobDefinition:JobDefinition").inputs
+    return definition, json.loads(definition["containerProperties"])
+
+
+# (useFargate, useSpot) -> compute environment type
+CAPACITY = {
+    (False, False): "EC2",
+    (False, True): "SPOT",
+    (True, False): "FARGATE",
+    (True, True): "FARGATE_SPOT",
+}
+
+
+@pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
+@pytest.mark.parametrize(("use_fargate", "use_spot"), list(CAPACITY))
+@pytest.mark.parametrize("stack", STACKS)
+def test_capacity_variants(
+    stack: str, use_fargate: bool, use_spot: bool, architecture: str
+) -> None:
+    run = run_stack(
+        stack,
+        (("useFargate", use_fargate), ("useSpot", use_spot), ("architecture", architecture)),
+    )
+    environment = run.one("aws:batch/computeEnvironment:ComputeEnvironment")
+    resources = environment.inputs["computeResources"]
+    definition, props = job_definition(run)
+    assert resources["type"] == CAPACITY[use_fargate, use_spot]
+    assert resources["maxVcpus"] == compute(run_stack(stack))["maxVcpus"]
+    assert resources["subnets"] == ["subnet-default-a", "subnet-default-b"]
+    assert len(resources["securityGroupIds"]) == 1
+    platform = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}[architecture]
+    assert run.one("docker:index/image:Image").inputs["build"]["platform"] == platform
+    assert run.one("aws:lambda/function:Function").inputs["architectures"] == [architecture]
+    assert props["executionRoleArn"].endswith(
+        ":role/" + run.named("normal-execution-role").inputs["name"]
+    )
+    # Every variant retries the interruptions of its capacity, and nothing else.
+    assert {"action": "RETRY", "onStatusReason": "Your Spot Task was interrupted*"} in definition[
+        "retryStrategy"
+    ]["evaluateOnExits"]
+    assert definition["retryStrategy"]["evaluateOnExits"][-1] == {"action": "EXIT", "onReason": "*"}
+    instance_roles = [
+        r for r in run.of_type("aws:iam/role:Role") if r.name == "normal-instance-role"
+    ]
+    if use_fargate:
+        assert environment.name == "normal-fargate"
+        assert set(resources) == {"type", "maxVcpus", "securityGroupIds", "subnets"}
+        assert "updatePolicy" not in environment.inputs
+        assert definition["platformCapabilities"] == ["FARGATE"]
+        assert props["runtimePlatform"] == {
+            "cpuArchitecture": {"x86_64": "X86_64", "arm64": "ARM64"}[architecture],
+            "operatingSystemFamily": "LINUX",
+        }
+        assert props["networkConfiguration"] == {"assignPublicIp": "ENABLED"}  # default VPC
+        assert props["fargatePlatformConfiguration"] == {"platformVersion": "LATEST"}
+        assert "ephemeralStorage" not in props  # 20 GiB default is plenty for 64 MiB files
+        assert job_resources(run) == {"VCPU": "1", "MEMORY": "2048"}  # smallest valid size
+        assert not instance_roles
+        assert not run.of_type("aws:iam/instanceProfile:InstanceProfile")
+    else:
+        assert environment.name == "normal-compute"
+        families = {"x86_64": {"c5", "c6i", "c6a", "c7i"}, "arm64": {"c6g", "c7g"}}[architecture]
+        assert set(resources["instanceTypes"]) == families
+        assert resources["allocationStrategy"] == (
+            "SPOT_PRICE_CAPACITY_OPTIMIZED" if use_spot else "BEST_FIT_PROGRESSIVE"
+        )
+        assert resources["minVcpus"] == 0
+        assert environment.inputs["updatePolicy"] == {
+            "jobExecutionTimeoutMinutes": 60,
+            "terminateJobsOnUpdate": False,
+        }
+        assert definition["platformCapabilities"] == ["EC2"]
+        for key in ("runtimePlatform", "networkConfiguration", "fargatePlatformConfiguration"):
+            assert key not in props
+        assert job_resources(run) == {"VCPU": "1", "MEMORY": "1792"}
+        assert len(instance_roles) == 1
 
 
 @pytest.mark.parametrize(
-    ("use_spot", "kind", "strategy"),
-    [(True, "SPOT", "SPOT_PRICE_CAPACITY_OPTIMIZED"), (False, "EC2", "BEST_FIT_PROGRESSIVE")],
+    ("timeout_seconds", "minutes"),
+    [(60, 1), (61, 2), (600, 10), (3600, 60), (21600, 360), (86400, 360)],
 )
-@pytest.mark.parametrize("stack", ["us-east-1", "eu-west-1"])
-def test_use_spot_selects_capacity(stack: str, use_spot: bool, kind: str, strategy: str) -> None:
-    resources = compute(run_stack(stack, (("useSpot", use_spot),)))
-    assert (resources["type"], resources["allocationStrategy"]) == (kind, strategy)
+def test_update_policy_lets_running_jobs_reach_their_timeout(
+    timeout_seconds: int, minutes: int
+) -> None:
+    run = run_stack("eu-west-1", (("jobTimeoutSeconds", timeout_seconds),))
+    policy = run.one("aws:batch/computeEnvironment:ComputeEnvironment").inputs["updatePolicy"]
+    assert policy == {"jobExecutionTimeoutMinutes": minutes, "terminateJobsOnUpdate": False}
+    definition, _ = job_definition(run)
+    assert definition["timeout"]["attemptDurationSeconds"] == timeout_seconds
+
+
+def test_fargate_in_an_own_vpc_gets_no_public_ip() -> None:
+    run = run_program(
+        "eu-west-1", {"useFargate": True, "vpcId": "vpc-0abc", "subnetIds": ["subnet-1"]}
+    )
+    _, props = job_definition(run)
+    assert props["networkConfiguration"] == {"assignPublicIp": "DISABLED"}
+    assert compute(run)["subnets"] == ["subnet-1"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "resources"),
+    [
+        ({"jobVcpus": 2}, {"VCPU": "2", "MEMORY": "3584"}),
+        ({"useFargate": True, "jobVcpus": 4}, {"VCPU": "4", "MEMORY": "8192"}),
+        (
+            {"useFargate": True, "jobVcpus": 16, "jobMemoryMb": 122880},
+            {"VCPU": "16", "MEMORY": "122880"},
+        ),
+        (
+            {"useFargate": True, "jobVcpus": 2, "jobMemoryMb": 16384},
+            {"VCPU": "2", "MEMORY": "16384"},
+        ),
+    ],
+)
+def test_job_sizes(overrides: dict, resources: dict) -> None:
+    run = run_stack("us-east-1", tuple(overrides.items()))
+    assert job_resources(run) == resources
+    assert job_env(run)["PRICING_WORKERS"] == resources["VCPU"]
+
+
+def test_fargate_asks_for_more_storage_only_for_huge_files() -> None:
+    run = run_stack("us-east-1", (("useFargate", True), ("maxBytes", 8 * 2**30)))
+    _, props = job_definition(run)
+    assert props["ephemeralStorage"] == {"sizeInGiB": 33}
+
+
+def test_new_settings_reach_the_program() -> None:
+    seen = []
+    run_program(
+        "us-east-1",
+        {"notifyEmail": " ops@example.com ", "greeks": True},
+        program=lambda: seen.append(load_settings()),
+    )
+    (settings,) = seen
+    assert settings.notify_email == "ops@example.com"
+    assert settings.greeks is True
+    run_program("us-east-1", program=lambda: seen.append(load_settings()))
+    assert seen[-1].notify_email == ""
 
 
 def test_stack_files_choose_differently() -> None:
@@ -173,6 +360,19 @@ def test_other_stack_names_keep_stack_and_region() -> None:
         ({"threshold": 0}, "threshold must be at least 1"),
         ({"maxVcpus": 0}, "maxVcpus must be at least jobVcpus"),
         ({"jobTimeoutSeconds": 30}, "jobTimeoutSeconds"),
+        ({"notifyEmail": "not an address"}, "notifyEmail must be an email address"),
+        ({"notifyEmail": "ops@example"}, "notifyEmail must be an email address"),
+        ({"useFargate": True, "jobVcpus": 3}, "useFargate: jobVcpus must be one of 1, 2, 4, 8, 16"),
+        (
+            {"useFargate": True, "jobMemoryMb": 1792},
+            r"jobMemoryMb 1792 is not a Fargate size for jobVcpus 1; use 2048 to 8192 in steps of 1024",
+        ),
+        (
+            {"useFargate": True, "jobVcpus": 8, "jobMemoryMb": 17000},
+            "use 16384 to 61440 in steps of 4096",
+        ),
+        ({"useFargate": True, "jobVcpus": 16, "maxVcpus": 8}, "maxVcpus must be at least jobVcpus"),
+        ({"jobMemoryMb": 64}, "jobMemoryMb must be 0"),
     ],
 )
 def test_invalid_settings_fail_before_anything_is_created(overrides: dict, message: str) -> None:
