@@ -69,3 +69,30 @@ pulumi.export("fastFunctionName", fast.function_name)
 pulumi.export("jobQueueArn", normal.job_queue_arn)
 pulumi.export("jobDefinitionArn", normal.job_definition.arn)
 pulumi.export("imageUri", image.repo_digest)
+
+# Operations (issue 11): failure routing into the Lambda, failed jobs by email (notifyEmail),
+# metric filters, alarms and the dashboard. See docs/operations.md.
+from components.operations import PricingOperations, PricingOperationsArgs  # noqa: E402
+
+operations = PricingOperations(
+    "ops",
+    PricingOperationsArgs(
+        settings=settings,
+        account=account,
+        input_bucket_name=inp.bucket,
+        input_bucket_arn=inp.arn,
+        result_bucket_name=res.bucket,
+        result_bucket_arn=res.arn,
+        function_name=fast.function_name,
+        function_arn=fast.function_arn,
+        function_role_name=fast.role_name,
+        function_log_group_name=fast.log_group_name,
+        fast_failure_queue=fast.failure_queue,
+        job_queue_arn=normal.job_queue_arn,
+        job_role_name=normal.job_role_name,
+        job_log_group_name=normal.log_group_name,
+        normal_dead_letter_queue=normal.dead_letter_queue,
+    ),
+)
+pulumi.export("dashboardName", operations.dashboard_name)
+pulumi.export("alarmTopicArn", operations.alarm_topic_arn)
