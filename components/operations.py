@@ -505,8 +505,9 @@ class PricingOperations(pulumi.ComponentResource):
                 "statistic": "Sum",
             },
             "normal-failures": {
-                "description": "Uploads that EventBridge could not turn into a Batch job arrived "
-                "in the dead-letter queue (the Lambda consumes them and fails the job).",
+                "description": "Uploads that could not start a Batch job (SubmitJob kept "
+                "failing, or a key the job's parameters cannot carry) arrived in the normal "
+                "path's failure queue (the Lambda consumes them and fails the job).",
                 "namespace": "AWS/SQS",
                 "metric_name": "NumberOfMessagesSent",
                 "dimensions": {"QueueName": a.normal_dead_letter_queue.name},
