@@ -105,13 +105,21 @@ class PricingImage(pulumi.ComponentResource):
         )
 
         token = aws.ecr.get_authorization_token_output(registry_id=self.repository.registry_id)
+        # Lambda accepts a single-platform image manifest only, not an image index. pulumi-docker
+        # 5.2.0's Image has no provenance/SBOM/output options: it builds through the Docker
+        # Engine API (POST /build with a BuildKit session), where the attestations the buildx
+        # CLI adds by default are never requested, for exactly one `platform`, and pushes the
+        # image it built. What it pushes still depends on the engine's image store, which the
+        # program cannot see: docs/image.md says how to check the pushed digest and what to
+        # change if it is an index.
         self.image = docker.Image(
             f"{name}-image",
             image_name=self.repository.repository_url.apply(lambda url: f"{url}:latest"),
             build=docker.DockerBuildArgs(
                 context=args.context,
                 dockerfile=args.dockerfile,
-                platform=args.platform,
+                platform=args.platform,  # one platform, never a list
+                builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
             ),
             registry=docker.RegistryArgs(
                 server=self.repository.repository_url.apply(lambda url: url.split("/")[0]),

@@ -396,6 +396,9 @@ def test_image_pushed_with_ecr_token(run: Run) -> None:
     assert registry["username"] == "AWS" and registry["password"] == "mock-password"
     assert image["build"]["context"] == "runtime"
     assert image["build"]["dockerfile"] == "runtime/Dockerfile"
+    # One platform per image (Lambda refuses image indexes), built with BuildKit by the engine.
+    assert image["build"]["platform"] in ("linux/amd64", "linux/arm64")
+    assert image["build"]["builderVersion"] == "BuilderBuildKit"
     assert any(t == "aws:ecr/getAuthorizationToken:getAuthorizationToken" for t, _ in run.calls)
 
 
