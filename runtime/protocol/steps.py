@@ -84,7 +84,7 @@ class JobSteps:
     ) -> None:
         self.store = store
         self.config = config
-        self.events = events or _NullSink()
+        self.events = events if events is not None else _NullSink()
         self.clock = clock
         self._engine = engine
         self._engines: dict[str, Engine] = {}
