@@ -7,6 +7,7 @@ left out of the image by ``runtime/.dockerignore``); in the image they say so in
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import sys
 import time
@@ -48,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The tools' own command line, looked up by name: the image has no runtime/tools/, and
+# the service must run without it (tests/project/test_imports.py builds that image tree).
+TOOLS_CLI = "runtime.tools.cli"
+
+
 def tools_available() -> bool:
     return importlib.util.find_spec("runtime.tools") is not None
 
@@ -61,9 +67,7 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-        from runtime.tools.cli import main as run_tool
-
-        return run_tool(argv)
+        return importlib.import_module(TOOLS_CLI).main(argv)
     args = _parser().parse_args(argv)
     try:
         return price_file(args.input, args.out, args.engine, greeks=args.greeks)

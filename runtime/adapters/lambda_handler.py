@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # A failure record still failing after this many receives is recorded without resuming.
 _LAST_RECEIVE = 3
+# Characters the normal path's EventBridge target cannot carry in a key (docs/deploy.md).
+UNSAFE_KEY_CHARACTERS = ('"', "\\")
 
 
 def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
@@ -133,6 +135,10 @@ def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[O
     if not bucket or not key:
         return [Outcome("ignored", "a dead letter that is not an S3 event")]
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
+    if not message and any(c in key for c in UNSAFE_KEY_CHARACTERS):
+        # The stack's rule sends these straight here: EventBridge's input transformer would
+        # insert such a key into the SubmitJob parameters unescaped (docs/deploy.md).
+        message = 'keys with " or \\ cannot be passed to AWS Batch: rename the file'
     reason = "could not start a Batch job for this upload" + (f": {message}" if message else "")
     return [steps.fail_upload(bucket, key, reason)]
 

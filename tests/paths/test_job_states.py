@@ -512,3 +512,15 @@ def test_event_bridge_sink_publishes_one_entry_and_a_json_log_line(aws, caplog):
     assert json.loads(message["Body"])["detail"] == detail
     line = json.loads(JsonFormatter().format(caplog.records[0]))
     assert (line["event"], line["detail"]) == ("Pricing Job State Change", detail)
+
+
+def test_a_normal_key_with_a_quote_or_backslash_ends_failed_with_the_rule(make_steps, s3, events):
+    # The stack routes such uploads straight to the normal path's failure queue (no error
+    # attributes): the input transformer would put the key into SubmitJob unescaped.
+    key = 'normal/20261124-0900/say "hi" \\ bye.csv'
+    upload(s3, key, b"id\n")
+    dead_letter = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key=key)
+    lambda_handler.handle_sqs(make_steps(), sqs_event(dead_letter)["Records"])
+    status = status_of(s3, key)
+    assert status["state"] == "failed" and 'keys with " or \\ cannot be passed' in status["error"]
+    assert events.states() == [(key, "failed")]
