@@ -70,7 +70,7 @@ def test_stack_file_sets_region_and_only_declared_settings(stack: str) -> None:
 
 def test_outputs(run: Run) -> None:
     out = run.outputs
-    assert set(out) == OUTPUTS
+    assert set(out) >= OUTPUTS  # other components add theirs
     assert out["region"] == run.region == run.stack
     assert out["inputBucket"] == run.named("buckets-input").state["bucket"]
     assert out["resultBucket"] == run.named("buckets-result").state["bucket"]
@@ -88,7 +88,9 @@ def test_outputs(run: Run) -> None:
 def test_exactly_one_of_each_component(run: Run) -> None:
     for component in COMPONENTS:
         run.one(component)
-    assert {r.type for r in run.resources if not r.custom} == set(COMPONENTS)
+    for resource in run.resources:
+        if not resource.custom:
+            assert resource.type.startswith("mc-pricing:components:"), resource.type
 
 
 def test_every_resource_is_a_child_of_a_component(run: Run) -> None:
@@ -120,7 +122,7 @@ def test_single_bucket_notification_carries_lambda_and_eventbridge(run: Run) -> 
         assert not a.endswith(b)
     assert not inputs.get("queues") and not inputs.get("topics")
     # S3 verifies it may invoke the function when the configuration is written.
-    assert run.depends_on(notification, run.one("aws:lambda/permission:Permission"))
+    assert run.depends_on(notification, run.named("fast-s3-invoke"))
 
 
 @pytest.mark.parametrize(
@@ -195,7 +197,7 @@ def test_keys_the_input_template_cannot_carry_go_to_the_failure_queue(
 
 
 def test_lambda_permission_for_the_input_bucket_only(run: Run) -> None:
-    permission = run.one("aws:lambda/permission:Permission").inputs
+    permission = run.named("fast-s3-invoke").inputs
     assert permission["action"] == "lambda:InvokeFunction"
     assert permission["principal"] == "s3.amazonaws.com"
     assert permission["sourceArn"] == f"arn:aws:s3:::{run.outputs['inputBucket']}"
