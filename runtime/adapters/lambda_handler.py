@@ -153,7 +153,12 @@ def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
         manifest = steps.load_manifest(keys.NORMAL, failure.token)
         if failure.role == batch_events.CHILD and failure.index is not None and manifest:
             return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
-        return steps.fail_job(failure.input_key, failure.token, failure.reason, keys.NORMAL)
+        reason = failure.reason
+        if failure.role == batch_events.ARRAY and manifest:
+            # The array fails with its first failed child, whose own event may come later.
+            missing = sorted(set(range(manifest.parts)) - steps.refresh_progress(manifest))
+            reason = f"{reason}; parts without a result: {missing[:20]}"
+        return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
 
 
 def _attribute(attributes: dict, name: str) -> str:

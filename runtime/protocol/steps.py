@@ -390,6 +390,9 @@ class JobSteps:
 
     def fail(self, job: _Job, reason: str, manifest: Manifest | None = None) -> Outcome:
         """End a running job ``failed``: its ``-error`` says why, and so does the event."""
+        stopped = self._stopped(job)
+        if stopped:
+            return Outcome("stopped", f"{job.input_key}: {stopped}")
         fields: dict = {}
         if manifest is not None:
             fields["failed_parts"] = self._failures(manifest)

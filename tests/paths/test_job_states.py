@@ -524,3 +524,21 @@ def test_a_normal_key_with_a_quote_or_backslash_ends_failed_with_the_rule(make_s
     status = status_of(s3, key)
     assert status["state"] == "failed" and 'keys with " or \\ cannot be passed' in status["error"]
     assert events.states() == [(key, "failed")]
+
+
+def test_an_array_failure_that_arrives_first_names_the_parts_without_a_result(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=30)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    run_job(steps, MANAGER_ENV)
+    array_job, _ = submitted_jobs()
+    for index in (0, 2, 3):
+        run_job(steps, {**job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
+    lambda_handler.handle_batch_event(steps, batch_failure(array_job, "Array Child Job failed"))
+    status = status_of(s3, NORMAL_KEY)
+    assert status["state"] == "failed" and status["error"].endswith("parts without a result: [1]")
+    # The child's own event, arriving later, adds nothing: one terminal state, one event.
+    late = batch_failure(array_job, "Essential container in task exited", "OutOfMemoryError", 1)
+    lambda_handler.handle_batch_event(steps, late)
+    assert [e["state"] for e in events] == ["failed"]
