@@ -177,6 +177,7 @@ def wildcard_match(pattern: str, text: str) -> bool:
         ("normal/1/a'b (1).csv", False),
         ("normal/1/a b.csv", False),
         ('fast/1/a"b.csv', False),  # the fast path carries keys in S3 events, never a template
+        ('normal/1/a"b.txt', True),  # whatever the suffix; the consumer ignores non-CSV keys
     ],
 )
 def test_keys_the_input_template_cannot_carry_go_to_the_failure_queue(
