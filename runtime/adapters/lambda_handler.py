@@ -112,8 +112,7 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
             outcomes.append(Outcome("ignored", f"{key}: the job is gone"))
             continue
         with logs.job_context(token=token, inputKey=manifest.input_key):
-            done = steps.refresh_progress(manifest)
-            if len(done) == manifest.parts and not last_receive:
+            if len(steps.finished_parts(manifest)) == manifest.parts and not last_receive:
                 # Every part is priced: the failure was the merge. Resume it as the claimant
                 # that crashed (same request id), which no one else can take over.
                 claimant = _claimant(index, request.get("requestId"))
@@ -156,7 +155,7 @@ def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
         reason = failure.reason
         if failure.role == batch_events.ARRAY and manifest:
             # The array fails with its first failed child, whose own event may come later.
-            missing = sorted(set(range(manifest.parts)) - steps.refresh_progress(manifest))
+            missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
             reason = f"{reason}; parts without a result: {missing[:20]}"
         return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
 

@@ -285,7 +285,8 @@ class JobSteps:
         self.store.delete(
             self.bucket, [keys.part_failure_key(manifest.path, manifest.token, index)]
         )
-        done = self.refresh_progress(manifest)
+        done = self.finished_parts(manifest)
+        self.record_progress(manifest, done)
         if claimant is None or len(done) < manifest.parts:
             detail = f"{keys.part_name(index)}: {len(done)}/{manifest.parts} parts done"
             return Outcome("part-priced", detail, manifest)
@@ -306,24 +307,25 @@ class JobSteps:
                 return older
         raise PartLost(f"{keys.part_name(index)}: the part object is gone or was replaced")
 
-    def refresh_progress(self, manifest: Manifest) -> set[int]:
-        """Count finished and failed parts into the status; returns the finished ones."""
-        path, token = manifest.path, manifest.token
-        results = keys.results_prefix(path, token)
+    def finished_parts(self, manifest: Manifest) -> set[int]:
+        """The parts whose result exists."""
+        results = keys.results_prefix(manifest.path, manifest.token)
         done = keys.indexes_in(self.store.list_keys(self.bucket, results), results, ".csv")
-        done &= set(range(manifest.parts))
+        return done & set(range(manifest.parts))
+
+    def record_progress(self, manifest: Manifest, done: set[int]) -> None:
+        """Write finished and failed parts into a running job's status."""
         self.store.update_json(
             self.bucket,
             keys.status_key(manifest.input_key),
             states.progress(
-                token,
+                manifest.token,
                 self.clock(),
                 parts_done=len(done),
                 missing_parts=states.missing_parts(manifest.parts, sorted(done)),
                 failed_parts=self._failures(manifest),
             ),
         )
-        return done
 
     def _failures(self, manifest: Manifest) -> list[dict]:
         prefix = keys.failures_prefix(manifest.path, manifest.token)
@@ -346,7 +348,7 @@ class JobSteps:
             self.bucket, keys.part_failure_key(manifest.path, manifest.token, index), failure
         )
         if not final:
-            self.refresh_progress(manifest)
+            self.record_progress(manifest, self.finished_parts(manifest))
             return Outcome("part-failed", f"{keys.part_name(index)}: {error}", manifest)
         return self.fail(
             self._job(manifest), f"{keys.part_name(index)} failed: {error}", manifest=manifest
