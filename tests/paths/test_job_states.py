@@ -542,3 +542,73 @@ def test_an_array_failure_that_arrives_first_names_the_parts_without_a_result(
     late = batch_failure(array_job, "Essential container in task exited", "OutOfMemoryError", 1)
     lambda_handler.handle_batch_event(steps, late)
     assert [e["state"] for e in events] == ["failed"]
+
+
+def test_a_start_that_read_an_older_version_never_supersedes_the_newer_job(
+    make_steps, s3, sample_bytes, events
+):
+    """Two starts race: A's start read the key before B was uploaded, but reaches the status
+    after B's start. S3's version order decides: A's start stands down."""
+    steps = make_steps(threshold=200)
+    upload(s3, FAST_KEY, sample_bytes)
+    info_a = steps.store.head(INPUT_BUCKET, FAST_KEY)
+    upload(s3, FAST_KEY, first_rows(sample_bytes, 3))
+    assert handle_object(steps, INPUT_BUCKET, FAST_KEY).action == "priced"  # B
+
+    real_head = steps.store.head
+    steps.store.head = lambda bucket, key: info_a if key == FAST_KEY else real_head(bucket, key)
+    assert steps.start(INPUT_BUCKET, FAST_KEY, max_parts=10).action == "superseded"
+    steps.store.head = real_head
+    status = status_of(s3, FAST_KEY)
+    assert (status["rows"], status["state"], status["generation"]) == (3, "done", 1)
+    assert [e["state"] for e in events] == ["done"]
+
+
+def test_a_duplicate_manager_submits_nothing_and_a_retried_manager_resubmits(
+    make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=50)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    assert run_job(steps, {"AWS_BATCH_JOB_ID": "manager-1"}).action == "split"
+    # A duplicate EventBridge event starts a second manager while the job runs.
+    assert run_job(steps, {"AWS_BATCH_JOB_ID": "manager-2"}).action == "duplicate"
+    assert len(submitted_jobs()) == 2
+    assert status_of(s3, NORMAL_KEY)["batch_jobs"].keys() == {"array", "merge"}
+
+
+def test_cancel_stops_remaining_parts_and_nothing_publishes(make_steps, s3, sample_bytes, events):
+    steps = make_steps(threshold=30)
+    upload(s3, FAST_KEY, sample_bytes)
+    manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
+    parts = fast_parts(s3, manifest.token)
+    handle_object(steps, INPUT_BUCKET, parts[0])
+    assert steps.cancel(FAST_KEY).action == "cancelled"
+    assert {handle_object(steps, INPUT_BUCKET, p).action for p in parts[1:]} == {"stopped"}
+    assert read(s3, keys.result_key(FAST_KEY)) is None
+    assert status_of(s3, FAST_KEY)["state"] == "cancelled"
+    assert steps.cancel(FAST_KEY).action == "duplicate"
+    assert [e["state"] for e in events] == ["cancelled"]
+
+
+def test_a_reopened_job_reprices_only_what_failed_and_merges_once(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=30)
+    upload(s3, FAST_KEY, sample_bytes)
+    manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
+    parts = fast_parts(s3, manifest.token)
+    for part in parts[:-1]:
+        handle_object(steps, INPUT_BUCKET, part)
+    record = exhausted(
+        INPUT_BUCKET, parts[-1], "req-9", "Runtime exited with error: signal: killed"
+    )
+    lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
+    assert status_of(s3, FAST_KEY)["state"] == "failed"
+
+    reopened = steps.reopen(FAST_KEY)
+    assert reopened.action == "reopened" and reopened.manifest.token == manifest.token
+    assert read(s3, keys.error_key(FAST_KEY)) is None
+    assert handle_object(steps, INPUT_BUCKET, parts[-1], "req-10").action == "merged"
+    assert read(s3, keys.result_key(FAST_KEY)) == priced(sample_bytes)
+    assert [e["state"] for e in events] == ["failed", "done"]
+    assert steps.reopen(FAST_KEY).action == "skipped"  # only a failed job can be retried
