@@ -9,6 +9,7 @@ from pathlib import Path
 from runtime.cli import CommandError, writable_output
 from runtime.core.keys import PATHS
 from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
+from runtime.tools.faults import FAULT_HELP, Fault, parse_fault
 
 
 def positive_int(text: str) -> int:
@@ -19,6 +20,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _fault(text: str) -> Fault:
+    try:
+        return parse_fault(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +42,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--workers", type=positive_int, default=4)
     simulate.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
     simulate.add_argument("-o", "--out", type=Path)
+    simulate.add_argument(
+        "--fault", action="append", default=[], type=_fault, metavar="FAULT", help=FAULT_HELP
+    )
+    simulate.add_argument(
+        "--endpoint-url",
+        help="run against this embedded AWS (python -m runtime.tools.local_cloud) instead of "
+        "a fresh one, so the job commands can see the job afterwards",
+    )
+    simulate.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the embedded AWS running after the simulation (for the job commands) "
+        "until Ctrl-C",
+    )
 
     submit = commands.add_parser("submit", help="send a CSV file to a deployed stack")
     submit.add_argument("input", type=Path)
@@ -71,7 +93,15 @@ def main(argv: list[str]) -> int:
             from runtime.tools.simulate import simulate
 
             return simulate(
-                args.input, args.path, args.threshold, args.workers, args.engine, args.out
+                args.input,
+                args.path,
+                args.threshold,
+                args.workers,
+                args.engine,
+                args.out,
+                faults=args.fault,
+                endpoint=args.endpoint_url,
+                keep=args.keep,
             )
         if args.command == "submit":
             from runtime.tools.submit import submit

@@ -1,15 +1,23 @@
-"""An embedded AWS for ``simulate``, the client's tests and developers: moto's server on
-127.0.0.1 (S3, and Batch with ``use_docker: False`` so submitted jobs are only recorded).
+"""An embedded AWS for ``simulate``, the job commands, the client's tests and developers:
+moto's server on 127.0.0.1 (S3, EventBridge, SQS, and Batch with ``use_docker: False`` so
+submitted jobs are only recorded; the emulator runs them).
 
 The runtime reaches it through ``AWS_ENDPOINT_URL``, which boto3 honours itself, so the
 code under test is exactly the code that runs in the cloud.
+
+Server mode, for ``simulate --endpoint-url`` and ``jobs --endpoint-url`` from other
+terminals: ``python -m runtime.tools.local_cloud [--port N]`` serves the local stack until
+interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
+import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +29,10 @@ INPUT_BUCKET = "pricing-input-local"
 RESULT_BUCKET = "pricing-result-local"
 JOB_QUEUE = "pricing-local"
 JOB_DEFINITION = "pricing-local"
+FUNCTION_NAME = "pricing-local-fast"
+# The emulator's own observer of job events (not part of the deployed stack): a rule on
+# the runtime's events, targeting a queue the emulator reads.
+JOB_EVENTS = "pricing-local-job-events"
 
 # moto accepts any credentials; these only keep boto3 from looking for real ones.
 _FAKE_CREDENTIALS = {
@@ -55,7 +67,26 @@ class LocalCloud:
         )
 
     def create_stack(self) -> None:
-        create_stack(self.client("s3"), self.client("iam"), self.client("batch"))
+        """The local stack, once: a second simulation against the same server reuses it."""
+        s3 = self.client("s3")
+        if INPUT_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            create_stack(s3, self.client("iam"), self.client("batch"))
+        self.job_events_queue()
+
+    def job_events_queue(self) -> str:
+        """The URL of the queue that receives every job event (created on first use)."""
+        sqs, events = self.client("sqs"), self.client("events")
+        url = sqs.create_queue(QueueName=JOB_EVENTS)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        events.put_rule(
+            Name=JOB_EVENTS,
+            EventPattern='{"source": ["mc-pricing"], "detail-type": ["Pricing Job State Change"]}',
+            State="ENABLED",
+        )
+        events.put_targets(Rule=JOB_EVENTS, Targets=[{"Id": "emulator", "Arn": arn}])
+        return url
 
 
 def create_stack(s3, iam, batch) -> None:
@@ -113,7 +144,36 @@ def submitted_jobs(batch) -> list[dict]:
 
 
 @contextlib.contextmanager
-def local_cloud() -> Iterator[LocalCloud]:
+def _environment(cloud: LocalCloud) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in (*_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
+    os.environ.update(cloud.environment)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def existing_cloud(endpoint: str) -> Iterator[LocalCloud]:
+    """A local cloud some other process serves (``python -m runtime.tools.local_cloud``)."""
+    cloud = LocalCloud(endpoint=endpoint.rstrip("/"))
+    try:
+        urllib.request.urlopen(f"{cloud.endpoint}/moto-api/", timeout=5)
+    except OSError as exc:
+        raise LocalCloudUnavailable(
+            f"no embedded AWS answers at {endpoint}: start one with "
+            f"python -m runtime.tools.local_cloud ({exc})"
+        ) from exc
+    with _environment(cloud):
+        yield cloud
+
+
+@contextlib.contextmanager
+def local_cloud(port: int = 0) -> Iterator[LocalCloud]:
     """Start moto's server on an ephemeral loopback port; stop it on exit."""
     try:
         from moto.core.config import default_user_config
@@ -126,22 +186,53 @@ def local_cloud() -> Iterator[LocalCloud]:
     # Batch jobs are recorded, not run in Docker: the simulation runs them as processes.
     default_user_config["batch"] = {"use_docker": False}
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request is noise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    saved = {name: os.environ.get(name) for name in (*_FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
     cloud = LocalCloud(endpoint=f"http://{host}:{port}")
     # moto's state lives in this process, not in the server: start from an empty cloud.
     urllib.request.urlopen(
         urllib.request.Request(f"{cloud.endpoint}/moto-api/reset", method="POST")
     )
-    os.environ.update(cloud.environment)
     try:
-        yield cloud
+        with _environment(cloud):
+            yield cloud
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
+
+
+def serve_until_interrupted(cloud: LocalCloud, note: str = "") -> None:
+    """Keep the embedded AWS up for other commands until Ctrl-C."""
+    print(
+        f"embedded AWS at {cloud.endpoint}{note}\n"
+        f"  python -m runtime jobs list --endpoint-url {cloud.endpoint}\n"
+        f"  python -m runtime simulate FILE --path fast --endpoint-url {cloud.endpoint}\n"
+        "Ctrl-C stops it.",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.tools.local_cloud",
+        description="serve the local stack (S3, Batch, EventBridge, SQS) on 127.0.0.1",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    args = parser.parse_args(argv)
+    try:
+        with local_cloud(args.port) as cloud:
+            cloud.create_stack()
+            serve_until_interrupted(cloud)
+    except (LocalCloudUnavailable, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
