@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from runtime.adapters.s3 import ConcurrentUpdateError
 from runtime.core import keys
 from runtime.core.csvio import FileError, read_table, result_header, write_csv
 from runtime.core.keys import FAST
@@ -314,18 +315,22 @@ class JobSteps:
         return done & set(range(manifest.parts))
 
     def record_progress(self, manifest: Manifest, done: set[int]) -> None:
-        """Write finished and failed parts into a running job's status."""
-        self.store.update_json(
-            self.bucket,
-            keys.status_key(manifest.input_key),
-            states.progress(
-                manifest.token,
-                self.clock(),
-                parts_done=len(done),
-                missing_parts=states.missing_parts(manifest.parts, sorted(done)),
-                failed_parts=self._failures(manifest),
-            ),
-        )
+        """Write finished and failed parts into a running job's status. Progress is
+        advisory: when hundreds of parts race for the object, a later part's count wins."""
+        try:
+            self.store.update_json(
+                self.bucket,
+                keys.status_key(manifest.input_key),
+                states.progress(
+                    manifest.token,
+                    self.clock(),
+                    parts_done=len(done),
+                    missing_parts=states.missing_parts(manifest.parts, sorted(done)),
+                    failed_parts=self._failures(manifest),
+                ),
+            )
+        except ConcurrentUpdateError:
+            log.warning("progress of %s not recorded: too many concurrent writers", manifest.token)
 
     def _failures(self, manifest: Manifest) -> list[dict]:
         prefix = keys.failures_prefix(manifest.path, manifest.token)
