@@ -2,16 +2,26 @@
 
 Sets: ``sample`` (runtime/sample/EquityOption-100.csv), ``ls`` (Longstaff-Schwartz 2001
 Table 1: 20 American puts), ``portfolio`` (a deterministic 200-option portfolio, 80% puts,
-maturities up to two years). Sets with calls get a second, puts-only row, so the exact
-Black-Scholes shortcut for calls cannot carry the figures.
+maturities up to two years), ``dividends`` (the pricing-model issue's book: dividend yields
+up to 7 %, some negative rates, half calls, a quarter European) and, on request, ``stress``
+(far corners). Sets with calls get a second, puts-only row, so closed forms for calls cannot
+carry the figures.
 
 Per set and engine: ms per option on one core (CPU time of this process), speed-up against
-``mc`` on the same options, max and mean absolute error against ``qdfp``, how many options
-lie within max(0.02, 3 x stdError) of it, the largest stdError, and peak memory (the
-maximum resident set of a fresh process pricing the set: interpreter, numpy and QuantLib
-included). ``lsm`` also runs on every vCPU through ``runtime.engines.parallel`` (wall-clock time).
-Finally the split and merge throughput of the job protocol on a generated 100,000-row file.
-Output: a Markdown table on stdout, progress on stderr. See docs/performance.md.
+``mc`` and against the first release's ``lsm`` (``lsm-v1``, vendored in
+``runtime/tools/lsm_v1.py`` for this comparison only) on the same options in the same run,
+max and mean absolute error against the reference (QuantLib's QD+ with its high-precision
+scheme for American options, the analytic engine for European ones and for American options
+that are never exercised early), how many options lie within max(0.02, 3 x stdError) of it,
+the largest stdError, and peak memory (the maximum resident set of a fresh process pricing
+the set: interpreter, numpy and QuantLib included). ``lsm`` also runs on every vCPU through
+``runtime.engines.parallel`` (wall-clock time).
+
+Then a Greeks run (``lsm`` with ``greeks=True`` on the dividend book against bumped QD+,
+fine-grid finite differences for theta and closed forms), the cold start (a fresh process
+importing the engine and pricing one option), and the split and merge throughput of the job
+protocol on a generated 100,000-row file. Output: Markdown on stdout, progress on stderr.
+See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402 - after the thread settings above
 import csv  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import pickle  # noqa: E402
 import platform  # noqa: E402
@@ -42,10 +53,19 @@ from runtime.engines import get_engine  # noqa: E402
 from runtime.engines.cpus import available_cpus  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "EquityOption-100.csv"
-SETS = ("sample", "ls", "portfolio")
+SETS = ("sample", "ls", "portfolio", "dividends")
 EXTRA_SETS = ("stress",)  # not run by default: outside the targets, see docs/performance.md
-REFERENCE = "qdfp"
 BASELINE = "mc"
+FIRST_RELEASE = "lsm-v1"  # the first release's lsm, for the speed ratio; bench only
+GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho")
+# the pricing-model issue's targets: absolute error, or relative to the reference
+GREEK_TOLERANCE = {
+    "delta": (0.01, 0.0),
+    "gamma": (0.003, 0.15),
+    "vega": (0.15, 0.05),
+    "theta": (0.25, 0.10),
+    "rho": (0.15, 0.05),
+}
 
 
 def sample_options(path: Path = SAMPLE) -> list[OptionSpec]:
@@ -207,13 +227,22 @@ def _ql_setup(spec: OptionSpec):  # returns QuantLib objects
 def reference_quote(spec: OptionSpec, greeks: bool = False, fd_grid: int = 1000) -> Quote:
     """An accurate reference computed here with QuantLib, independent of the engines module.
 
-    European: the analytic engine (price and every Greek). American: QD+ with its
+    European, and American options that are never exercised early (calls with q <= 0 and
+    r >= 0, puts with r <= 0 and q >= 0): the analytic engine (price and every Greek). Other
+    American options: QD+ with its
     high-precision scheme for the price, and central bumps of it for delta, gamma
     (spot, 0.5 %), vega (0.001) and rho (0.0001); theta from finite differences on a fine
     grid (``fd_grid`` x ``fd_grid``), whose theta is read off the grid.
     """
-    ql, option, process, quotes = _ql_setup(spec)
-    if not spec.american:
+    never_early = (spec.is_call and spec.dividend_yield <= 0.0 and spec.rate >= 0.0) or (
+        not spec.is_call and spec.rate <= 0.0 and spec.dividend_yield >= 0.0
+    )
+    # exact for those American options too (early exercise is never optimal), where finite
+    # differences' theta is poor at short maturities
+    ql, option, process, quotes = _ql_setup(
+        dataclasses.replace(spec, american=False) if never_early else spec
+    )
+    if not spec.american or never_early:
         option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
         price = option.NPV()
         if not greeks:
@@ -289,18 +318,28 @@ class Row:
     engine: str
     options: int
     ms_per_option: float
-    speedup: float | None
+    speedup: float | None  # against mc, same options
     max_error: float
     mean_error: float
     within: int
     compared: int
     max_std_error: float | None
     peak_mb: float | None
+    vs_first: float | None = None  # against the first release's lsm, same options
     notes: list[str] = field(default_factory=list)
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def engine_for(name: str) -> Callable[..., list[Quote]]:
+    """A project engine, or the first release's lsm (``lsm-v1``), which only the bench has."""
+    if name == FIRST_RELEASE:
+        from runtime.tools.lsm_v1 import price_lsm as first_release
+
+        return first_release
+    return get_engine(name)
 
 
 def _timed(call: Callable[[], list[Quote]], repeat: int, clock: Callable[[], float]) -> Timing:
@@ -315,7 +354,9 @@ def _timed(call: Callable[[], list[Quote]], repeat: int, clock: Callable[[], flo
     return best
 
 
-def time_engine(name: str, options: Sequence[OptionSpec], repeat: int) -> Timing:
+def time_engine(
+    name: str, options: Sequence[OptionSpec], repeat: int, greeks: bool = False
+) -> Timing:
     """Price ``options``; best of ``repeat`` runs (mc: once, option by option).
 
     In-process engines are timed in CPU seconds of this process: on a machine shared with
@@ -328,8 +369,9 @@ def time_engine(name: str, options: Sequence[OptionSpec], repeat: int) -> Timing
         engine_name = name.removesuffix("-parallel")
         price_in_parallel(engine_name, list(options[:64]))  # start the workers untimed
         return _timed(lambda: price_in_parallel(engine_name, options), repeat, time.perf_counter)
-    engine = get_engine(name)
-    engine(list(options[:1]))  # imports and first-call set-up are not the workload
+    engine = engine_for(name)
+    extra = {"greeks": True} if greeks else {}
+    engine(list(options[:1]), **extra)  # imports and first-call set-up are not the workload
     if name == BASELINE:
         per_option, quotes = [], []
         for spec in options:
@@ -337,10 +379,10 @@ def time_engine(name: str, options: Sequence[OptionSpec], repeat: int) -> Timing
             quotes.extend(engine([spec]))
             per_option.append(time.process_time() - start)
         return Timing(sum(per_option), quotes, per_option)
-    return _timed(lambda: engine(options), repeat, time.process_time)
+    return _timed(lambda: engine(options, **extra), repeat, time.process_time)
 
 
-def peak_memory_mb(name: str, options: Sequence[OptionSpec]) -> float | None:
+def peak_memory_mb(name: str, options: Sequence[OptionSpec], greeks: bool = False) -> float | None:
     """Peak resident memory (MB) of a fresh process that prices ``options`` with ``name``.
 
     A child process, so QuantLib's C++ heap counts too and earlier runs leave no trace;
@@ -348,6 +390,8 @@ def peak_memory_mb(name: str, options: Sequence[OptionSpec]) -> float | None:
     hold), not just the engine's arrays.
     """
     probe = [sys.executable, "-m", "runtime.tools.bench", "--memory-probe", name]
+    if greeks:
+        probe.append("--probe-greeks")
     done = subprocess.run(probe, input=pickle.dumps(list(options)), capture_output=True)
     if done.returncode != 0:
         _log(f"memory probe for {name} failed: {done.stderr.decode(errors='replace')[-500:]}")
@@ -355,11 +399,15 @@ def peak_memory_mb(name: str, options: Sequence[OptionSpec]) -> float | None:
     return float(done.stdout.decode().strip()) / 1024  # KiB
 
 
-def _memory_probe(name: str) -> int:
+def _memory_probe(name: str, greeks: bool) -> int:
     import QuantLib  # noqa: F401 - every engine's process has it loaded in production
 
     options = pickle.loads(sys.stdin.buffer.read())
-    get_engine(name)(options)
+    engine = engine_for(name)
+    if greeks:
+        engine(options, greeks=True)
+    else:
+        engine(options)
     print(_peak_rss_kib())
     return 0
 
@@ -401,6 +449,15 @@ def _errors(
     )
 
 
+def references(options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]:
+    return [reference_quote(spec, greeks=greeks) for spec in options]
+
+
+def _classic(options: Sequence[OptionSpec]) -> bool:
+    """The workshop's kind of options only: what the first release can price."""
+    return all(spec.american and spec.dividend_yield == 0.0 for spec in options)
+
+
 def bench_set(
     set_name: str,
     options: list[OptionSpec],
@@ -410,12 +467,12 @@ def bench_set(
     workers: int,
 ) -> list[Row]:
     """Rows for one set, and for its puts alone when it also holds calls."""
-    _log(f"[{set_name}] {len(options)} options: reference {REFERENCE}")
-    reference = get_engine(REFERENCE)(options)
+    _log(f"[{set_name}] {len(options)} options: reference")
+    reference = references(options)
     baseline_count = len(options) if limit is None else min(limit, len(options))
     baseline = None
     if BASELINE in engines:
-        _log(f"[{set_name}] {BASELINE} on {baseline_count} options (about 0.2-3 s each)")
+        _log(f"[{set_name}] {BASELINE} on {baseline_count} options (about 0.2-5 s each)")
         baseline = time_engine(BASELINE, options[:baseline_count], 1)
 
     subsets = [(set_name, list(range(len(options))))]
@@ -424,6 +481,8 @@ def bench_set(
         subsets.append((f"{set_name} (puts only)", puts))
 
     names = [e for e in engines if e != BASELINE]
+    if FIRST_RELEASE in names and not _classic(options):
+        names.remove(FIRST_RELEASE)  # it knows neither dividends nor European exercise
     if "lsm" in names and workers > 1:
         names.append("lsm-parallel")
     rows = []
@@ -431,22 +490,26 @@ def bench_set(
         chosen = [options[i] for i in indices]
         refs = [reference[i] for i in indices]
         in_baseline = [i for i in indices if i < baseline_count]
+        same = [options[i] for i in in_baseline]
         base_ms = None
         if baseline is not None and baseline.per_option is not None and in_baseline:
             base_quotes = [baseline.quotes[i] for i in in_baseline]
             base_ms = 1000 * sum(baseline.per_option[i] for i in in_baseline) / len(in_baseline)
             stats = _errors(base_quotes, [reference[i] for i in in_baseline])
-            peak = peak_memory_mb(BASELINE, [options[i] for i in in_baseline[:3]])
-            rows.append(
-                Row(label, BASELINE, len(in_baseline), base_ms, 1.0, *stats, peak)  # type: ignore[arg-type]
-            )
+            peak = peak_memory_mb(BASELINE, same[:3])
+            rows.append(Row(label, BASELINE, len(in_baseline), base_ms, 1.0, *stats, peak))
+        timings: dict[str, float] = {}
         for name in names:
             _log(f"[{label}] {name}")
-            run = time_engine(name, chosen, repeat)
+            try:
+                run = time_engine(name, chosen, repeat)
+            except Exception as exc:  # e.g. the parallel plumbing: report, keep going
+                _log(f"[{label}] {name} failed: {exc}")
+                continue
             ms = 1000 * run.seconds / len(chosen)
+            timings[name] = ms
             speedup = None
             if base_ms is not None:
-                same = [options[i] for i in in_baseline]
                 same_ms = ms if len(same) == len(chosen) else 0.0
                 if not same_ms:
                     same_ms = 1000 * time_engine(name, same, repeat).seconds / len(same)
@@ -456,7 +519,104 @@ def bench_set(
             rows.append(
                 Row(label, label_name, len(chosen), ms, speedup, *_errors(run.quotes, refs), peak)
             )
+        first = timings.get(FIRST_RELEASE)
+        if first:
+            for row in rows:
+                if row.set_name == label and row.engine.startswith("lsm"):
+                    row.vs_first = first / row.ms_per_option
     return rows
+
+
+@dataclass
+class GreeksReport:
+    options: int
+    price_ms: float
+    greeks_ms: float
+    peak_mb: float | None
+    price_stats: tuple[float, float, int, int, float | None]
+    european_max_error: float
+    lines: list[tuple[str, float, float, int, int, str]]  # name, max, mean, within, n, tol
+
+
+def greeks_run(options: list[OptionSpec], repeat: int) -> GreeksReport:
+    """lsm with and without Greeks on the same options; Greeks against the references."""
+    _log(f"[greeks] references for {len(options)} options (bumped QD+, fine-grid FD theta)")
+    reference = references(options, greeks=True)
+    _log("[greeks] lsm price only, then greeks=True")
+    plain = time_engine("lsm", options, repeat)
+    with_greeks = time_engine("lsm", options, repeat, greeks=True)
+    lines = []
+    for name in GREEK_NAMES:
+        absolute, relative = GREEK_TOLERANCE[name]
+        errors, within = [], 0
+        for quote, ref in zip(with_greeks.quotes, reference, strict=True):
+            if quote.greeks is None or ref.greeks is None:
+                continue
+            value, target = getattr(quote.greeks, name), getattr(ref.greeks, name)
+            error = abs(value - target)
+            errors.append(error)
+            within += error <= max(absolute, relative * abs(target))
+        tolerance = f"{absolute}" if not relative else f"max({absolute}, {relative:.0%})"
+        lines.append((name, max(errors), sum(errors) / len(errors), within, len(errors), tolerance))
+    european = [
+        abs(q.price - r.price)
+        for spec, q, r in zip(options, with_greeks.quotes, reference, strict=True)
+        if not spec.american and q.price is not None
+    ]
+    return GreeksReport(
+        options=len(options),
+        price_ms=1000 * plain.seconds / len(options),
+        greeks_ms=1000 * with_greeks.seconds / len(options),
+        peak_mb=peak_memory_mb("lsm", options, greeks=True),
+        price_stats=_errors(with_greeks.quotes, reference),
+        european_max_error=max(european) if european else float("nan"),
+        lines=lines,
+    )
+
+
+_COLD_START = """
+import time
+start = time.perf_counter()
+import datetime as dt
+{imports}
+from runtime.core.options import OptionSpec
+{engine}
+day = dt.date(2024, 1, 2)
+quote = engine([OptionSpec(day, day, dt.date(2025, 1, 1), False, 36.0, 40.0, 0.06, 0.2)])[0]
+assert quote.price is not None, quote
+print(time.perf_counter() - start)
+"""
+
+
+COLD_STARTS = {
+    # label: (modules imported first, how the engine is obtained)
+    "lsm": ("", "from runtime.engines import get_engine; engine = get_engine('lsm')"),
+    "lsm + Lambda handler": (
+        "import runtime.adapters.lambda_handler",
+        "from runtime.engines import get_engine; engine = get_engine('lsm')",
+    ),
+    FIRST_RELEASE: ("", "from runtime.tools.lsm_v1 import price_lsm as engine"),
+}
+
+
+def cold_start(label: str, runs: int) -> tuple[float, float]:
+    """Median seconds of a fresh process: (whole process, imports + one priced option).
+
+    The option is a simulated put, so the figure includes the first simulation's set-up.
+    """
+    imports, engine = COLD_STARTS[label]
+    code = _COLD_START.format(imports=imports, engine=engine)
+    whole, inside = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            check=True,
+        )
+        whole.append(time.perf_counter() - start)
+        inside.append(float(done.stdout.decode().strip()))
+    return float(np.median(whole)), float(np.median(inside))
 
 
 def split_merge_throughput(rows: int, threshold: int) -> list[str]:
@@ -506,19 +666,41 @@ def _fmt(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
 def markdown(rows: Sequence[Row]) -> str:
     lines = [
-        "| set | engine | options | ms/option | speed-up vs mc | max abs err | mean abs err "
+        "| set | engine | options | ms/option | vs mc | vs lsm v1 | max abs err | mean abs err "
         "| within max(0.02, 3se) | max stdError | peak MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
-        speedup = "-" if r.speedup is None else f"{r.speedup:.1f}x"
         lines.append(
-            f"| {r.set_name} | {r.engine} | {r.options} | {r.ms_per_option:.1f} | {speedup} "
+            f"| {r.set_name} | {r.engine} | {r.options} | {r.ms_per_option:.2f} "
+            f"| {_ratio(r.speedup)} | {_ratio(r.vs_first)} "
             f"| {_fmt(r.max_error, 4)} | {_fmt(r.mean_error, 4)} | {r.within}/{r.compared} "
             f"| {_fmt(r.max_std_error, 4)} | {_fmt(r.peak_mb, 1)} |"
         )
+    return "\n".join(lines)
+
+
+def greeks_markdown(report: GreeksReport) -> str:
+    worst, mean, within, compared, max_se = report.price_stats
+    lines = [
+        f"Greeks run: `lsm` on the dividend book ({report.options} options), "
+        f"price alone {report.price_ms:.2f} ms/option, with `greeks=True` "
+        f"{report.greeks_ms:.2f} ms/option (x{report.greeks_ms / report.price_ms:.2f}), "
+        f"peak {_fmt(report.peak_mb, 1)} MB. Prices with Greeks: max abs err {worst:.4f}, "
+        f"mean {mean:.4f}, {within}/{compared} within max(0.02, 3se), max stdError "
+        f"{_fmt(max_se, 4)}; European rows max abs err {report.european_max_error:.2e}.",
+        "",
+        "| Greek | max abs err | mean abs err | within target | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for name, worst_g, mean_g, ok, count, tolerance in report.lines:
+        lines.append(f"| {name} | {worst_g:.4f} | {mean_g:.4f} | {ok}/{count} | {tolerance} |")
     return "\n".join(lines)
 
 
@@ -547,7 +729,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {', '.join(SETS + EXTRA_SETS)}",
     )
     parser.add_argument(
-        "--engines", default="mc,lsm,qdfp", help="comma-separated engines (qdfp is the reference)"
+        "--engines",
+        default=f"mc,{FIRST_RELEASE},lsm,qdfp",
+        help=f"comma-separated engines ({FIRST_RELEASE}: the first release's lsm)",
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="price at most N options of each set with mc"
@@ -557,20 +741,25 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="lsm-parallel workers (default: all vCPUs)"
     )
     parser.add_argument(
+        "--greeks", type=int, default=200, help="options of the dividend book for the Greeks run"
+    )
+    parser.add_argument("--cold-start", type=int, default=5, help="fresh processes; 0 skips")
+    parser.add_argument(
         "--split-rows", type=int, default=100_000, help="rows of the split/merge file; 0 skips"
     )
     parser.add_argument("--threshold", type=int, default=200, help="rows per part")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: child process
+    parser.add_argument("--probe-greeks", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.memory_probe:
-        return _memory_probe(args.memory_probe)
+        return _memory_probe(args.memory_probe, args.probe_greeks)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for name in engines:
-        get_engine(name)  # unknown names fail before any work
+        engine_for(name)  # unknown names fail before any work
     workers = args.workers or available_cpus()
     started = time.perf_counter()
     rows: list[Row] = []
@@ -578,6 +767,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.extend(
             bench_set(set_name, load_set(set_name), engines, args.limit, args.repeat, workers)
         )
+    report = greeks_run(dividend_book()[: args.greeks], args.repeat) if args.greeks else None
+    starts = []
+    if args.cold_start:
+        for label in COLD_STARTS:
+            _log(f"[cold start] {label}, {args.cold_start} fresh processes")
+            try:
+                whole, inside = cold_start(label, args.cold_start)
+            except subprocess.CalledProcessError as exc:
+                starts.append(f"cold start {label}: failed ({exc.stderr.decode()[-200:]})")
+                continue
+            starts.append(
+                f"cold start {label}: {whole:.2f} s for the whole process (interpreter, "
+                f"imports, one simulated put), {inside:.2f} s of it importing and pricing "
+                f"(median of {args.cold_start})"
+            )
     extra = split_merge_throughput(args.split_rows, args.threshold) if args.split_rows else []
     command = "python -m runtime.tools.bench " + " ".join(
         argv if argv is not None else sys.argv[1:]
@@ -586,9 +790,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Machine: {machine()}  ")
     print(f"Wall time: {time.perf_counter() - started:.0f} s\n")
     print(markdown(rows))
-    if extra:
+    if report is not None:
         print()
-        for line in extra:
+        print(greeks_markdown(report))
+    if starts or extra:
+        print()
+        for line in starts + extra:
             print(f"- {line}")
     try:
         from runtime.engines.parallel import shutdown
