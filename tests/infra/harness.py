@@ -66,6 +66,7 @@ class Registered:
     state: dict[str, Any] = field(default_factory=dict)  # what the mock returned as outputs
     urn: str = ""
     dependencies: list[str] = field(default_factory=list)  # URNs, explicit and from inputs
+    aliases: list[dict[str, str]] = field(default_factory=list)  # {"urn"} or {"name", "parentUrn"}
 
 
 @dataclass
@@ -194,7 +195,15 @@ class RecordingMonitor(MockMonitor):
             if registered.name == request.name:
                 registered.urn = response.urn
                 registered.dependencies = list(request.dependencies)
+                registered.aliases = [_alias(a) for a in request.aliases]
         return response
+
+
+def _alias(alias: Any) -> dict[str, str]:
+    if alias.urn:
+        return {"urn": alias.urn}
+    spec = alias.spec
+    return {"name": spec.name, "parentUrn": spec.parentUrn}
 
 
 def run_program(

@@ -391,6 +391,18 @@ def test_stacks_share_no_global_names() -> None:
     assert global_names(east) and not global_names(east) & global_names(west)
 
 
+def test_moved_and_renamed_bucket_resources_keep_their_deployed_identity(run: Run) -> None:
+    """A deployed stack must keep its notification and bucket policies: without aliases,
+    Pulumi would create new ones and then delete the old ones, and deleting either empties the
+    bucket's configuration (S3 keeps one of each per bucket)."""
+    buckets = run.one("mc-pricing:components:PricingBuckets").urn
+    notification = run.one("aws:s3/bucketNotification:BucketNotification")
+    assert {"name": "buckets-input-notification", "parentUrn": buckets} in notification.aliases
+    for bucket in ("input", "result"):
+        policy = run.named(f"buckets-{bucket}-policy")
+        assert [a["name"] for a in policy.aliases] == [f"buckets-{bucket}-tls-only"]
+
+
 def test_components_gain_no_children_after_construction() -> None:
     """PricingBuckets no longer creates the notification later: nothing to call after it."""
     from components.buckets import PricingBuckets
