@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
     submit.add_argument("-o", "--out", type=Path)
 
+    jobs = commands.add_parser(
+        "jobs", help="list, show, cancel or retry jobs of a deployed stack or of simulate"
+    )
+    from runtime.tools.jobs import add_arguments
+
+    add_arguments(jobs)
+
     generate = commands.add_parser("generate", help="write a deterministic sample portfolio")
     generate.add_argument("--rows", type=positive_int, required=True)
     generate.add_argument("--seed", type=int, default=1)
@@ -103,6 +110,10 @@ def main(argv: list[str]) -> int:
                 endpoint=args.endpoint_url,
                 keep=args.keep,
             )
+        if args.command == "jobs":
+            from runtime.tools.jobs import main as jobs
+
+            return jobs(args)
         if args.command == "submit":
             from runtime.tools.submit import submit
 

@@ -9,6 +9,7 @@ how the tests point this client at the embedded endpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -21,17 +22,19 @@ from runtime.adapters.s3 import ObjectStore
 from runtime.cli import CommandError, read_input
 from runtime.core import keys
 from runtime.core.csvio import read_table
+from runtime.progress import progress_bar
 
 _POLL_SECONDS = 2.0
 
 
-def stack_buckets(
+def stack_outputs(
     stack: str, run: Callable[..., subprocess.CompletedProcess] = subprocess.run
-) -> tuple[str, str]:
-    """(inputBucket, resultBucket) from ``pulumi stack output --json``."""
+) -> dict:
+    """The stack's outputs, from ``pulumi stack output --json``."""
     if shutil.which("pulumi") is None:
         raise CommandError(
-            "the pulumi CLI is not on PATH: install it, or pass --input-bucket and --result-bucket"
+            "the pulumi CLI is not on PATH: install it, or pass the bucket names "
+            "(--input-bucket, --result-bucket)"
         )
     done = run(
         ["pulumi", "stack", "output", "--json", "--stack", stack],
@@ -40,14 +43,25 @@ def stack_buckets(
         check=False,
     )
     if done.returncode != 0:
-        raise CommandError(f"pulumi stack output failed for stack {stack!r}: {done.stderr.strip()}")
+        message = " ".join(done.stderr.split()) or f"exit code {done.returncode}"
+        raise CommandError(f"pulumi stack output failed for stack {stack!r}: {message}")
     try:
         outputs = json.loads(done.stdout)
-        return outputs["inputBucket"], outputs["resultBucket"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CommandError(
-            f"stack {stack!r} has no inputBucket/resultBucket outputs: is it deployed?"
-        ) from exc
+    except ValueError as exc:
+        raise CommandError(f"pulumi stack output for {stack!r} is not JSON") from exc
+    if not isinstance(outputs, dict) or not outputs.get("resultBucket"):
+        raise CommandError(f"stack {stack!r} has no resultBucket output: is it deployed?")
+    return outputs
+
+
+def stack_buckets(
+    stack: str, run: Callable[..., subprocess.CompletedProcess] = subprocess.run
+) -> tuple[str, str]:
+    """(inputBucket, resultBucket) from ``pulumi stack output --json``."""
+    outputs = stack_outputs(stack, run)
+    if not outputs.get("inputBucket"):
+        raise CommandError(f"stack {stack!r} has no inputBucket output: is it deployed?")
+    return outputs["inputBucket"], outputs["resultBucket"]
 
 
 def submit(args: argparse.Namespace) -> int:
@@ -82,24 +96,36 @@ def wait_for_result(
     timeout: float,
     poll_seconds: float = _POLL_SECONDS,
 ) -> None:
-    """Follow the status object until the job ends; download the result or explain."""
-    from tqdm import tqdm
-
+    """Follow the status object until the job ends (done, failed, superseded, cancelled);
+    download the result, or say which end it came to and why."""
     deadline = time.monotonic() + timeout
-    with tqdm(total=None, unit="part", file=sys.stderr, disable=None) as bar:
+    with contextlib.ExitStack() as stack:
+        advance = None
+        shown = 0
         while True:
             status = store.get_json(result_bucket, keys.status_key(key)) or {}
-            if status.get("parts_total"):
-                bar.total = status["parts_total"]
-                bar.n = status.get("parts_done", 0)
-                bar.refresh()
-            if status.get("state") == "done":
+            if status.get("parts_total") and advance is None:
+                advance = stack.enter_context(progress_bar(status["parts_total"], "part"))
+            if advance is not None and status.get("parts_done", 0) > shown:
+                advance(status["parts_done"] - shown)
+                shown = status["parts_done"]
+            state = status.get("state")
+            if state == "done":
                 break
-            if status.get("state") == "failed":
-                raise CommandError(_failure_message(store, result_bucket, key, status))
+            if state == "failed":
+                raise CommandError(_failure_message(status))
+            if state == "superseded":
+                reason = status.get("error") or "a newer upload of the same key"
+                raise CommandError(
+                    f"the job was superseded: {reason}; the result will be the newer upload's"
+                )
+            if state == "cancelled":
+                raise CommandError(f"the job was cancelled: {status.get('error')}")
             if time.monotonic() > deadline:
                 raise CommandError(
-                    f"no result after {timeout:.0f} s; status: {json.dumps(status) or 'none yet'}"
+                    f"no result after {timeout:.0f} s; the job is still "
+                    f"{state or 'not started'} ({status.get('parts_done', 0)}/"
+                    f"{status.get('parts_total', 0)} parts)"
                 )
             time.sleep(poll_seconds)
     result = store.get(result_bucket, keys.result_key(key))
@@ -110,9 +136,7 @@ def wait_for_result(
     print(f"done in {status.get('seconds')} s: {rows} rows -> {out}", file=sys.stderr)
 
 
-def _failure_message(store: ObjectStore, bucket: str, key: str, status: dict) -> str:
-    error = store.get(bucket, keys.error_key(key))
-    if error:
-        return f"the file was rejected: {error.decode().strip()}"
-    failed = ", ".join(f"part {f['part']}: {f['error']}" for f in status.get("failed_parts", []))
-    return f"the job failed: {status.get('error')}" + (f" ({failed})" if failed else "")
+def _failure_message(status: dict) -> str:
+    reason = " ".join(str(status.get("error") or "no reason recorded").split())
+    where = f" (details: {status['result']})" if status.get("result") else ""
+    return f"the job failed: {reason}{where}"
