@@ -229,10 +229,10 @@ def reference_quote(spec: OptionSpec, greeks: bool = False, fd_grid: int = 1000)
 
     European, and American options that are never exercised early (calls with q <= 0 and
     r >= 0, puts with r <= 0 and q >= 0): the analytic engine (price and every Greek). Other
-    American options: QD+ with its
-    high-precision scheme for the price, and central bumps of it for delta, gamma
-    (spot, 0.5 %), vega (0.001) and rho (0.0001); theta from finite differences on a fine
-    grid (``fd_grid`` x ``fd_grid``), whose theta is read off the grid.
+    American options: QD+ with its high-precision scheme for the price (finite differences on
+    a 2000 x 2000 grid where QD+ refuses: the double-boundary puts with q < r < 0), and
+    central bumps of it for delta, gamma (spot, 0.5 %), vega (0.001) and rho (0.0001); theta
+    from finite differences on a fine grid (``fd_grid`` x ``fd_grid``), read off the grid.
     """
     never_early = (spec.is_call and spec.dividend_yield <= 0.0 and spec.rate >= 0.0) or (
         not spec.is_call and spec.rate <= 0.0 and spec.dividend_yield >= 0.0
@@ -261,7 +261,11 @@ def reference_quote(spec: OptionSpec, greeks: bool = False, fd_grid: int = 1000)
     option.setPricingEngine(
         ql.QdFpAmericanEngine(process, ql.QdFpAmericanEngine.highPrecisionScheme())
     )
-    price = option.NPV()
+    try:
+        price = option.NPV()
+    except RuntimeError:  # QD+ refuses the double-boundary cases (puts with q < r < 0)
+        option.setPricingEngine(ql.FdBlackScholesVanillaEngine(process, 2000, 2000))
+        price = option.NPV()
     if not greeks:
         return Quote(price=price, std_error=0.0)
 
