@@ -712,3 +712,14 @@ def test_component_owns_its_resources(emailed: Run) -> None:
         assert resource.custom and COMPONENT in resource.urn, resource.name
     assert component.urn
     assert {"dashboardName", "alarmTopicArn"} <= set(run.outputs)
+
+
+def test_receive_counts_agree_with_the_runtime() -> None:
+    """The runtime stops resuming a merge, and records the failure as final, on a receive
+    before the redrive policy parks the message; `simulate` parks after as many receives."""
+    from components.operations import MAX_RECEIVES
+    from runtime.adapters import lambda_handler
+    from runtime.tools import emulator
+
+    assert lambda_handler._LAST_RECEIVE < MAX_RECEIVES
+    assert emulator.MAX_RECEIVES == MAX_RECEIVES
