@@ -133,6 +133,8 @@ def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[O
     key = detail.get("object", {}).get("key")
     if not bucket or not key:
         return [Outcome("ignored", "a dead letter that is not an S3 event")]
+    if not keys.is_csv(key):  # the stack's unsafe-key rule matches any suffix
+        return [Outcome("ignored", f"{key}: not a .csv file")]
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
     if not message and any(c in key for c in UNSAFE_KEY_CHARACTERS):
         # The stack's rule sends these straight here: EventBridge's input transformer would

@@ -612,3 +612,11 @@ def test_a_reopened_job_reprices_only_what_failed_and_merges_once(
     assert read(s3, keys.result_key(FAST_KEY)) == priced(sample_bytes)
     assert [e["state"] for e in events] == ["failed", "done"]
     assert steps.reopen(FAST_KEY).action == "skipped"  # only a failed job can be retried
+
+
+def test_a_dead_letter_for_a_key_that_is_no_csv_is_ignored(make_steps, s3, events):
+    dead_letter = aws_event(
+        "eventbridge-s3-object-created", bucket=INPUT_BUCKET, key='normal/a"b.txt'
+    )
+    lambda_handler.handle_sqs(make_steps(), sqs_event(dead_letter)["Records"])
+    assert status_of(s3, 'normal/a"b.txt') is None and events == []

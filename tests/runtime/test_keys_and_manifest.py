@@ -50,7 +50,15 @@ def test_part_keys_round_trip_and_stay_where_they_must():
     assert keys.parse_fast_part_key(key) == ("tok", 42)
     assert not keys.batch_part_key("tok", 1).startswith("normal/_parts")
     assert keys.batch_part_key("tok", 1).startswith(keys.work_prefix("normal", "tok"))
-    assert keys.part_index_of(keys.part_result_key("fast", "tok", 7)) == 7
+    results = keys.results_prefix("fast", "tok")
+    listed = [
+        keys.part_result_key("fast", "tok", 7),
+        results + "part-00003.csv-result",  # not ours: never counts as a part
+        results + "part-x.csv",
+        results + "sub/part-00004.csv",
+        keys.part_result_key("fast", "other", 5),
+    ]
+    assert keys.indexes_in(listed, results, ".csv") == {7}
     for stray in ("fast/_parts/tok/notes.txt", "fast/_parts/tok/part-x.csv", "fast/_parts/p.csv"):
         with pytest.raises(keys.NotAJobKey):
             keys.parse_fast_part_key(stray)
