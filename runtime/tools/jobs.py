@@ -49,6 +49,21 @@ class Target:
     region: str = ""
     endpoint_url: str = ""
 
+    @classmethod
+    def local(cls, endpoint_url: str) -> Target:
+        """The local stack of the embedded AWS at ``endpoint_url``."""
+        from runtime.tools import local_cloud
+
+        return cls(
+            input_bucket=local_cloud.INPUT_BUCKET,
+            result_bucket=local_cloud.RESULT_BUCKET,
+            function_name=local_cloud.FUNCTION_NAME,
+            job_queue=local_cloud.JOB_QUEUE,
+            job_definition=local_cloud.JOB_DEFINITION,
+            region=local_cloud.REGION,
+            endpoint_url=endpoint_url,
+        )
+
     @property
     def embedded(self) -> bool:
         return bool(self.endpoint_url)
@@ -74,15 +89,14 @@ def target_from_args(
         raise CommandError("give --stack or --endpoint-url, not both")
     found: dict[str, str] = {}
     if args.endpoint_url:
-        from runtime.tools import local_cloud
-
+        local = Target.local(args.endpoint_url)
         found = {
-            "inputBucket": local_cloud.INPUT_BUCKET,
-            "resultBucket": local_cloud.RESULT_BUCKET,
-            "fastFunctionName": local_cloud.FUNCTION_NAME,
-            "jobQueueArn": local_cloud.JOB_QUEUE,
-            "jobDefinitionArn": local_cloud.JOB_DEFINITION,
-            "region": local_cloud.REGION,
+            "inputBucket": local.input_bucket,
+            "resultBucket": local.result_bucket,
+            "fastFunctionName": local.function_name,
+            "jobQueueArn": local.job_queue,
+            "jobDefinitionArn": local.job_definition,
+            "region": local.region,
         }
     elif args.stack:
         from runtime.tools.submit import stack_outputs
@@ -193,7 +207,8 @@ class Jobs:
 
         self.target = target
         self.say = say
-        self.s3 = target.client("s3")
+        self.clients: dict[str, Any] = {}  # service -> client, made on first use
+        self.s3 = self.client("s3")
         self.store = ObjectStore(self.s3)
         self.steps = JobSteps(
             self.store,
@@ -203,8 +218,13 @@ class Jobs:
                 job_definition=target.job_definition,
                 region=target.region or self.s3.meta.region_name,
             ),
-            events=EventBridgeSink(target.client("events")),
+            events=EventBridgeSink(self.client("events")),
         )
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = self.target.client(service)
+        return self.clients[service]
 
     def _status(self, text: str) -> tuple[str, dict]:
         key = input_key(text, self.target)
@@ -310,7 +330,7 @@ class Jobs:
         return 0
 
     def _stop_batch_job(self, job_id: str, key: str) -> str:
-        batch = self.target.client("batch")
+        batch = self.client("batch")
         found = batch.describe_jobs(jobs=[job_id]).get("jobs", [])
         if not found:
             return "not found"
@@ -427,7 +447,7 @@ class Jobs:
             )
             emulator.drain_job_events()
             return
-        client = self.target.client("lambda")
+        client = self.client("lambda")
         for part_key, event in events:
             client.invoke(
                 FunctionName=self.target.function_name,
@@ -439,7 +459,7 @@ class Jobs:
     def _retry_normal(self, bucket: str, key: str, manifest, parts: list[int], emulator) -> None:
         from runtime.adapters.batch_job import ROLE_MERGE, submit_array_and_merge
 
-        batch = self.target.client("batch")
+        batch = self.client("batch")
         if manifest is None:
             submitted = batch.submit_job(
                 jobName=f"retry-{keys.job_token(bucket, key, 'retry')[:8]}",

@@ -1,0 +1,248 @@
+"""Fault injection through simulate: every failure path ends in the right terminal state,
+names the failed part, publishes exactly one job event, and a retry ends ``done``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.core.csvio import read_table
+from runtime.core.pricing import price_table
+from runtime.engines import get_engine
+from runtime.tools.faults import Fault, check_faults, parse_fault
+from runtime.tools.jobs import Jobs, Target
+from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
+from runtime.tools.simulate import run_simulation
+from tests.conftest import SAMPLE
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE = "qdfp"  # prices do not matter here; qdfp is the fastest
+THRESHOLD = 40  # 100 rows: 3 parts
+
+
+@pytest.fixture(scope="module")
+def clean_result() -> bytes:
+    return price_table(read_table(SAMPLE.read_bytes()), get_engine(ENGINE)).csv
+
+
+def simulate(path: str, *faults: str, keep=None, on_step=None):
+    return run_simulation(
+        SAMPLE.read_bytes(),
+        SAMPLE.name,
+        path,
+        threshold=THRESHOLD,
+        workers=2,
+        engine=ENGINE,
+        faults=[parse_fault(f) for f in faults],
+        keep=keep,
+        on_step=on_step,
+    )
+
+
+def jobs_on(cloud, lines: list[str]) -> Jobs:
+    return Jobs(Target.local(cloud.endpoint), lines.append)
+
+
+def upload_key(jobs: Jobs, path: str) -> str:
+    """The simulation's upload (the only object under the path that is not a part)."""
+    return next(k for k in jobs.store.list_keys(INPUT_BUCKET, f"{path}/") if "/_parts/" not in k)
+
+
+def assert_failed_on_part(outcome, part: int, *reason: str) -> None:
+    status = outcome.status
+    assert status["state"] == "failed"
+    assert [f["part"] for f in status["failed_parts"]] == [part]
+    assert status["error"].startswith(f"part-{part:05d} failed: ")
+    for text in reason:
+        assert text in status["error"]
+    assert outcome.result is None
+    assert [(e["state"], e["failedParts"][0]["part"]) for e in outcome.job_events] == [
+        ("failed", part)
+    ]
+
+
+def test_fast_part_error_fails_after_three_attempts_and_retry_ends_done(clean_result):
+    retried: dict = {}
+
+    def retry(cloud) -> None:
+        lines: list[str] = []
+        jobs = jobs_on(cloud, lines)
+        key = upload_key(jobs, "fast")
+        jobs.list(None, 10)
+        retried["listed"] = lines[1]
+        assert jobs.retry(key, workers=2) == 0
+        retried["status"] = jobs.steps.status(key)
+        retried["result"] = jobs.store.get(RESULT_BUCKET, key + "-result")
+
+    outcome = simulate("fast", "part-error:1", keep=retry)
+    assert_failed_on_part(outcome, 1, "failed on all 3 attempts", "injected fault part-error:1")
+    failures = [m for m in outcome.timeline.messages("lambda part-00001") if "FAILED" in m]
+    assert len(failures) == 3  # Lambda's 2 retries, then the on-failure destination
+    assert any("on-failure record handled" in m for m in outcome.timeline.messages())
+    # The job commands see it, and the retry re-prices only part 1, then merges.
+    assert retried["listed"].split()[:2] == ["failed", "2/3"]
+    assert retried["status"]["state"] == "done"
+    assert retried["status"]["failed_parts"] == []
+    assert retried["result"] == clean_result
+
+
+def test_fast_part_kill_fails_the_job_naming_the_dead_runtime():
+    outcome = simulate("fast", "part-kill:2")
+    assert_failed_on_part(outcome, 2, "Runtime exited with error: signal: killed")
+
+
+def test_fast_merge_kill_is_resumed_by_the_retry_to_exactly_one_result(clean_result):
+    outcome = simulate("fast", "merge-kill")
+    assert outcome.status["state"] == "done"
+    assert outcome.result == clean_result
+    assert [e["state"] for e in outcome.job_events] == ["done"]
+    merged = [m for m in outcome.timeline.messages("lambda") if m.startswith("merged")]
+    assert merged == ["merged: 100 rows from 3 parts (attempt 2/3)"]
+
+
+def test_normal_part_kill_fails_the_merge_by_dependency_and_retry_ends_done(clean_result):
+    after: dict = {}
+
+    def retry(cloud) -> None:
+        jobs = jobs_on(cloud, [])
+        key = upload_key(jobs, "normal")
+        assert jobs.retry(key, workers=2) == 0
+        after["status"] = jobs.steps.status(key)
+        after["result"] = jobs.store.get(RESULT_BUCKET, key + "-result")
+
+    outcome = simulate("normal", "part-kill:1", keep=retry)
+    assert_failed_on_part(outcome, 1, "exit code 137")
+    assert any("Dependent Job failed" in m for m in outcome.timeline.messages("batch merge"))
+    # One FAILED state change per failed job: the child, the array job, the merge job.
+    assert outcome.timeline.count("lambda batch-event") == 3
+    assert after["status"]["state"] == "done"
+    assert after["result"] == clean_result
+    assert set(after["status"]["batch_jobs"]) == {"array", "merge"}
+
+
+def test_normal_part_error_is_final_at_once():
+    outcome = simulate("normal", "part-error:0")
+    assert_failed_on_part(outcome, 0, "attempt 1: InjectedFault: injected fault part-error:0")
+    assert not any("attempt 2" in m for m in outcome.timeline.messages("batch child"))
+
+
+def test_normal_spot_reclaim_is_retried_to_success_and_merge_kill_resumed(clean_result):
+    outcome = simulate("normal", "spot:1", "merge-kill")
+    assert outcome.status["state"] == "done"
+    assert outcome.result == clean_result
+    assert [e["state"] for e in outcome.job_events] == ["done"]
+    child = outcome.timeline.messages("batch child 1")
+    assert "Host EC2" in child[0] and child[1].endswith("(attempt 2/3)")
+    merge = outcome.timeline.messages("batch merge")
+    assert "Host EC2" in merge[0] and merge[1].startswith("merged") and len(merge) == 2
+
+
+def test_cancel_of_a_running_fast_job_stops_the_remaining_parts(tmp_path):
+    cancelled: list[str] = []
+
+    def cancel_after_first_part(emulator, what) -> None:
+        priced = [m for m in emulator.timeline.messages() if m.startswith("part-priced")]
+        if priced and not cancelled:
+            key = sorted(emulator.watch)[0]
+            lines: list[str] = []
+            jobs_on(emulator.cloud, lines).cancel(key)
+            cancelled.extend(lines)
+
+    outcome = run_simulation(
+        SAMPLE.read_bytes(),
+        SAMPLE.name,
+        "fast",
+        threshold=25,  # 4 parts, priced one at a time
+        workers=1,
+        engine=ENGINE,
+        on_step=cancel_after_first_part,
+    )
+    assert cancelled[0].startswith("cancelled fast/")
+    assert outcome.status["state"] == "cancelled" and outcome.status["parts_done"] == 1
+    assert outcome.result is None and outcome.error is None
+    assert [e["state"] for e in outcome.job_events] == ["cancelled"]
+    # The part in flight when the user cancelled finishes; the ones after it stop unpriced.
+    parts = outcome.timeline.messages("lambda part")
+    assert parts[-2:] == [
+        "stopped: part-00002: the job is cancelled",
+        "stopped: part-00003: the job is cancelled",
+    ]
+    assert not [m for m in parts if m.startswith("merged")]
+
+
+def test_simulate_exits_with_the_status_reason_in_one_line(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "simulate",
+            str(SAMPLE),
+            "--path",
+            "fast",
+            "--threshold",
+            "50",
+            "--engine",
+            ENGINE,
+            "--workers",
+            "2",
+            "--fault",
+            "part-error:0",
+            "-o",
+            str(tmp_path / "out.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the job failed: part-00000 failed: failed on all 3 attempts")
+    assert "event          Pricing Job State Change: failed" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("part-error:3", Fault("part-error", 3)),
+        ("part-kill:0", Fault("part-kill", 0)),
+        ("merge-kill", Fault("merge-kill")),
+        ("spot:2", Fault("spot", 2, 1)),
+        ("spot:2:3", Fault("spot", 2, 3)),
+    ],
+)
+def test_fault_spellings(text, expected):
+    assert parse_fault(text) == expected
+    assert str(parse_fault(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("disk-full:1", "unknown fault 'disk-full:1'"),
+        ("part-error", "expected part-error:N"),
+        ("part-kill:x", "expected part-kill:N"),
+        ("merge-kill:1", "merge-kill takes no part number"),
+        ("spot:1:4", "K must be 1 to 3"),
+    ],
+)
+def test_bad_fault_spellings_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_fault(text)
+
+
+def test_spot_on_the_fast_path_is_refused_and_a_bad_output_before_running(tmp_path):
+    with pytest.raises(ValueError, match="normal path only"):
+        check_faults([parse_fault("spot:1")], "fast")
+    from runtime.tools.cli import main
+
+    assert main(["simulate", str(SAMPLE), "--path", "fast", "--fault", "spot:1"]) == 1
+    missing = tmp_path / "no-such-dir" / "out.csv"
+    assert main(["simulate", str(SAMPLE), "--path", "fast", "-o", str(missing)]) == 1
