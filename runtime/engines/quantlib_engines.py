@@ -16,11 +16,16 @@ underlying, vega and rho per 1.00 change of volatility and rate (the dividend cu
 fixed), theta per year (the value's change as time passes, ``-dV/dT``):
 
 - ``qdfp``, American: bump and reprice with central differences on the same engine (QD+
-  is deterministic and smooth in its inputs): spot +-0.5 % (delta, gamma), volatility
-  +-0.005 (vega), rate +-0.001 (rho), and time to maturity +-1 % (theta). The time bump
+  is deterministic and smooth in its inputs): spot +-0.2 % (delta, gamma), volatility
+  +-0.002 (vega), rate +-0.0002 (rho; smaller, down to +-0.00002, when the rate is closer
+  to 0 than that: the value has a kink at r = 0, where early exercise starts), and time to
+  maturity +-0.5 % (theta). The time bump
   needs no date arithmetic: with flat curves, the price at maturity ``T (1 + e)`` is the
   price at ``T`` with ``r (1 + e)``, ``q (1 + e)`` and ``sigma sqrt(1 + e)`` (a change of time
-  scale), so it is one more pair of reprices. 8 extra prices: about 9x the cost of the price.
+  scale), so it is one more pair of reprices. 8 extra prices: about 4x the time of the price
+  alone (the reprices reuse the option and its curves). An option QD+ prices at its
+  intrinsic value is in the exercise region, where the Greeks are the payoff's: delta +-1,
+  the others 0 (bumps there would straddle the exercise boundary).
 - ``fd``: delta, gamma and theta from the grid (QuantLib's own, free), vega and rho by
   central bumps of volatility (+-0.005) and rate (+-0.001) on the same grid size: 4 extra
   solves, about 5x the cost of the price.
@@ -69,7 +74,7 @@ class Bumps:
     time: float
 
 
-QDFP_BUMPS = Bumps(spot=0.005, volatility=0.005, rate=0.001, time=0.01)
+QDFP_BUMPS = Bumps(spot=0.002, volatility=0.002, rate=0.0002, time=0.005)
 MC_BUMPS = Bumps(spot=0.02, volatility=0.02, rate=0.01, time=0.05)
 FD_BUMPS = Bumps(spot=0.0, volatility=0.005, rate=0.001, time=0.0)  # delta, gamma, theta: grid
 
@@ -138,7 +143,12 @@ def _central(setup: _Setup, bumps: Bumps, base: float, grid: bool = False) -> Gr
     s = setup.spec
     vol_step = min(bumps.volatility, s.volatility / 2)
     vega = (setup.npv(vol=vol_step) - setup.npv(vol=-vol_step)) / (2 * vol_step)
-    rho = (setup.npv(rate=bumps.rate) - setup.npv(rate=-bumps.rate)) / (2 * bumps.rate)
+    # An American option's value has a kink at r = 0 (without dividends, early exercise
+    # starts there): a step must not cross it.
+    rate_step = bumps.rate
+    if s.rate != 0.0:
+        rate_step = max(bumps.rate / 10, min(bumps.rate, abs(s.rate) / 2))
+    rho = (setup.npv(rate=rate_step) - setup.npv(rate=-rate_step)) / (2 * rate_step)
     if grid:
         option = setup.option
         option.NPV()  # the unbumped solve again, for its grid Greeks
@@ -211,7 +221,14 @@ def _quote_qdfp(spec: OptionSpec, greeks: bool) -> Quote:
         price, sensitivities = _analytic(setup)
         return Quote(price, greeks=sensitivities if greeks else None)
     price = setup.use(ql.QdFpAmericanEngine(setup.process)).npv()
-    return Quote(price, greeks=_central(setup, QDFP_BUMPS, price) if greeks else None)
+    if not greeks:
+        return Quote(price)
+    sign = 1.0 if spec.is_call else -1.0
+    if price <= sign * (spec.spot - spec.strike) + 1e-9 * max(spec.spot, spec.strike):
+        # exercise now: the value is the payoff in a whole neighbourhood, and so are its
+        # derivatives (bumps would straddle the exercise boundary)
+        return Quote(price, greeks=Greeks(sign, 0.0, 0.0, 0.0, 0.0))
+    return Quote(price, greeks=_central(setup, QDFP_BUMPS, price))
 
 
 def _quote_fd(spec: OptionSpec, greeks: bool) -> Quote:

@@ -105,7 +105,7 @@ def american_reference(spec: OptionSpec) -> tuple[float, Greeks]:
     finite-difference grid."""
     s, v, r = spec.spot, spec.volatility, spec.rate
     price = qdfp_precise(spec)
-    hs, hv, hr = 1e-3 * s, 1e-3, 2e-4
+    hs, hv, hr = 5e-4 * s, 5e-4, 5e-5
     up, down = qdfp_precise(spec, spot=s + hs), qdfp_precise(spec, spot=s - hs)
     greeks = Greeks(
         delta=(up - down) / (2 * hs),
