@@ -22,35 +22,49 @@ Per option, the cheapest exact method first:
 3. **Monte Carlo** for the rest:
 
    - the exercise rule comes from a deterministic lattice of the same model (an
-     equal-probability binomial tree, ``tree_steps_per_date`` steps between exercise dates,
-     martingale-exact): at each exercise date the tree's continuation value meets the payoff
-     at a boundary price, found by interpolation between nodes. This replaces the first
-     release's regression calibration (Longstaff-Schwartz on 4,096 separate paths, twice):
-     the rule is the same kind of object, with no calibration noise, for a fraction of the
-     cost;
-   - ``time_steps`` exercise dates ``T/n .. T`` (a common grid normalised by maturity, so a
-     chunk of options shares array shapes), exact GBM samples at the dates, antithetic pairs;
-   - pricing paths are drawn per option and apply the rule: any fixed rule is a feasible
-     exercise strategy, so the estimate is low-biased (up to Monte Carlo noise);
-   - control variate (Rasmussen 2005): the discounted European value at the exercise time,
-     whose mean is the Black-Scholes-Merton price exactly;
+     equal-probability binomial tree, ``tree_steps_per_date`` = 8 steps between exercise
+     dates, martingale-exact for any inputs): at each exercise date the tree's continuation
+     value meets the payoff at a boundary price, found by interpolation between nodes. This
+     replaces the first release's regression calibration (Longstaff-Schwartz on 4,096
+     separate paths, twice): the rule is the same kind of object, without calibration noise,
+     at a fraction of the cost. Only the rule comes from the lattice; the price is the
+     simulation's;
+   - ``time_steps`` = 48 exercise dates ``T/n .. T`` (a common grid normalised by maturity,
+     so a chunk of options shares array shapes), exact GBM samples at the dates, antithetic
+     pairs, one SFC64 generator per option seeded with ``OptionSpec.seed()``;
+   - pricing paths apply the rule: any fixed rule is a feasible exercise strategy, so the
+     estimate is low-biased (up to Monte Carlo noise and the extrapolation below);
+   - control variates: the discounted European value at the exercise time (Rasmussen 2005),
+     whose mean is the Black-Scholes-Merton price exactly, and nine functions of the
+     Brownian path (|W|, W^2 at the last, middle and quarter date, and their pairwise
+     products |W_s W_t|) whose means are known in closed form; the estimate is the
+     regression estimator and its standard error the residual's, with the degrees of
+     freedom the controls use;
    - Richardson extrapolation: the same paths are priced with the rule of a Bermudan with
      every date and with every other date (each from its own lattice pass), and the estimate
      is ``2 V(n) - V(n/2)``, which removes most of the discrete-exercise bias;
    - blocks of pricing paths until the standard error is at most ``target_error``, or
      ``tolerance`` once ``soft_pairs`` are spent; the standard error reported is the
      sample's (pairs are independent);
-   - the price is at least the intrinsic value.
+   - the price is at least the intrinsic value and the European value (the latter matters
+     for far out-of-the-money options none of whose paths pay: their standard error is 0
+     and their price the European one, which the early-exercise premium exceeds by less
+     than 0.001 in the benchmark's sets).
 
 Greeks (``greeks=True``; QuantLib's conventions: per 1.00 of vol and rate, theta per year):
 delta, vega and rho are pathwise derivatives on the pricing paths with the exercise rule
-held fixed (the envelope theorem: near the optimal rule the rule's own sensitivity is second
-order), each with the pathwise derivative of the European control, whose mean is the
-closed-form Greek exactly; gamma comes from the lattice (the tree is started two steps before
-the valuation date, so three nodes straddle the spot); theta from the Black-Scholes-Merton
-equation ``theta = r V - (r - q) S delta - sigma^2 S^2 gamma / 2`` with the lattice's value,
-delta and gamma (0 where immediate exercise is optimal). Closed-form options get closed-form
-Greeks, screened options those of the intrinsic value.
+held fixed (the envelope theorem: at the optimal rule the rule's own sensitivity vanishes;
+pathwise Greeks are first-order sensitive to the rule's error, so with Greeks the lattice
+takes ``greeks_tree_steps_per_date`` = 16 steps per date, and prices with and without Greeks
+may differ within their noise), each with the pathwise derivative of the European control,
+whose mean is the closed-form Greek exactly. The Greeks of a Bermudan converge to the
+American ones like n^-1.5 in the number of dates (measured: 24, 48, 96 dates against a
+4,800-step tree), so they are extrapolated with weight 1 / (2^1.5 - 1) instead of 1. Gamma
+comes from the lattice (an American tree started two steps before the valuation date, so
+three nodes straddle the spot); theta from the Black-Scholes-Merton equation
+``theta = r V - (r - q) S delta - sigma^2 S^2 gamma / 2`` with the lattice's value, delta and
+gamma (0 where immediate exercise is optimal). Closed-form options get closed-form Greeks,
+settled ones those of the intrinsic value (delta +-1, the rest 0).
 
 Every option draws from its own generator seeded with ``OptionSpec.seed()``, block sizes never
 depend on the other options, and every reduction runs along one option's own row, so a price
@@ -77,7 +91,7 @@ class LsmSettings:
     """Tuning knobs; the defaults are the ones measured in docs/performance.md."""
 
     time_steps: int = 48  # exercise dates per option; even, the coarse grid takes every other
-    tree_steps_per_date: int = 4  # lattice steps between two exercise dates
+    tree_steps_per_date: int = 8  # lattice steps between two exercise dates
     greeks_tree_steps_per_date: int = 16  # the same with greeks: they need a sharper rule
     block_pairs: int = 1024  # antithetic pairs per pricing block
     target_error: float = 0.005  # stop adding blocks at this standard error (price units)
@@ -599,6 +613,91 @@ class _Moments:
         return estimate, stderr
 
 
+class _Regression:
+    """Running co-moments of (estimate, controls...) per option: a multi-control estimator.
+
+    Column 0 is the estimate, column 1 the European control, the rest functions of the
+    Brownian path with exactly known means. Sums run along one option's own row.
+    """
+
+    def __init__(self, size: int, columns: int) -> None:
+        self.n = np.zeros(size)
+        self.mean = np.zeros((size, columns))
+        self.m2 = np.zeros((size, columns, columns))
+
+    def add(self, rows: np.ndarray, samples: np.ndarray) -> None:
+        """Merge a block (rows, columns, pairs) with Chan's update."""
+        nb = samples.shape[-1]
+        d = samples.shape[1]
+        bmean = samples.mean(axis=-1)
+        dev = samples - bmean[..., None]
+        bm2 = np.empty((len(rows), d, d))
+        for i in range(d):
+            for j in range(i, d):
+                bm2[:, i, j] = bm2[:, j, i] = (dev[:, i] * dev[:, j]).sum(axis=-1)
+        na = self.n[rows]
+        total = na + nb
+        delta = bmean - self.mean[rows]
+        self.mean[rows] += delta * (nb / total)[:, None]
+        self.m2[rows] += (
+            bm2 + delta[:, :, None] * delta[:, None, :] * (na * nb / total)[:, None, None]
+        )
+        self.n[rows] = total
+
+    def controlled(
+        self, rows: np.ndarray, control_mean: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Regression estimate and its standard error; ``control_mean`` is (rows, columns-1)."""
+        n = self.n[rows]
+        m2 = self.m2[rows]
+        mean = self.mean[rows]
+        p = m2.shape[1] - 1
+        scc = m2[:, 1:, 1:].copy()
+        scy = m2[:, 1:, 0].copy()
+        # controls without (numerical) spread carry no information, and a rare event the
+        # sample has not seen can still shift their mean: leave them out
+        diag = np.diagonal(scc, axis1=1, axis2=2)
+        useless = ~(diag > 1e-10 * n[:, None] * mean[:, 1:] ** 2) | ~(diag > 0.0)
+        scc[useless[:, :, None] | useless[:, None, :]] = 0.0
+        scy[useless] = 0.0
+        eye = np.eye(p, dtype=bool)[None]
+        scc[useless[:, :, None] & eye] = 1.0
+        scc += np.eye(p)[None] * (1e-12 * np.diagonal(scc, axis1=1, axis2=2))[:, :, None]
+        beta = np.linalg.solve(scc, scy[:, :, None])[:, :, 0]
+        estimate = mean[:, 0] - (beta * (mean[:, 1:] - control_mean)).sum(axis=-1)
+        resid = np.maximum(m2[:, 0, 0] - (beta * scy).sum(axis=-1), 0.0)
+        used = p - useless.sum(axis=1)
+        stderr = np.sqrt(resid / np.maximum(n - used - 1.0, 1.0) / np.maximum(n, 1.0))
+        return estimate, stderr
+
+
+# Brownian controls: standardised |W| at the last, middle and quarter date, their squares
+# and pairwise products, whose means are known exactly (the pair average is even in W).
+def _control_dates(n: int) -> tuple[int, ...]:
+    return tuple(sorted({n, max(1, n // 2), max(1, n // 4)}))
+
+
+def _control_means(n: int) -> np.ndarray:
+    dates = _control_dates(n)
+    means = [math.sqrt(2.0 / math.pi)] * len(dates) + [1.0] * len(dates)
+    for a in range(len(dates)):
+        for b in range(a + 1, len(dates)):
+            rho = math.sqrt(dates[a] / dates[b])
+            means.append(2.0 / math.pi * (math.sqrt(1.0 - rho * rho) + rho * math.asin(rho)))
+    return np.array(means)
+
+
+def _control_features(w: np.ndarray, n: int) -> np.ndarray:
+    """(rows, features, pairs) from the Brownian paths (rows, dates, pairs)."""
+    dates = _control_dates(n)
+    a = [np.abs(w[:, d - 1]) / math.sqrt(d) for d in dates]
+    cols = a + [x * x for x in a]
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            cols.append(a[i] * a[j])
+    return np.stack(cols, axis=1)
+
+
 class _Sampler:
     """Per-option generators: each option consumes its own stream block by block."""
 
@@ -627,8 +726,9 @@ def _price_block(
     lattice: _Lattice,
     cfg: LsmSettings,
     greeks: bool,
-) -> np.ndarray:
-    """(rows, quantities, 2, pairs) pair averages of (estimate, control) for one block.
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, quantities, 2, pairs) pair averages of (estimate, control) for one block, and
+    the Brownian control features (rows, features, pairs).
 
     Quantities: price, and with greeks delta, vega, rho (strike units).
     """
@@ -648,6 +748,7 @@ def _price_block(
     mu = g.rate[rows] - g.div[rows] - 0.5 * g.vol[rows] ** 2
     quantities = 4 if greeks else 1
     out = np.zeros((b, quantities, 2, pairs))
+    features = _control_features(w, n)
     w_price = cfg.richardson_weight if cfg.richardson else 0.0
     w_greeks = cfg.greeks_richardson_weight if cfg.richardson else 0.0
     grids = [(1, lattice.thresholds[0], 1.0 + w_price, 1.0 + w_greeks)]
@@ -664,7 +765,7 @@ def _price_block(
             out[:, :1] += 0.5 * weight * values[:, :1]  # antithetic average, Richardson weight
             if greeks:
                 out[:, 1:] += 0.5 * greeks_weight * values[:, 1:]
-    return out
+    return out, features
 
 
 def _stopped(
@@ -743,7 +844,12 @@ def _simulate(g: _Group, cfg: LsmSettings, greeks: bool) -> dict[str, np.ndarray
     bs = _bsm(g.phi, g.x0, logx0, g.rate, g.div, g.vol, g.t, greeks=greeks)
     quantities = 4 if greeks else 1
     control_mean = np.stack([bs[0]] + ([bs[1], bs[3], bs[4]] if greeks else []), axis=-1)
-    moments = _Moments(size, quantities)
+    moments = _Moments(size, quantities - 1) if greeks else None
+    brownian_means = _control_means(cfg.time_steps)
+    regression = _Regression(size, 2 + len(brownian_means))
+    price_control_means = np.column_stack(
+        [bs[0], np.broadcast_to(brownian_means, (size, len(brownian_means)))]
+    )
     estimate = np.zeros((size, quantities))
     stderr = np.full((size, quantities), np.inf)
     # a standard error well below the 0.02 tolerance keeps the mean absolute error small;
@@ -756,8 +862,16 @@ def _simulate(g: _Group, cfg: LsmSettings, greeks: bool) -> dict[str, np.ndarray
     sampler = _Sampler(g.seeds)
     active = rows
     for block in range(1, max_blocks + 1):
-        moments.add(active, _price_block(sampler, active, g, lattice, cfg, greeks))
-        est, se = moments.controlled(active, control_mean[active])
+        samples, features = _price_block(sampler, active, g, lattice, cfg, greeks)
+        regression.add(active, np.concatenate([samples[:, 0], features], axis=1))
+        est, se = regression.controlled(active, price_control_means[active])
+        if greeks:
+            moments.add(active, samples[:, 1:])
+            est_g, se_g = moments.controlled(active, control_mean[active, 1:])
+            est = np.column_stack([est, est_g])
+            se = np.column_stack([se, se_g])
+        else:
+            est, se = est[:, None], se[:, None]
         estimate[active] = est
         stderr[active] = se
         limit = target[active] if block < soft_blocks else tolerance[active]
@@ -766,8 +880,10 @@ def _simulate(g: _Group, cfg: LsmSettings, greeks: bool) -> dict[str, np.ndarray
             break
     intrinsic = np.maximum(g.phi * (g.x0 - 1.0), 0.0)
     price = estimate[:, 0]
+    # an American option is worth at least its intrinsic and its European value: the floor
+    # matters for far out-of-the-money options whose paths never pay (estimate 0)
     result = {
-        "price": np.maximum(price, intrinsic) * g.strike,
+        "price": np.maximum(np.maximum(price, intrinsic), bs[0]) * g.strike,
         "std_error": stderr[:, 0] * g.strike,
     }
     if greeks:
