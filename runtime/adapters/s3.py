@@ -16,6 +16,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from runtime.protocol.status import ConcurrentUpdateError
+
 log = logging.getLogger(__name__)
 
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
@@ -32,10 +34,6 @@ class ObjectInfo:
     etag: str
     version: str | None
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-class ConcurrentUpdateError(RuntimeError):
-    """Too many writers raced for one object; the caller's retry will try again."""
 
 
 class ObjectStore:

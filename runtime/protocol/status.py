@@ -64,6 +64,10 @@ def missing_parts(total: int, done: Sequence[int]) -> list[int]:
 Transition = Callable[[dict | None], dict | None]
 
 
+class ConcurrentUpdateError(RuntimeError):
+    """Too many writers raced for the status object; the caller's retry will try again."""
+
+
 def begin(fresh: JobStatus, is_newer_than: Callable[[dict], bool], seen: dict) -> Transition:
     """Start ``fresh`` unless this upload already has a status, or a newer upload does.
 

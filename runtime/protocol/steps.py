@@ -28,7 +28,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from runtime.adapters.s3 import ConcurrentUpdateError
 from runtime.core import keys
 from runtime.core.csvio import FileError, read_table, result_header, write_csv
 from runtime.core.keys import FAST
@@ -38,7 +37,7 @@ from runtime.engines import Engine
 from runtime.environment import RuntimeConfig
 from runtime.protocol import status as states
 from runtime.protocol.events import EventSink, job_event_detail
-from runtime.protocol.status import JobStatus
+from runtime.protocol.status import ConcurrentUpdateError, JobStatus
 
 log = logging.getLogger(__name__)
 
