@@ -152,3 +152,38 @@ def test_in_the_image_price_works_and_a_tool_says_in_one_line_it_is_not_there(tm
         "error: 'simulate' is a local tool and not part of the image; "
         "run it from a checkout of the project (python -m runtime ...)"
     ]
+
+
+def test_dependencies_point_one_way():
+    """tools -> adapters -> protocol -> core and engines: no layer imports one above it."""
+    layers = [
+        "runtime.core",
+        "runtime.engines",
+        "runtime.protocol",
+        "runtime.adapters",
+        "runtime.tools",
+    ]
+    rank = {
+        "runtime.core": 0,
+        "runtime.engines": 0,
+        "runtime.protocol": 1,
+        "runtime.adapters": 2,
+        "runtime.tools": 3,
+    }
+    modules = project_modules()
+
+    def layer(name: str) -> str | None:
+        return next(
+            (prefix for prefix in layers if name == prefix or name.startswith(prefix + ".")), None
+        )
+
+    upward = []
+    for name, path in modules.items():
+        own = layer(name)
+        if own is None:
+            continue
+        for imported in imports_of(path, modules):
+            other = layer(imported)
+            if other is not None and rank[other] > rank[own]:
+                upward.append((name, imported))
+    assert upward == []
