@@ -168,6 +168,30 @@ def test_retry_of_a_failed_normal_job_submits_only_the_failed_parts(
     assert merged.action == "merged" and status_of(s3, NORMAL_KEY)["state"] == "done"
 
 
+def test_retry_after_a_failed_merge_submits_only_a_merge_that_can_claim(
+    jobs, make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=40)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, BatchContext.from_env({}))
+    token = status_of(s3, NORMAL_KEY)["token"]
+    manifest = steps.load_manifest(keys.NORMAL, token)
+    for index in range(manifest.parts):
+        steps.price_part(manifest, index, claimant=None)
+    # The merge job claimed the lock, then was killed (out of memory: Batch does not retry).
+    steps.store.put_if_absent(RESULT_BUCKET, keys.lock_key(keys.NORMAL, token), b"batch-merge-1")
+    steps.fail_job(NORMAL_KEY, token, "the merge job 1 failed: OutOfMemoryError", keys.NORMAL)
+    before = {job["jobId"] for job in submitted_jobs(boto3.client("batch"))}
+
+    jobs.retry(NORMAL_KEY)
+    (merge,) = [j for j in submitted_jobs(boto3.client("batch")) if j["jobId"] not in before]
+    environment = {e["name"]: e["value"] for e in merge["container"]["environment"]}
+    assert (environment["BATCH_ROLE"], environment["JOB_TOKEN"]) == ("merge", token)
+    context = BatchContext.from_env({**environment, "AWS_BATCH_JOB_ID": merge["jobId"]})
+    assert batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, context).action == "merged"
+    assert status_of(s3, NORMAL_KEY)["state"] == "done"
+
+
 def test_cancel_of_a_normal_job_cancels_queued_and_terminates_started_batch_jobs(
     jobs, make_steps, s3, sample_bytes, events
 ):
