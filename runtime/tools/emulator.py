@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -741,7 +742,8 @@ def _last_message(process: subprocess.CompletedProcess) -> str:
         except (ValueError, AttributeError):
             continue
         if message:
-            return str(message)
+            # "part-priced s3://bucket/key: detail": the timeline knows the upload already.
+            return re.sub(r"^(\S+) s3://[^:]*: ", r"\1: ", str(message))
     return lines[-1] if lines else f"exit code {process.returncode}"
 
 

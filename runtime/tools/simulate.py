@@ -83,11 +83,11 @@ def run_simulation(
     faults: list[Fault] | None = None,
     endpoint: str | None = None,
     on_step: Callable[[Emulator, str], None] | None = None,
-    keep: Callable[[LocalCloud], None] | None = None,
+    keep: Callable[[LocalCloud, SimulationResult], None] | None = None,
 ) -> SimulationResult:
     """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` and run the whole flow
     (against the server at ``endpoint``, or a fresh embedded one); ``keep`` is called with
-    the cloud before it stops."""
+    the cloud and the outcome before the cloud stops."""
     check_faults(list(faults or []), path)
     with _cloud(endpoint) as cloud:
         cloud.create_stack()
@@ -121,7 +121,7 @@ def run_simulation(
                 endpoint=cloud.endpoint,
             )
         if keep is not None:
-            keep(cloud)
+            keep(cloud, outcome)
         return outcome
 
 
@@ -158,7 +158,8 @@ def simulate(
         file=sys.stderr,
     )
 
-    def keep_serving(cloud: LocalCloud) -> None:
+    def keep_serving(cloud: LocalCloud, outcome: SimulationResult) -> None:
+        _summary(outcome)
         serve_until_interrupted(cloud, " (kept after the simulation)")
 
     try:
@@ -176,14 +177,10 @@ def simulate(
         )
     except LocalCloudUnavailable as exc:
         raise CommandError(str(exc)) from exc
+    if not keep:
+        _summary(outcome)
     status = outcome.status or {}
     state = status.get("state")
-    print(
-        f"wall time {outcome.wall_seconds:.2f} s; {outcome.invocations} Lambda "
-        f"invocations, {status.get('parts_total', 0)} part(s), state {state}, "
-        f"{len(outcome.job_events)} job event(s)",
-        file=sys.stderr,
-    )
     if state in ("failed", "cancelled", "superseded"):
         reason = " ".join(str(status.get("error") or "no reason recorded").split())
         raise CommandError(f"the job {state}: {reason}")
@@ -199,6 +196,16 @@ def simulate(
         raise CommandError(f"incomplete result: {got} of {expected} rows (written to {out})")
     print(f"result: {got} rows -> {out}", file=sys.stderr)
     return 0
+
+
+def _summary(outcome: SimulationResult) -> None:
+    status = outcome.status or {}
+    print(
+        f"wall time {outcome.wall_seconds:.2f} s; {outcome.invocations} Lambda "
+        f"invocations, {status.get('parts_total', 0)} part(s), state {status.get('state')}, "
+        f"{len(outcome.job_events)} job event(s)",
+        file=sys.stderr,
+    )
 
 
 def _stderr(line: str) -> None:

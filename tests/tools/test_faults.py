@@ -68,7 +68,7 @@ def assert_failed_on_part(outcome, part: int, *reason: str) -> None:
 def test_fast_part_error_fails_after_three_attempts_and_retry_ends_done(clean_result):
     retried: dict = {}
 
-    def retry(cloud) -> None:
+    def retry(cloud, outcome) -> None:
         lines: list[str] = []
         jobs = jobs_on(cloud, lines)
         key = upload_key(jobs, "fast")
@@ -107,7 +107,7 @@ def test_fast_merge_kill_is_resumed_by_the_retry_to_exactly_one_result(clean_res
 def test_normal_part_kill_fails_the_merge_by_dependency_and_retry_ends_done(clean_result):
     after: dict = {}
 
-    def retry(cloud) -> None:
+    def retry(cloud, outcome) -> None:
         jobs = jobs_on(cloud, [])
         key = upload_key(jobs, "normal")
         assert jobs.retry(key, workers=2) == 0
