@@ -307,7 +307,7 @@ class Jobs:
             jobs = ", ".join(f"{role} {job}" for role, job in sorted(status["batch_jobs"].items()))
             lines.append(f"batch    {jobs}")
         if status.get("result"):
-            what = "result" if status.get("state") == states.DONE else "error "
+            what = "result" if status.get("state") == states.DONE else "object"
             lines.append(f"{what}   {status['result']}")
         lines.append(f"status   s3://{self.target.result_bucket}/{keys.status_key(key)}")
         for line in lines:
