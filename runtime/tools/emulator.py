@@ -23,6 +23,7 @@ sleeps or polls; this emulator loops over its own work queue):
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import queue
@@ -67,10 +68,12 @@ LAMBDA_ATTEMPTS = 3
 MAX_RECEIVES = 5
 ACCOUNT = "123456789012"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION_NAME}"
+# The job definition's retry strategy: these status reasons are retried, anything else exits.
+RETRY_STATUS_REASONS = ("Host EC2*", "Your Spot Task was interrupted*")
 RETRY_STRATEGY = {
     "attempts": BATCH_ATTEMPTS,
     "evaluateOnExit": [
-        {"onStatusReason": "Host EC2*", "action": "retry"},
+        *({"onStatusReason": reason, "action": "retry"} for reason in RETRY_STATUS_REASONS),
         {"onReason": "*", "action": "exit"},
     ],
 }
@@ -587,7 +590,7 @@ class Emulator:
             attempts.append(_attempt(started, code, reason, container_reason))
             message = _last_message(done) if done.returncode > 0 else "killed"
             self.timeline.add(actor, f"FAILED{tries}: {message}, exit code {code}: {reason}")
-            if not host_failure:
+            if not any(fnmatch.fnmatchcase(reason, r) for r in RETRY_STATUS_REASONS):
                 break  # the retry strategy: anything but a host failure exits
         self._job_failed(description, attempts[-1]["statusReason"], attempts, index)
         return False

@@ -246,3 +246,12 @@ def test_spot_on_the_fast_path_is_refused_and_a_bad_output_before_running(tmp_pa
     assert main(["simulate", str(SAMPLE), "--path", "fast", "--fault", "spot:1"]) == 1
     missing = tmp_path / "no-such-dir" / "out.csv"
     assert main(["simulate", str(SAMPLE), "--path", "fast", "-o", str(missing)]) == 1
+
+
+def test_the_emulator_retries_as_the_stack_is_configured():
+    from components import batch_array, fast_lambda, settings
+    from runtime.tools import emulator
+
+    assert emulator.LAMBDA_ATTEMPTS == fast_lambda.MAX_RETRY_ATTEMPTS + 1
+    assert emulator.BATCH_ATTEMPTS == settings.BATCH_MAX_ATTEMPTS
+    assert emulator.RETRY_STATUS_REASONS == batch_array.RETRY_STATUS_REASONS
