@@ -39,6 +39,8 @@ STD_ERRORS = 4.0
 RELATIVE_SLACK = 1e-6
 _GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho")
 NO_GREEKS = "Greeks: not computed by this engine"
+# An option that killed a worker process twice is not priced again in this process.
+WORKER_DIED = "pricing failed: worker process died"
 
 
 def accepts_greeks(engine: Callable) -> bool:
@@ -126,6 +128,8 @@ def check_quote(spec: OptionSpec, quote: Quote, greeks: bool = False) -> Quote:
 
 
 def _needs_retry(quote: Quote) -> bool:
+    if quote.error is not None and quote.error.startswith(WORKER_DIED):
+        return False
     return quote.price is None or (quote.error is not None and quote.error != NO_GREEKS)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtime.core.options import OptionSpec, Quote
-from runtime.core.pricing import call_engine
+from runtime.core.pricing import WORKER_DIED, call_engine
 from runtime.engines import Engine, get_engine
 from runtime.engines.cpus import available_cpus
 
@@ -98,8 +98,8 @@ def price_in_parallel(
         # cannot start processes here (a sandbox, fd limits): still price, just slower
         return call_engine(engine, options, greeks)
     quotes: list[Quote] = []
-    for chunk in chunks:
-        quotes.extend(results[chunk.start])
+    for start in sorted(results):  # a chunk that crashed its worker comes back in pieces
+        quotes.extend(results[start])
     return quotes
 
 
@@ -212,7 +212,7 @@ class _Pool:
     ) -> dict[int, list[Quote]]:
         self._ensure(size)
         pending = list(reversed(chunks))
-        attempts: dict[int, int] = {}
+        attempts: dict[range, int] = {}
         results: dict[int, list[Quote]] = {}
         busy: dict[_Worker, range] = {}
         with selectors.DefaultSelector() as selector:
@@ -220,7 +220,7 @@ class _Pool:
             def dispatch(worker: _Worker) -> None:
                 while pending:
                     chunk = pending.pop()
-                    attempts[chunk.start] = attempts.get(chunk.start, 0) + 1
+                    attempts[chunk] = attempts.get(chunk, 0) + 1
                     try:
                         worker.send((engine_name, list(options[chunk.start : chunk.stop]), greeks))
                     except OSError:  # died while idle: retry the chunk on a fresh worker
@@ -241,14 +241,22 @@ class _Pool:
                     try:
                         reply = worker.receive()
                     except (EOFError, OSError, pickle.UnpicklingError):
-                        code = worker.process.poll()
+                        try:  # its pipe is closed: it is exiting, or has exited
+                            code = worker.process.wait(timeout=2)
+                        except subprocess.TimeoutExpired:
+                            code = None
                         worker = self._replace(worker)
-                        if attempts[chunk.start] < 2:
+                        if attempts[chunk] < 2:
                             pending.append(chunk)  # a crash (e.g. out of memory): once more
+                        elif len(chunk) > 1:
+                            # crashed twice: one option at a time, so only the culprit fails
+                            pending.extend(range(i, i + 1) for i in reversed(chunk))
                         else:
-                            message = f"pricing failed: worker process died (exit code {code})"
-                            results[chunk.start] = [Quote(price=None, error=message)] * len(chunk)
-                        dispatch(worker)
+                            message = f"{WORKER_DIED} (exit code {code})"
+                            results[chunk.start] = [Quote(price=None, error=message)]
+                        for idle in self.workers[:size]:  # the pieces may need several
+                            if idle not in busy and pending:
+                                dispatch(idle)
                         continue
                     results[chunk.start] = _quotes_from(reply, len(chunk))
                     dispatch(worker)

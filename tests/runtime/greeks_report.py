@@ -103,7 +103,8 @@ def main() -> None:
             for o in book
             if o.american and (o.maturity - o.settlement).days <= 365 and o.volatility <= 0.3
         ]
-        report("mc", short[: args.mc])
+        puts, calls = [o for o in short if not o.is_call], [o for o in short if o.is_call]
+        report("mc", (puts[: (args.mc + 1) // 2] + calls)[: args.mc])
 
 
 if __name__ == "__main__":

@@ -335,3 +335,23 @@ def test_an_engine_without_greeks_is_still_priced_by_the_workers(fresh_pool, mon
     quotes = price_in_parallel("lsm", options, workers=2, greeks=True)
     assert len(parallel._POOL.workers) == 2
     assert quotes == get_engine("lsm")(options)
+
+
+class _KillsTheWorker(OptionSpec):
+    """An option whose unpickling ends the worker process: a stand-in for an option that
+    crashes the engine (a segfault, running out of memory) wherever it is priced."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_an_option_that_kills_its_worker_fails_alone(fresh_pool, small_chunks):
+    options = mixed_book(8)
+    fields = {f.name: getattr(options[5], f.name) for f in dataclasses.fields(OptionSpec)}
+    options[5] = _KillsTheWorker(**fields)
+    quotes = price_in_parallel("qdfp", options, workers=2, greeks=True)
+    assert quotes[5].price is None
+    assert quotes[5].error == "pricing failed: worker process died (exit code 3)"
+    others = [o for i, o in enumerate(options) if i != 5]
+    expected = get_engine("qdfp")(others, greeks=True)
+    assert [q for i, q in enumerate(quotes) if i != 5] == expected

@@ -222,3 +222,20 @@ def test_fd_beyond_its_grid_is_an_error_qdfp_still_prices():
     failed = [r for r in fd if r[-1]]
     assert failed and all("no-arbitrage lower bound" in r[-1] and r[-3] == "" for r in failed)
     assert all(r[-1] or float(r[-3]) >= 0 for r in fd)
+
+
+def test_an_option_that_killed_its_worker_is_not_priced_again_here():
+    from runtime.core.pricing import WORKER_DIED
+
+    calls = []
+
+    def crashed(options, greeks=False):
+        calls.append(len(options))
+        quotes = get_engine("qdfp")(options)
+        quotes[1] = Quote(price=None, error=f"{WORKER_DIED} (exit code -11)")
+        return quotes
+
+    quotes = price([spec(strike=20.0 + i) for i in range(3)], crashed)
+    assert calls == [3]  # no retry in this process: it could take the process down
+    assert quotes[1].error == "pricing failed: worker process died (exit code -11)"
+    assert quotes[0].price is not None and quotes[2].price is not None
