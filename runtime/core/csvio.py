@@ -33,6 +33,7 @@ OPTIONAL_COLUMNS = (DIVIDEND, EXERCISE)
 
 PRICE_COLUMNS = ("price", "stdError")
 GREEK_COLUMNS = ("delta", "gamma", "vega", "theta", "rho")  # only when Greeks are requested
+_GREEKS_FOLDED = {name.casefold() for name in GREEK_COLUMNS}
 ERROR_COLUMN = "error"
 RESULT_COLUMNS = (*PRICE_COLUMNS, ERROR_COLUMN)  # the result columns without Greeks
 
@@ -141,9 +142,6 @@ def column_index(header: Sequence[str], greeks: bool = False) -> dict[str, int]:
         )
     wanted = [*REQUIRED_COLUMNS, *(n for n in OPTIONAL_COLUMNS if n.casefold() in positions)]
     return {name: positions[name.casefold()] for name in wanted}
-
-
-_GREEKS_FOLDED = {name.casefold() for name in GREEK_COLUMNS}
 
 
 def parse_rows(table: Table, greeks: bool = False) -> list[Row]:
