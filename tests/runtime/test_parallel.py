@@ -325,18 +325,6 @@ def test_lsm_greeks_are_identical_with_1_or_2_workers(fresh_pool):
     assert two == one and all(q.greeks is not None for q in one if q.price is not None)
 
 
-def test_an_engine_without_greeks_is_still_priced_by_the_workers(fresh_pool, monkeypatch):
-    # lsm until its rewrite lands (or any engine written before Greeks): priced, no Greeks
-    from runtime.core.pricing import accepts_greeks
-
-    if accepts_greeks(get_engine("lsm")):
-        pytest.skip("lsm takes greeks now: covered by the test above")
-    options = book(40)
-    quotes = price_in_parallel("lsm", options, workers=2, greeks=True)
-    assert len(parallel._POOL.workers) == 2
-    assert quotes == get_engine("lsm")(options)
-
-
 class _KillsTheWorker(OptionSpec):
     """An option whose unpickling ends the worker process: a stand-in for an option that
     crashes the engine (a segfault, running out of memory) wherever it is priced."""
