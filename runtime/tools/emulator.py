@@ -466,7 +466,9 @@ class Emulator:
                     "sqs", f"{invocation.label}: parked after {MAX_RECEIVES} receives"
                 )
                 return None
-            invocation.receive += 1
+            invocation.receive += 1  # the message becomes visible again: one more receive
+            for record in invocation.event["Records"]:
+                record["attributes"]["ApproximateReceiveCount"] = str(invocation.receive)
             return invocation
         if kind == "ok":
             for outcome in payload.get("outcomes", []):

@@ -255,3 +255,22 @@ def test_the_emulator_retries_as_the_stack_is_configured():
     assert emulator.LAMBDA_ATTEMPTS == fast_lambda.MAX_RETRY_ATTEMPTS + 1
     assert emulator.BATCH_ATTEMPTS == settings.BATCH_MAX_ATTEMPTS
     assert emulator.RETRY_STATUS_REASONS == batch_array.RETRY_STATUS_REASONS
+
+
+def test_a_failure_record_the_function_reports_failed_is_redelivered_then_parked():
+    from types import SimpleNamespace
+
+    from runtime.tools.emulator import MAX_RECEIVES, Emulator, Invocation, Timeline, sqs_batch
+
+    emulator = SimpleNamespace(timeline=Timeline())
+    record = sqs_batch({"requestContext": {}}, "m-1", 1, "fast-failures")
+    invocation = Invocation("on-failure", record, "part-00001.csv")
+    reported = {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    counts = []
+    while invocation is not None:
+        counts.append(invocation.event["Records"][0]["attributes"]["ApproximateReceiveCount"])
+        invocation = Emulator._after_invocation(emulator, invocation, "ok", reported)
+    assert counts == [str(n) for n in range(1, MAX_RECEIVES + 1)]
+    assert emulator.timeline.messages("sqs") == [
+        f"part-00001.csv: parked after {MAX_RECEIVES} receives"
+    ]
