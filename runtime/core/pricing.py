@@ -133,9 +133,16 @@ def _needs_retry(quote: Quote) -> bool:
     return quote.price is None or (quote.error is not None and quote.error != NO_GREEKS)
 
 
+# Failures of the machine, not of a row: they propagate, so the invocation or job is retried
+# (or recorded as failed) instead of publishing a result whose rows all say "disk full".
+ENVIRONMENT_ERRORS = (MemoryError, OSError)
+
+
 def _price_alone(engine: Engine, spec: OptionSpec, greeks: bool) -> Quote:
     try:
         quotes = call_engine(engine, [spec], greeks)
+    except ENVIRONMENT_ERRORS:
+        raise
     except Exception as exc:  # the engine broke its contract: the row says how
         return Quote(price=None, error=f"pricing failed: {type(exc).__name__}: {exc}")
     if not isinstance(quotes, list) or len(quotes) != 1 or not isinstance(quotes[0], Quote):
@@ -151,6 +158,8 @@ def price_batch(engine: Engine, options: Sequence[OptionSpec], greeks: bool = Fa
         quotes = call_engine(engine, options, greeks)
         if not isinstance(quotes, list) or len(quotes) != len(options):
             raise ValueError("wrong number of quotes")
+    except ENVIRONMENT_ERRORS:
+        raise
     except Exception:
         return [_price_alone(engine, spec, greeks) for spec in options]
     checked = []

@@ -177,7 +177,7 @@ class JobSteps:
             body = self.store.get_exact(bucket, key, info)
             if body is None:
                 return Outcome("skipped", f"s3://{bucket}/{key} changed while being read")
-            table = read_table(body, max_rows=self.config.max_rows)
+            table = read_table(body, max_rows=self.config.max_rows, greeks=self.config.greeks)
         except FileError as exc:
             return self._publish(job, "error", str(exc), rows=0, action="rejected")
 

@@ -620,3 +620,35 @@ def test_a_dead_letter_for_a_key_that_is_no_csv_is_ignored(make_steps, s3, event
     )
     lambda_handler.handle_sqs(make_steps(), sqs_event(dead_letter)["Records"])
     assert status_of(s3, 'normal/a"b.txt') is None and events == []
+
+
+def test_greeks_on_a_split_job_and_a_greek_named_column_rejected_cleanly(
+    make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=40, greeks=True)
+    upload(s3, FAST_KEY, sample_bytes)
+    manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
+    for part in fast_parts(s3, manifest.token):
+        handle_object(steps, INPUT_BUCKET, part)
+    result = read_table(read(s3, keys.result_key(FAST_KEY)), is_result=True)
+    assert result.header[-7:] == ["stdError", "delta", "gamma", "vega", "theta", "rho", "error"]
+    assert len(result.records) == 100 and all(r[-1] == "" for r in result.records)
+    whole = price_table(read_table(sample_bytes), serialised(), greeks=True).csv
+    assert read(s3, keys.result_key(FAST_KEY)) == whole  # the same with or without parts
+
+    clash = sample_bytes.replace(b"maturityDate", b"maturityDate,delta", 1)
+    upload(s3, "fast/x/clash.csv", clash)
+    assert handle_object(steps, INPUT_BUCKET, "fast/x/clash.csv").action == "rejected"
+    assert b"delta" in read(s3, keys.error_key("fast/x/clash.csv"))
+    assert status_of(s3, "fast/x/clash.csv")["state"] == "failed"
+
+
+def test_a_machine_failure_is_not_turned_into_row_errors(make_steps, s3, sample_bytes):
+    def out_of_memory(options, greeks=False):
+        raise MemoryError
+
+    upload(s3, FAST_KEY, sample_bytes)
+    with pytest.raises(MemoryError):  # Lambda retries; no result of 100 failed rows
+        handle_object(make_steps(threshold=200, engine=out_of_memory), INPUT_BUCKET, FAST_KEY)
+    assert read(s3, keys.result_key(FAST_KEY)) is None
+    assert status_of(s3, FAST_KEY)["state"] == "running"
