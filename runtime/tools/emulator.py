@@ -49,6 +49,7 @@ from runtime.tools.faults import (
     PART_KILL,
     SPOT,
     Fault,
+    happened,
 )
 from runtime.tools.local_cloud import (
     FUNCTION_NAME,
@@ -568,7 +569,7 @@ class Emulator:
         attempts: list[dict] = []
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             faults = self._faults_for(role, part, attempt)
-            merge_kill_before = (self.state_dir / f"{MERGE_KILL}.happened").exists()
+            merge_kills = happened(self.state_dir, MERGE_KILL)
             started = time.time()
             done = self._run_process(description, index, attempt, faults)
             tries = f" (attempt {attempt}/{BATCH_ATTEMPTS})" if attempt > 1 else ""
@@ -576,9 +577,7 @@ class Emulator:
                 self.timeline.add(actor, _last_message(done) + tries)
                 return True
             host_failure = any(f.kind == SPOT for f in faults) or (
-                role == "merge"
-                and not merge_kill_before
-                and (self.state_dir / f"{MERGE_KILL}.happened").exists()
+                role == "merge" and happened(self.state_dir, MERGE_KILL) > merge_kills
             )
             code = _KILLED_EXIT_CODE if done.returncode < 0 else done.returncode
             if host_failure:

@@ -5,18 +5,17 @@ runtime's functions inside an emulated Lambda container (a worker process) or an
 Batch container (``python -m runtime.tools.faulty_job``), and then the real handler or
 entrypoint runs. The emulator (``runtime.tools.emulator``) decides what AWS does next.
 
-| fault | where | what happens |
-| --- | --- | --- |
-| ``part-error:N`` | both paths | pricing part N raises an application error, on every attempt |
-| ``part-kill:N`` | both paths | the process pricing part N is killed (SIGKILL), every attempt |
-| ``merge-kill`` | both paths | the merging process is killed once, after claiming the merge lock |
-|  |  | and before publishing (normal path: its host is reclaimed, so Batch |
-|  |  | retries it) |
-| ``spot:N[:K]`` | normal path | child N's host is reclaimed (Spot) on its first K attempts (1) |
+- ``part-error:N`` (both paths): pricing part N raises an application error, every attempt;
+- ``part-kill:N`` (both paths): the process pricing part N is killed (SIGKILL), every attempt;
+- ``merge-kill[:K]`` (both paths): the merging process is killed after claiming the merge
+  lock and before publishing, on the first K merge attempts (default 1); on the normal
+  path this is its host being reclaimed, which Batch's retry strategy retries;
+- ``spot:N[:K]`` (normal path): child N's host is reclaimed (Spot) on its first K attempts.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import signal
 import sys
@@ -33,9 +32,9 @@ BATCH_ATTEMPTS = 3
 
 FAULT_HELP = (
     "inject a fault (repeatable): part-error:N (part N raises on every attempt), "
-    "part-kill:N (the process pricing part N is killed, every attempt), merge-kill (the "
-    "merging process is killed once after claiming the lock), spot:N[:K] (normal path: "
-    "child N's host is reclaimed on its first K attempts, default 1)"
+    "part-kill:N (the process pricing part N is killed, every attempt), merge-kill[:K] "
+    "(the merging process is killed after claiming the lock, K times, default 1), "
+    "spot:N[:K] (normal path: child N's host is reclaimed on its first K attempts, default 1)"
 )
 
 
@@ -47,11 +46,11 @@ class InjectedFault(Exception):
 class Fault:
     kind: str
     part: int | None = None
-    times: int = 1  # spot: how many attempts are reclaimed
+    times: int = 1  # spot, merge-kill: how many attempts it happens to
 
     def __str__(self) -> str:
         if self.kind == MERGE_KILL:
-            return MERGE_KILL
+            return MERGE_KILL if self.times == 1 else f"{MERGE_KILL}:{self.times}"
         if self.kind == SPOT and self.times != 1:
             return f"{SPOT}:{self.part}:{self.times}"
         return f"{self.kind}:{self.part}"
@@ -63,9 +62,12 @@ def parse_fault(text: str) -> Fault:
     if kind not in KINDS:
         raise ValueError(f"unknown fault {text!r}: use one of {', '.join(KINDS)}")
     if kind == MERGE_KILL:
-        if rest:
-            raise ValueError(f"fault {text!r}: merge-kill takes no part number")
-        return Fault(MERGE_KILL)
+        if rest and not rest.isdigit():
+            raise ValueError(f"fault {text!r}: expected merge-kill or merge-kill:K (K attempts)")
+        times = int(rest) if rest else 1
+        if not 1 <= times <= BATCH_ATTEMPTS:
+            raise ValueError(f"fault {text!r}: K must be 1 to {BATCH_ATTEMPTS} (the attempts)")
+        return Fault(MERGE_KILL, None, times)
     fields = rest.split(":") if rest else []
     most = 2 if kind == SPOT else 1
     if not fields or len(fields) > most or not all(f.isdigit() for f in fields):
@@ -97,8 +99,9 @@ def install(faults: list[Fault], state_dir: Path | None) -> None:
     part_faults = {(f.kind, f.part) for f in faults if f.kind in (PART_ERROR, PART_KILL, SPOT)}
     if part_faults:
         _patch_price_part(part_faults)
-    if any(f.kind == MERGE_KILL for f in faults):
-        _patch_merge_claim(state_dir)
+    for fault in faults:
+        if fault.kind == MERGE_KILL:
+            _patch_merge(state_dir, fault.times)
 
 
 def _patch_price_part(part_faults: set[tuple[str, int | None]]) -> None:
@@ -116,26 +119,45 @@ def _patch_price_part(part_faults: set[tuple[str, int | None]]) -> None:
     JobSteps.price_part = faulty_price_part  # type: ignore[method-assign]
 
 
-def _patch_merge_claim(state_dir: Path | None) -> None:
+_MERGING: contextvars.ContextVar[bool] = contextvars.ContextVar("merging", default=False)
+
+
+def _patch_merge(state_dir: Path | None, times: int) -> None:
+    """Kill the process when a merge, holding the lock, is about to write the result."""
     from runtime.adapters.s3 import ObjectStore
+    from runtime.protocol.steps import JobSteps
 
-    put_if_absent = ObjectStore.put_if_absent
+    merge, put = JobSteps.merge, ObjectStore.put
 
-    def faulty_put_if_absent(self, bucket, key, body):
-        claimed = put_if_absent(self, bucket, key, body)
-        if claimed and key.endswith("/merge.lock") and _first_time(state_dir, MERGE_KILL):
+    def faulty_merge(self, manifest, claimant):
+        token = _MERGING.set(True)
+        try:
+            return merge(self, manifest, claimant)
+        finally:
+            _MERGING.reset(token)
+
+    def faulty_put(self, bucket, key, body, *args, **kwargs):
+        if _MERGING.get() and key.endswith("-result") and happens(state_dir, MERGE_KILL, times):
             kill_this_process()
-        return claimed
+        return put(self, bucket, key, body, *args, **kwargs)
 
-    ObjectStore.put_if_absent = faulty_put_if_absent  # type: ignore[method-assign]
+    JobSteps.merge = faulty_merge  # type: ignore[method-assign]
+    ObjectStore.put = faulty_put  # type: ignore[method-assign]
 
 
-def _first_time(state_dir: Path | None, name: str) -> bool:
-    """True exactly once per simulation, whichever process asks first."""
+def happens(state_dir: Path | None, name: str, times: int) -> bool:
+    """True the first ``times`` times it is asked in a simulation, whichever process asks."""
     if state_dir is None:
         return True
-    try:
-        os.close(os.open(state_dir / f"{name}.happened", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return False
-    return True
+    for n in range(1, times + 1):
+        try:
+            os.close(os.open(state_dir / f"{name}.{n}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return True
+    return False
+
+
+def happened(state_dir: Path, name: str) -> int:
+    """How many times ``name`` happened so far."""
+    return len(list(state_dir.glob(f"{name}.*")))
