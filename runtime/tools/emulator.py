@@ -697,6 +697,8 @@ def batch_state_change(
         "propagateTags": False,
         "platformCapabilities": ["EC2"],
     }
+    if attempts:  # a job failed by its dependency never started
+        detail["startedAt"] = attempts[0]["startedAt"]
     if array_properties is not None:
         detail["arrayProperties"] = array_properties
     return {

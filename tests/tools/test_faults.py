@@ -284,3 +284,71 @@ def test_a_failure_record_the_function_reports_failed_is_redelivered_then_parked
     assert emulator.timeline.messages("sqs") == [
         f"part-00001.csv: parked after {MAX_RECEIVES} receives"
     ]
+
+
+def test_emulated_events_have_the_shape_of_the_real_ones():
+    from runtime.adapters import batch_events
+    from runtime.tools.emulator import batch_state_change, on_failure_record, s3_event, sqs_batch
+    from tests.helpers import aws_event
+
+    def shape(document: dict) -> set[str]:
+        return set(document)
+
+    real = aws_event(
+        "batch-job-state-change-failed",
+        job_id="j",
+        token="t",
+        bucket="b",
+        key="normal/x.csv",
+        status_reason="r",
+        container_reason="c",
+        environment=[],
+        array_properties={"index": 1},
+    )
+    description = {
+        "jobId": "j",
+        "jobName": "price-t",
+        "createdAt": 1,
+        "jobDefinition": "d",
+        "parameters": {"S3bucket": "b", "S3key": "normal/x.csv"},
+        "container": {"environment": [{"name": "BATCH_ROLE", "value": "child"}]},
+        "arrayProperties": {"size": 3},
+    }
+    environment = [
+        {"name": "BATCH_ROLE", "value": "child"},
+        {"name": "JOB_TOKEN", "value": "t"},
+    ]
+    description["container"]["environment"] = environment
+    attempt = {
+        "container": {"exitCode": 137},
+        "startedAt": 1,
+        "stoppedAt": 2,
+        "statusReason": "Essential container in task exited",
+    }
+    emulated = batch_state_change(description, "Essential container in task exited", [attempt], 1)
+    assert shape(emulated) == shape(real)
+    assert shape(emulated["detail"]) == shape(real["detail"])
+    failure = batch_events.parse(emulated)
+    assert (failure.role, failure.index, failure.token) == ("child", 1, "t")
+    parent = batch_events.parse(batch_state_change(description, "Array Child Job failed", []))
+    assert parent.role == "array"
+
+    request = s3_event("b", "fast/_parts/t/part-00001.csv")
+    record = on_failure_record(request, "req-1", {"errorType": "E", "errorMessage": "m"}, 3)
+    real_record = aws_event(
+        "lambda-destination-on-failure",
+        request_id="req-1",
+        request_payload=request,
+        error_message="m",
+        error_type="E",
+    )
+    assert shape(record) == shape(real_record)
+    assert record["requestContext"] == real_record["requestContext"] | {
+        "functionArn": record["requestContext"]["functionArn"]
+    }
+    (message,) = sqs_batch(record, "m-1", 2, "q")["Records"]
+    real_message = aws_event(
+        "sqs-record", message_id="m-1", body="{}", receive_count="2", message_attributes={}
+    )
+    assert shape(message) == shape(real_message)
+    assert message["attributes"]["ApproximateReceiveCount"] == "2"
