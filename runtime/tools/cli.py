@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         "a fresh one, so the job commands can see the job afterwards",
     )
     simulate.add_argument(
+        "--logs",
+        type=Path,
+        metavar="DIR",
+        help="keep every container's and Batch job's JSON log lines in DIR",
+    )
+    simulate.add_argument(
         "--keep",
         action="store_true",
         help="keep the embedded AWS running after the simulation (for the job commands) "
@@ -109,6 +115,7 @@ def main(argv: list[str]) -> int:
                 faults=args.fault,
                 endpoint=args.endpoint_url,
                 keep=args.keep,
+                logs=args.logs,
             )
         if args.command == "jobs":
             from runtime.tools.jobs import main as jobs

@@ -351,6 +351,7 @@ class Emulator:
         faults: list[Fault] | None = None,
         watch: set[str] | None = None,
         on_step: Callable[[Emulator, str], None] | None = None,
+        logs: Path | None = None,
     ) -> None:
         self.cloud = cloud
         self.environment = environment
@@ -365,8 +366,9 @@ class Emulator:
         self._work = tempfile.TemporaryDirectory(prefix="mc-simulate-")
         self.state_dir = Path(self._work.name) / "faults"
         self.state_dir.mkdir()
-        self.log_dir = Path(self._work.name) / "logs"
-        self.log_dir.mkdir()
+        # Every container's and job's JSON log lines, as CloudWatch Logs would keep them.
+        self.log_dir = logs or Path(self._work.name) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.events_queue = cloud.job_events_queue()
         self.job_events: list[dict] = []
         self.lambda_service = LambdaService(self, workers)

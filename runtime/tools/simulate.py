@@ -84,6 +84,7 @@ def run_simulation(
     endpoint: str | None = None,
     on_step: Callable[[Emulator, str], None] | None = None,
     keep: Callable[[LocalCloud, SimulationResult], None] | None = None,
+    logs: Path | None = None,
 ) -> SimulationResult:
     """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` and run the whole flow
     (against the server at ``endpoint``, or a fresh embedded one); ``keep`` is called with
@@ -96,7 +97,7 @@ def run_simulation(
         timeline = Timeline(echo=echo)
         store = ObjectStore(cloud.client("s3"))
         with Emulator(
-            cloud, environment, timeline, workers, faults, watch={key}, on_step=on_step
+            cloud, environment, timeline, workers, faults, watch={key}, on_step=on_step, logs=logs
         ) as emulator:
             store.put(INPUT_BUCKET, key, data)
             timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")
@@ -135,6 +136,7 @@ def simulate(
     faults: list[Fault] | None = None,
     endpoint: str | None = None,
     keep: bool = False,
+    logs: Path | None = None,
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result; otherwise one line with
     the status' reason (failed, cancelled, superseded) or what is missing."""
@@ -174,11 +176,14 @@ def simulate(
             faults=faults,
             endpoint=endpoint,
             keep=keep_serving if keep else None,
+            logs=logs,
         )
     except LocalCloudUnavailable as exc:
         raise CommandError(str(exc)) from exc
     if not keep:
         _summary(outcome)
+    if logs is not None:
+        print(f"logs: {logs}/ (one file per container and Batch job attempt)", file=sys.stderr)
     status = outcome.status or {}
     state = status.get("state")
     if state in ("failed", "cancelled", "superseded"):
