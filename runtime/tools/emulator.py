@@ -314,6 +314,8 @@ class LambdaService:
         if kind == "died":  # Lambda replaces a crashed container
             container.stop()
             container = _Container(self.emulator)
+        if self.emulator.on_invoked is not None:
+            self.emulator.on_invoked(self.emulator, invocation, kind, payload)
         self.idle.put(container)
         return kind, payload
 
@@ -350,7 +352,7 @@ class Emulator:
         workers: int = 4,
         faults: list[Fault] | None = None,
         watch: set[str] | None = None,
-        on_step: Callable[[Emulator, str], None] | None = None,
+        on_invoked: Callable[[Emulator, Invocation, str, Any], None] | None = None,
         logs: Path | None = None,
     ) -> None:
         self.cloud = cloud
@@ -359,7 +361,8 @@ class Emulator:
         self.workers = workers
         self.faults = list(faults or [])
         self.watch = watch  # input keys whose job events to show (None: all)
-        self.on_step = on_step
+        # Called after each Lambda invocation, before its container takes the next one.
+        self.on_invoked = on_invoked
         self.s3 = cloud.client("s3")
         self.batch = cloud.client("batch")
         self.sqs = cloud.client("sqs")
@@ -391,8 +394,6 @@ class Emulator:
 
     def _step(self, what: str) -> None:
         self.drain_job_events()
-        if self.on_step:
-            self.on_step(self, what)
 
     # -- job events ---------------------------------------------------------------------
 

@@ -82,7 +82,7 @@ def run_simulation(
     echo: Callable[[str], None] | None = None,
     faults: list[Fault] | None = None,
     endpoint: str | None = None,
-    on_step: Callable[[Emulator, str], None] | None = None,
+    on_invoked: Callable[..., None] | None = None,
     keep: Callable[[LocalCloud, SimulationResult], None] | None = None,
     logs: Path | None = None,
 ) -> SimulationResult:
@@ -97,7 +97,14 @@ def run_simulation(
         timeline = Timeline(echo=echo)
         store = ObjectStore(cloud.client("s3"))
         with Emulator(
-            cloud, environment, timeline, workers, faults, watch={key}, on_step=on_step, logs=logs
+            cloud,
+            environment,
+            timeline,
+            workers,
+            faults,
+            watch={key},
+            on_invoked=on_invoked,
+            logs=logs,
         ) as emulator:
             store.put(INPUT_BUCKET, key, data)
             timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")

@@ -29,7 +29,7 @@ def clean_result() -> bytes:
     return price_table(read_table(SAMPLE.read_bytes()), get_engine(ENGINE)).csv
 
 
-def simulate(path: str, *faults: str, keep=None, on_step=None):
+def simulate(path: str, *faults: str, keep=None):
     return run_simulation(
         SAMPLE.read_bytes(),
         SAMPLE.name,
@@ -39,7 +39,6 @@ def simulate(path: str, *faults: str, keep=None, on_step=None):
         engine=ENGINE,
         faults=[parse_fault(f) for f in faults],
         keep=keep,
-        on_step=on_step,
     )
 
 
@@ -152,12 +151,12 @@ def test_normal_spot_reclaim_is_retried_to_success_and_merge_kill_resumed(clean_
 def test_cancel_of_a_running_fast_job_stops_the_remaining_parts(tmp_path):
     cancelled: list[str] = []
 
-    def cancel_after_first_part(emulator, what) -> None:
-        priced = [m for m in emulator.timeline.messages() if m.startswith("part-priced")]
-        if priced and not cancelled:
-            key = sorted(emulator.watch)[0]
+    def cancel_after_first_part(emulator, invocation, kind, payload) -> None:
+        # Runs before the (only) container takes the next invocation.
+        actions = [o["action"] for o in payload.get("outcomes", [])] if kind == "ok" else []
+        if "part-priced" in actions and not cancelled:
             lines: list[str] = []
-            jobs_on(emulator.cloud, lines).cancel(key)
+            jobs_on(emulator.cloud, lines).cancel(sorted(emulator.watch)[0])
             cancelled.extend(lines)
 
     outcome = run_simulation(
@@ -167,19 +166,20 @@ def test_cancel_of_a_running_fast_job_stops_the_remaining_parts(tmp_path):
         threshold=25,  # 4 parts, priced one at a time
         workers=1,
         engine=ENGINE,
-        on_step=cancel_after_first_part,
+        on_invoked=cancel_after_first_part,
     )
     assert cancelled[0].startswith("cancelled fast/")
     assert outcome.status["state"] == "cancelled" and outcome.status["parts_done"] == 1
     assert outcome.result is None and outcome.error is None
     assert [e["state"] for e in outcome.job_events] == ["cancelled"]
-    # The part in flight when the user cancelled finishes; the ones after it stop unpriced.
+    # Every part after the cancel stops unpriced; nothing merges.
     parts = outcome.timeline.messages("lambda part")
-    assert parts[-2:] == [
+    assert parts == [
+        "part-priced: part-00000: 1/4 parts done",
+        "stopped: part-00001: the job is cancelled",
         "stopped: part-00002: the job is cancelled",
         "stopped: part-00003: the job is cancelled",
     ]
-    assert not [m for m in parts if m.startswith("merged")]
 
 
 def test_simulate_exits_with_the_status_reason_in_one_line(tmp_path):
