@@ -155,12 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
     """Run one job command; errors are CommandError (one line, no traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     say = out or (lambda line: print(line, flush=True))
     target = target_from_args(args)
-    jobs = Jobs(target, say)
     try:
+        jobs = Jobs(target, say)
         if args.jobs_command == "list":
             return jobs.list(args.state, args.limit)
         if args.jobs_command == "show":
@@ -178,7 +178,9 @@ def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> 
         raise CommandError(
             f"{exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}"
         ) from None
-    except BotoCoreError as exc:
+    except NoRegionError:
+        raise CommandError("no AWS region: give --region, or --stack of a deployed stack") from None
+    except BotoCoreError as exc:  # an endpoint that does not answer, an unknown profile
         raise CommandError(str(exc)) from None
     raise AssertionError(args.jobs_command)
 
