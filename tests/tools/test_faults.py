@@ -92,6 +92,10 @@ def test_fast_part_error_fails_after_three_attempts_and_retry_ends_done(clean_re
 def test_fast_part_kill_fails_the_job_naming_the_dead_runtime():
     outcome = simulate("fast", "part-kill:2")
     assert_failed_on_part(outcome, 2, "Runtime exited with error: signal: killed")
+    # Lambda retries with the same request id (so a crashed merge can resume its claim).
+    failures = [m for m in outcome.timeline.messages("lambda part-00002") if "FAILED" in m]
+    request_ids = {m.split("RequestId: ")[1].split()[0] for m in failures}
+    assert len(failures) == 3 and len(request_ids) == 1
 
 
 @pytest.mark.parametrize(
