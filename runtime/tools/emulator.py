@@ -503,7 +503,10 @@ class Emulator:
         )
         for page in pages:
             found.extend(
-                item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".csv")
+                # The stack's notification matches .csv in any case.
+                item["Key"]
+                for item in page.get("Contents", [])
+                if item["Key"].lower().endswith(".csv")
             )
         return sorted(found)
 
