@@ -429,18 +429,19 @@ class Emulator:
         for invocation in invocations:
             if invocation.kind == "s3":
                 self.seen_keys.add(_key_of(invocation.event))
-        pending: dict[Future, Invocation] = {}
+        pending: dict[Future, tuple[int, Invocation]] = {}
 
         def start(invocation: Invocation) -> None:
             self.invocations += 1
-            pending[self.lambda_service.submit(invocation)] = invocation
+            pending[self.lambda_service.submit(invocation)] = (self.invocations, invocation)
 
         for invocation in invocations:
             start(invocation)
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                invocation = pending.pop(future)
+            # Those that finished together go into the timeline in the order they started.
+            for future in sorted(finished, key=lambda f: pending[f][0]):
+                _, invocation = pending.pop(future)
                 kind, payload = future.result()
                 follow_up = self._after_invocation(invocation, kind, payload)
                 if follow_up is not None:
