@@ -53,7 +53,7 @@ def test_sample_through_each_path_equals_price_on_the_whole_file(
     # The one job event, as the stack's default bus carries it.
     (event,) = outcome.job_events
     assert (event["state"], event["rows"], event["parts"]) == ("done", 100, parts)
-    assert outcome.timeline.messages("event") == [
+    assert [m for _, actor, m in outcome.timeline.events if actor == "event"] == [
         f"Pricing Job State Change: done {outcome.input_key}: 100 rows (0 with errors), "
         f"{parts} part(s), {event['seconds']} s"
     ]
