@@ -11,7 +11,8 @@ sleeps or polls; this emulator loops over its own work queue):
   which the event source mapping delivers to the same function as an SQS batch, again
   (ApproximateReceiveCount + 1) while it reports the record failed, 5 receives at most.
 - EventBridge: an upload under ``normal/`` submits the manager job (parameters S3bucket,
-  S3key); every FAILED Batch job becomes a "Batch Job State Change" event for the function.
+  S3key); every FAILED Batch job becomes a "Batch Job State Change" event for the function,
+  invoked asynchronously (so Lambda's retries and on-failure queue apply to it too).
 - Batch: submitted jobs (moto records them) run as processes, array children with their
   index, dependants only after their dependencies succeeded; the job definition's retry
   strategy retries host failures ("Host EC2*") up to 3 attempts and nothing else; a job
@@ -480,8 +481,6 @@ class Emulator:
                 self.timeline.add(actor, f"{outcome['action']}: {outcome['detail']}{tries}")
             return None
         self.timeline.add(actor, f"FAILED{tries}: {_error(payload)}")
-        if invocation.kind == "batch-event":
-            return None  # EventBridge's retries and dead letters are not emulated
         if invocation.attempt < LAMBDA_ATTEMPTS:
             invocation.attempt += 1  # same event, same request id
             return invocation
@@ -655,10 +654,12 @@ class Emulator:
         label = (
             "batch-event " + description["jobId"][:8] + (f":{index}" if index is not None else "")
         )
-        future = self.lambda_service.submit(Invocation("batch-event", event, label))
-        self.invocations += 1
-        kind, payload = future.result()
-        self._after_invocation(Invocation("batch-event", event, label), kind, payload)
+        # EventBridge invokes asynchronously: Lambda's retries and on-failure queue apply.
+        invocation: Invocation | None = Invocation("batch-event", event, label)
+        while invocation is not None:
+            self.invocations += 1
+            kind, payload = self.lambda_service.submit(invocation).result()
+            invocation = self._after_invocation(invocation, kind, payload)
         self._step("batch-event")
 
 
