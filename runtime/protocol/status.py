@@ -109,6 +109,21 @@ def progress(token: str, now: float, **fields: object) -> Transition:
     return update
 
 
+def count_parts(
+    token: str, now: float, done: int, missing: list[int], failed: list[dict]
+) -> Transition:
+    """Record parts done and failed. Part results only accumulate while a job runs, so a
+    count below the recorded one comes from a worker that looked earlier: it never wins."""
+
+    def update(current: dict | None) -> dict | None:
+        fields: dict[str, object] = {"failed_parts": failed}
+        if current is not None and done >= int(current.get("parts_done", 0)):
+            fields.update(parts_done=done, missing_parts=missing)
+        return progress(token, now, **fields)(current)
+
+    return update
+
+
 def finish(token: str, state: str, now: float, seen: dict, **fields: object) -> Transition:
     """End a running job in ``state``; declined when it is not this job's or not running."""
 

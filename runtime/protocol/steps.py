@@ -138,35 +138,13 @@ class JobSteps:
         if info is None:
             return self._vanished(bucket, key, path)
         version = info.version or info.etag
-        token = keys.job_token(bucket, key, version)
-        now = self.clock()
-        fresh = JobStatus(
-            input=f"s3://{bucket}/{key}",
-            token=token,
-            state=states.RUNNING,
-            path=path,
-            engine=self.config.engine,
-            version=version,
-            started_at=now,
-            updated_at=now,
-        )
-        seen: dict = {}
-        written = self.store.update_json(
-            self.bucket,
-            keys.status_key(key),
-            states.begin(fresh, self._newer_than(bucket, key, version), seen),
-        )
-        current = seen.get("current")
+        token, written, current = self._begin(bucket, key, path, version)
         if written is None:
             if not current or current.get("token") != token:
                 return Outcome("superseded", f"{key}: a newer upload of this key is priced")
             if current["state"] != states.RUNNING:
                 return Outcome("duplicate", f"upload {token} already {current['state']}")
             written = current  # a duplicate event, or the retry of a start that crashed
-        if "replaced" in seen:
-            replaced = dict(seen["replaced"], state=states.SUPERSEDED, finished_at=now)
-            replaced["error"] = f"superseded by a newer upload ({token})"
-            self._emit(replaced)
         job = _Job(bucket, key, token, int(written["generation"]))
         try:
             if info.size > self.config.max_bytes:
@@ -194,7 +172,38 @@ class JobSteps:
                 parts_done=1,
                 action="priced",
             )
-        return self._split(job, path, version, table, max_parts, now)
+        return self._split(job, path, version, table, max_parts, float(written["started_at"]))
+
+    def _begin(
+        self, bucket: str, key: str, path: str, version: str
+    ) -> tuple[str, dict | None, dict | None]:
+        """Take the key's status for the upload at ``version`` unless it has it already or
+        a newer upload does: (token, what was written or None, what was there before). A
+        running job of an older upload is superseded, and its one event published here."""
+        token = keys.job_token(bucket, key, version)
+        now = self.clock()
+        fresh = JobStatus(
+            input=f"s3://{bucket}/{key}",
+            token=token,
+            state=states.RUNNING,
+            path=path,
+            engine=self.config.engine,
+            version=version,
+            started_at=now,
+            updated_at=now,
+        )
+        seen: dict = {}
+        written = self.store.update_json(
+            self.bucket,
+            keys.status_key(key),
+            states.begin(fresh, self._newer_than(bucket, key, version), seen),
+        )
+        if "replaced" in seen:
+            replaced = dict(seen["replaced"], state=states.SUPERSEDED, finished_at=now)
+            replaced["seconds"] = round(now - float(replaced.get("started_at") or now), 3)
+            replaced["error"] = f"superseded by a newer upload ({token})"
+            self._emit(replaced)
+        return token, written, seen.get("current")
 
     def _split(
         self, job: _Job, path: str, version: str, table, max_parts: int, started_at: float
@@ -320,12 +329,12 @@ class JobSteps:
             self.store.update_json(
                 self.bucket,
                 keys.status_key(manifest.input_key),
-                states.progress(
+                states.count_parts(
                     manifest.token,
                     self.clock(),
-                    parts_done=len(done),
-                    missing_parts=states.missing_parts(manifest.parts, sorted(done)),
-                    failed_parts=self._failures(manifest),
+                    done=len(done),
+                    missing=states.missing_parts(manifest.parts, sorted(done)),
+                    failed=self._failures(manifest),
                 ),
             )
         except ConcurrentUpdateError:
@@ -422,25 +431,8 @@ class JobSteps:
         path = keys.path_of(key)
         info = self.store.head(bucket, key)
         version = (info.version or info.etag) if info else "deleted"
-        token = keys.job_token(bucket, key, version)
-        now = self.clock()
-        fresh = JobStatus(
-            input=f"s3://{bucket}/{key}",
-            token=token,
-            state=states.RUNNING,
-            path=path,
-            engine=self.config.engine,
-            version=version,
-            started_at=now,
-            updated_at=now,
-        )
-        seen: dict = {}
-        self.store.update_json(
-            self.bucket,
-            keys.status_key(key),
-            states.begin(fresh, self._newer_than(bucket, key, version), seen),
-        )
-        current = self.status(key)
+        token, written, before = self._begin(bucket, key, path, version)
+        current = written or before
         if current is None or current.get("token") != token:
             return Outcome("superseded", f"{key}: a newer upload owns the status")
         if current["state"] != states.RUNNING:

@@ -652,3 +652,20 @@ def test_a_machine_failure_is_not_turned_into_row_errors(make_steps, s3, sample_
         handle_object(make_steps(threshold=200, engine=out_of_memory), INPUT_BUCKET, FAST_KEY)
     assert read(s3, keys.result_key(FAST_KEY)) is None
     assert status_of(s3, FAST_KEY)["state"] == "running"
+
+
+def test_a_newer_upload_that_never_started_still_supersedes_the_running_job(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=50)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    run_job(steps, MANAGER_ENV)
+    first = status_of(s3, NORMAL_KEY)["token"]
+    upload(s3, NORMAL_KEY, sample_bytes)  # B: EventBridge could not submit its manager
+    dead_letter = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key=NORMAL_KEY)
+    lambda_handler.handle_sqs(steps, sqs_event(dead_letter)["Records"])
+    assert [(e["token"] == first, e["state"]) for e in events] == [
+        (True, "superseded"),
+        (False, "failed"),
+    ]
+    assert status_of(s3, NORMAL_KEY)["supersedes"] == first
