@@ -52,9 +52,19 @@ def configure(level: str) -> None:
 
 @contextlib.contextmanager
 def job_context(**fields: str) -> Iterator[None]:
-    """Every log line inside carries these fields (token, inputKey)."""
+    """Every log line inside carries these fields (token, inputKey), and whatever
+    ``annotate`` adds inside; the fields end with the block (a warm Lambda's next
+    invocation starts clean)."""
     reset = _JOB.set({**(_JOB.get() or {}), **{k: v for k, v in fields.items() if v}})
     try:
         yield
     finally:
         _JOB.reset(reset)
+
+
+def annotate(**fields: str) -> None:
+    """Add fields to the enclosing ``job_context`` once they are known (a job's token is
+    known only after its upload was read). Outside a context, nothing to annotate."""
+    current = _JOB.get()
+    if current is not None:
+        current.update({k: v for k, v in fields.items() if v})

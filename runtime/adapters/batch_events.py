@@ -55,7 +55,7 @@ def parse(event: dict) -> BatchFailure | None:
     job_id = str(detail.get("jobId", ""))
     reason = _reason(detail)
     label = {MANAGER: "the manager job", MERGE: "the merge job", ARRAY: "the array job"}.get(
-        role or MANAGER, f"Batch job {job_id}"
+        role or MANAGER, "Batch job"
     )
     return BatchFailure(
         role=role or MANAGER,

@@ -92,27 +92,27 @@ def run(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any = 
     manifest = steps.load_manifest(keys.NORMAL, job.token)
     if manifest is None:
         return Outcome("skipped", "no manifest: the job was already merged and cleaned up")
-    with logs.job_context(token=job.token, inputKey=manifest.input_key):
-        if job.role == ROLE_CHILD:
-            index = job.part_index
-            if index is None:
-                raise BatchJobError("a child needs AWS_BATCH_JOB_ARRAY_INDEX or PART_INDEXES")
-            try:
-                return steps.price_part(manifest, index, claimant=None)
-            except Exception as exc:
-                error = f"attempt {job.attempt}: {type(exc).__name__}: {exc}"
-                steps.record_part_failure(manifest, index, error, final=True)
-                raise BatchJobError(f"{keys.part_name(index)} failed, {error}") from exc
-        if job.role == ROLE_MERGE:
-            # Batch keeps the job id across attempts: a retried merge resumes its own claim.
-            outcome = steps.merge(manifest, claimant=f"batch-merge-{job.job_id or 'local'}")
-            if outcome.action == "incomplete":
-                # dependsOn guarantees every child succeeded; a gap means parts were lost.
-                steps.fail_job(
-                    manifest.input_key, job.token, f"cannot merge: {outcome.detail}", keys.NORMAL
-                )
-                raise BatchJobError(f"cannot merge: {outcome.detail}")
-            return outcome
+    logs.annotate(inputKey=manifest.input_key)
+    if job.role == ROLE_CHILD:
+        index = job.part_index
+        if index is None:
+            raise BatchJobError("a child needs AWS_BATCH_JOB_ARRAY_INDEX or PART_INDEXES")
+        try:
+            return steps.price_part(manifest, index, claimant=None)
+        except Exception as exc:
+            error = f"attempt {job.attempt}: {type(exc).__name__}: {exc}"
+            steps.record_part_failure(manifest, index, error, final=True)
+            raise BatchJobError(f"{keys.part_name(index)} failed, {error}") from exc
+    if job.role == ROLE_MERGE:
+        # Batch keeps the job id across attempts: a retried merge resumes its own claim.
+        outcome = steps.merge(manifest, claimant=f"batch-merge-{job.job_id or 'local'}")
+        if outcome.action == "incomplete":
+            # dependsOn guarantees every child succeeded; a gap means parts were lost.
+            steps.fail_job(
+                manifest.input_key, job.token, f"cannot merge: {outcome.detail}", keys.NORMAL
+            )
+            raise BatchJobError(f"cannot merge: {outcome.detail}")
+        return outcome
     raise BatchJobError(f"BATCH_ROLE={job.role!r} is not one of {ROLE_CHILD}, {ROLE_MERGE}")
 
 
@@ -168,10 +168,11 @@ def main(argv: list[str]) -> int:
         return 2
     bucket, key = argv
     steps = JobSteps(ObjectStore(), config, events=EventBridgeSink())
-    try:
-        outcome = run(steps, bucket, key, job)
-    except (BatchJobError, ValueError) as exc:
-        log.error("%s", exc)
-        return 1
-    log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
+    with logs.job_context(token=job.token, inputKey=key):
+        try:
+            outcome = run(steps, bucket, key, job)
+        except (BatchJobError, ValueError) as exc:
+            log.error("%s", exc)
+            return 1
+        log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
     return 0

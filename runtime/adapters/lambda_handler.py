@@ -71,16 +71,16 @@ def handle_object(
     manifest = steps.load_manifest(keys.FAST, token)
     if manifest is None:
         return Outcome("ignored", f"{key}: no job is waiting for this part")
-    with logs.job_context(token=token, inputKey=manifest.input_key):
-        try:
-            return steps.price_part(manifest, index, claimant=_claimant(index, invocation_id))
-        except PartLost as exc:
-            return steps.record_part_failure(manifest, index, str(exc), final=True)
-        except Exception as exc:
-            # Lambda retries this invocation; the status shows the failure meanwhile, and the
-            # on-failure queue makes it final once the retries are spent.
-            steps.record_part_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
-            raise
+    logs.annotate(token=token, inputKey=manifest.input_key)
+    try:
+        return steps.price_part(manifest, index, claimant=_claimant(index, invocation_id))
+    except PartLost as exc:
+        return steps.record_part_failure(manifest, index, str(exc), final=True)
+    except Exception as exc:
+        # Lambda retries this invocation; the status shows the failure meanwhile, and the
+        # on-failure queue makes it final once the retries are spent.
+        steps.record_part_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
+        raise
 
 
 def _claimant(index: int, invocation_id: str | None) -> str:
@@ -97,8 +97,13 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
         else str(response)
     )
     reason = f"failed on all {request.get('approximateInvokeCount', '?')} attempts: {error}"
+    payload = record.get("requestPayload") or {}
+    if isinstance(payload, dict) and payload.get("source") == "aws.batch":
+        # EventBridge invokes the function asynchronously too: a Batch failure event whose
+        # handling failed every time is handled once more here (it is idempotent).
+        return [handle_batch_event(steps, payload)]
     outcomes = []
-    for bucket, key in s3_objects(record.get("requestPayload") or {}):
+    for bucket, key in s3_objects(payload if isinstance(payload, dict) else {}):
         if not keys.is_fast_part(key):
             outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}"))
             continue
@@ -148,18 +153,18 @@ def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
     failure = batch_events.parse(event)
     if failure is None:
         return Outcome("ignored", "not a failed job of this pipeline")
-    with logs.job_context(token=failure.token, inputKey=failure.input_key):
-        if failure.role == batch_events.MANAGER:
-            return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
-        manifest = steps.load_manifest(keys.NORMAL, failure.token)
-        if failure.role == batch_events.CHILD and failure.index is not None and manifest:
-            return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
-        reason = failure.reason
-        if failure.role == batch_events.ARRAY and manifest:
-            # The array fails with its first failed child, whose own event may come later.
-            missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
-            reason = f"{reason}; parts without a result: {missing[:20]}"
-        return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
+    logs.annotate(token=failure.token, inputKey=failure.input_key)
+    if failure.role == batch_events.MANAGER:
+        return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
+    manifest = steps.load_manifest(keys.NORMAL, failure.token)
+    if failure.role == batch_events.CHILD and failure.index is not None and manifest:
+        return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
+    reason = failure.reason
+    if failure.role == batch_events.ARRAY and manifest:
+        # The array fails with its first failed child, whose own event may come later.
+        missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
+        reason = f"{reason}; parts without a result: {missing[:20]}"
+    return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
 
 
 def _attribute(attributes: dict, name: str) -> str:
@@ -172,18 +177,23 @@ def handle_sqs(steps: JobSteps, records: list[dict]) -> dict[str, Any]:
     failures = []
     for record in records:
         try:
-            body = json.loads(record.get("body") or "{}")
-            receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-            if "requestContext" in body:
-                outcomes = handle_exhausted(steps, body, last_receive=receives >= _LAST_RECEIVE)
-            else:
-                outcomes = handle_dead_letter(steps, body, record.get("messageAttributes", {}))
-            for outcome in outcomes:
-                log.info("failure path %s: %s", outcome.action, outcome.detail)
+            with logs.job_context():
+                _handle_record(steps, record)
         except Exception:
             log.exception("could not handle failure record %s", record.get("messageId"))
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}
+
+
+def _handle_record(steps: JobSteps, record: dict) -> None:
+    body = json.loads(record.get("body") or "{}")
+    receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    if "requestContext" in body:
+        outcomes = handle_exhausted(steps, body, last_receive=receives >= _LAST_RECEIVE)
+    else:
+        outcomes = handle_dead_letter(steps, body, record.get("messageAttributes", {}))
+    for outcome in outcomes:
+        log.info("failure path %s: %s", outcome.action, outcome.detail)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -193,15 +203,19 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)
     if event.get("source") == "aws.batch":
-        outcome = handle_batch_event(steps, event)
-        log.info("batch event %s: %s", outcome.action, outcome.detail)
+        with logs.job_context():
+            outcome = handle_batch_event(steps, event)
+            log.info("batch event %s: %s", outcome.action, outcome.detail)
         return {"outcomes": [{"action": outcome.action, "detail": outcome.detail}]}
     outcomes = []
     for bucket, key in s3_objects(event):
-        try:
-            outcome = handle_object(steps, bucket, key, getattr(context, "aws_request_id", None))
-        except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
-            outcome = Outcome("ignored", f"{key}: {exc}")
-        log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
+        with logs.job_context(inputKey=key):
+            try:
+                outcome = handle_object(
+                    steps, bucket, key, getattr(context, "aws_request_id", None)
+                )
+            except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
+                outcome = Outcome("ignored", f"{key}: {exc}")
+            log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
         outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})
     return {"outcomes": outcomes}

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from runtime import logs
 from runtime.core import keys
 from runtime.core.csvio import FileError, read_table, result_header, write_csv
 from runtime.core.keys import FAST
@@ -139,6 +140,7 @@ class JobSteps:
             return self._vanished(bucket, key, path)
         version = info.version or info.etag
         token, written, current = self._begin(bucket, key, path, version)
+        logs.annotate(token=token, inputKey=key)
         if written is None:
             if not current or current.get("token") != token:
                 return Outcome("superseded", f"{key}: a newer upload of this key is priced")
@@ -356,6 +358,9 @@ class JobSteps:
         self, manifest: Manifest, index: int, error: str, final: bool
     ) -> Outcome:
         """Make a part's failure visible; ``final`` (no retry follows) fails the job."""
+        stopped = self._stopped(self._job(manifest))
+        if stopped:  # a late report of a job that already ended or was replaced
+            return Outcome("stopped", f"{keys.part_name(index)}: {stopped}", manifest)
         failure = {"part": index, "error": error, "final": final, "at": self.clock()}
         self.store.put_json(
             self.bucket, keys.part_failure_key(manifest.path, manifest.token, index), failure
@@ -376,6 +381,9 @@ class JobSteps:
         stopped = self._stopped(job)
         if stopped:
             return Outcome("stopped", f"merge: {stopped}", manifest)
+        missing = sorted(set(range(manifest.parts)) - self.finished_parts(manifest))
+        if missing:  # checked before the claim, so a merge that cannot run holds no lock
+            return Outcome("incomplete", f"parts {missing[:10]} have no result", manifest)
         lock = keys.lock_key(manifest.path, manifest.token)
         claimed = self.store.put_if_absent(self.bucket, lock, claimant.encode())
         if not claimed and self.store.get(self.bucket, lock) != claimant.encode():
@@ -477,9 +485,9 @@ class JobSteps:
             )
         path = current["path"]
         token = current["token"]
-        self.store.delete(
-            self.bucket, self.store.list_keys(self.bucket, keys.failures_prefix(path, token))
-        )
+        # The retry's merge is a new claimant: a claim left by a merge that failed must go.
+        stale = self.store.list_keys(self.bucket, keys.failures_prefix(path, token))
+        self.store.delete(self.bucket, [*stale, keys.lock_key(path, token)])
         return Outcome(
             "reopened", input_key, self.load_manifest(path, token), status=self.status(input_key)
         )

@@ -386,11 +386,6 @@ class Jobs:
             reopened = self.steps.reopen(key)
             if reopened.action != "reopened":
                 raise CommandError(f"{key} could not be reopened: {reopened.detail}")
-            if manifest is not None:
-                # Workaround until reopen does it: a merge that claimed the lock and then
-                # failed (killed, or parts missing) keeps it, and the retry's merge (a new
-                # claimant) would lose to it forever, leaving the job running.
-                self.store.delete(self.target.result_bucket, [keys.lock_key(path, token)])
             what = (
                 f"{_parts(parts)} of {manifest.parts} and the merge"
                 if manifest is not None and parts

@@ -669,3 +669,80 @@ def test_a_newer_upload_that_never_started_still_supersedes_the_running_job(
         (False, "failed"),
     ]
     assert status_of(s3, NORMAL_KEY)["supersedes"] == first
+
+
+def test_a_batch_event_whose_handling_failed_every_time_is_handled_from_its_record(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=50)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    run_job(steps, MANAGER_ENV)
+    _, merge_job = submitted_jobs()
+    batch_event = batch_failure(merge_job, "Essential container in task exited", "OutOfMemoryError")
+    record = aws_event(
+        "lambda-destination-on-failure",
+        request_id="req-1",
+        request_payload=batch_event,
+        error_message="throttled",
+        error_type="ThrottlingException",
+    )
+    lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
+    assert status_of(s3, NORMAL_KEY)["state"] == "failed"
+    assert [e["state"] for e in events] == ["failed"]
+
+
+def test_a_retry_after_a_merge_that_failed_holding_its_claim_ends_done(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=50)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    run_job(steps, MANAGER_ENV)
+    array_job, merge_job = submitted_jobs()
+    for index in range(2):
+        run_job(steps, {**job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)})
+    s3.put_object(
+        Bucket=RESULT_BUCKET,
+        Key=keys.lock_key("normal", status_of(s3, NORMAL_KEY)["token"]),
+        Body=b"batch-merge-JOB1",
+    )
+    lambda_handler.handle_batch_event(
+        steps, batch_failure(merge_job, "Essential container in task exited")
+    )
+    assert steps.reopen(NORMAL_KEY).action == "reopened"
+    retried = {**job_environment(merge_job), "AWS_BATCH_JOB_ID": "JOB2"}
+    assert run_job(steps, retried).action == "merged"
+    assert [e["state"] for e in events] == ["failed", "done"]
+
+
+def test_every_log_line_of_a_job_carries_its_token(aws, monkeypatch, s3, sample_bytes):
+    import logging
+
+    from runtime.logs import JsonFormatter
+
+    class Lines(logging.Handler):  # formats as each line is written, like Lambda's handler
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[dict] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.name.startswith("runtime"):
+                self.lines.append(json.loads(JsonFormatter().format(record)))
+
+    monkeypatch.setenv("RESULT_BUCKET", RESULT_BUCKET)
+    monkeypatch.setenv("THRESHOLD", "50")
+    lambda_handler._steps.cache_clear()
+    capture = Lines()
+    logging.getLogger().addHandler(capture)
+    try:
+        upload(s3, FAST_KEY, sample_bytes)
+        lambda_handler.handler(s3_notification(INPUT_BUCKET, FAST_KEY))
+        token = status_of(s3, FAST_KEY)["token"]
+        for part in fast_parts(s3, token):
+            lambda_handler.handler(s3_notification(INPUT_BUCKET, part))
+    finally:
+        logging.getLogger().removeHandler(capture)
+        lambda_handler._steps.cache_clear()
+    assert len(capture.lines) >= 4 and status_of(s3, FAST_KEY)["state"] == "done"
+    assert {(line.get("token"), line.get("inputKey")) for line in capture.lines} == {
+        (token, FAST_KEY)
+    }
