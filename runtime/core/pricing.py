@@ -29,7 +29,7 @@ Progress = Callable[[int], None]
 # With a progress bar, up to this many updates per file, but batches of at least
 # _MIN_BATCH options, so vectorised and multi-process engines still see real batches.
 _PROGRESS_STEPS = 50
-_MIN_BATCH = 32
+_MIN_BATCH = 256
 
 # Tolerance of the no-arbitrage check: STD_ERRORS standard errors of a Monte Carlo price,
 # plus RELATIVE_SLACK of max(underlying, strike) for the deterministic engines' own

@@ -209,7 +209,11 @@ def _quote_mc(spec: OptionSpec, greeks: bool) -> Quote:
         price, sensitivities = _analytic(setup)
         return Quote(price, 0.0, greeks=sensitivities if greeks else None)
     option = setup.use(_mc_engine(setup.process)).option
-    price, std_error = option.NPV(), option.errorEstimate()
+    # QuantLib's Monte Carlo exercises on its time grid, never at once, so a deep
+    # in-the-money put can come out a little below its payoff; exercising now is always
+    # allowed, so the American value is at least that (and the no-arbitrage check agrees).
+    payoff = max(0.0, (spec.spot - spec.strike) if spec.is_call else (spec.strike - spec.spot))
+    price, std_error = max(option.NPV(), payoff), option.errorEstimate()
     if not greeks:
         return Quote(price, std_error)
     setup.use(_mc_engine(setup.process, MC_GREEK_SAMPLES))

@@ -127,7 +127,10 @@ def book(count: int) -> list[OptionSpec]:
 
 
 @pytest.fixture
-def fresh_pool():
+def fresh_pool(monkeypatch):
+    # Small books keep these tests fast: let lsm use two workers from 16 options a worker
+    # (in production, at 0.5-3 ms an option, a worker pays for itself from 64).
+    monkeypatch.setitem(parallel.MIN_OPTIONS_PER_WORKER, "lsm", 16)
     parallel.shutdown()
     yield
     parallel.shutdown()
