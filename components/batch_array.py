@@ -35,15 +35,6 @@ NORMAL_KEY_WILDCARDS = [f"{NORMAL_PREFIX}*{suffix}" for suffix in shared.CSV_SUF
 UNSAFE_KEY_CHARACTERS = ('"', "\\\\")
 UNSAFE_KEY_WILDCARDS = [f"{NORMAL_PREFIX}*{character}*" for character in UNSAFE_KEY_CHARACTERS]
 
-READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
-RESULT_ACTIONS = [
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:PutObject",
-    "s3:DeleteObject",
-    "s3:DeleteObjectVersion",
-    "s3:AbortMultipartUpload",  # boto3 aborts a failed multipart upload itself
-]
 
 # Retry strategy: only infrastructure interruptions are retried; anything else (a pricing
 # error, a bad file) would fail the same way again. Status reasons AWS Batch reports:
@@ -325,8 +316,8 @@ class BatchArrayPath(pulumi.ComponentResource):
                 # (versions included); list both buckets; SubmitJob on this queue and job
                 # definition. No batch:TagResource: the manager's SubmitJob carries no tags
                 # (propagateTags copies the definition's tags to the ECS tasks on Batch's side).
-                iam.s3_object_statement("InputRead", inp, [NORMAL_PREFIX], READ_ACTIONS),
-                iam.s3_object_statement("Result", res, [NORMAL_PREFIX], RESULT_ACTIONS),
+                iam.s3_object_statement("InputRead", inp, [NORMAL_PREFIX], iam.S3_READ_ACTIONS),
+                iam.s3_object_statement("Result", res, [NORMAL_PREFIX], iam.S3_RESULT_ACTIONS),
                 # Both buckets, no prefix condition: see iam.s3_list_statement.
                 iam.s3_list_statement("List", [inp, res]),
                 submit,

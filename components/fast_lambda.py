@@ -19,17 +19,8 @@ MAX_EVENT_AGE_SECONDS = 6 * 3600
 INPUT_READ_PREFIXES = ("fast/", "normal/")  # normal/: it records failures of normal-path jobs
 RESULT_PREFIXES = ("fast/", "normal/")
 PARTS_PREFIX = "fast/_parts/"
-READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
 # AbortMultipartUpload: boto3 uploads large objects in parts and aborts a failed upload itself.
 PART_WRITE_ACTIONS = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
-RESULT_ACTIONS = [
-    "s3:GetObject",
-    "s3:GetObjectVersion",
-    "s3:PutObject",
-    "s3:DeleteObject",
-    "s3:DeleteObjectVersion",
-    "s3:AbortMultipartUpload",
-]
 
 
 def role_name(name_prefix: str) -> str:
@@ -94,9 +85,9 @@ class FastLambdaPath(pulumi.ComponentResource):
             description="Fast-path pricing Lambda (mc-pricing)",
             policy_name="fast-path",
             statements=[
-                iam.s3_object_statement("InputRead", inp, INPUT_READ_PREFIXES, READ_ACTIONS),
+                iam.s3_object_statement("InputRead", inp, INPUT_READ_PREFIXES, iam.S3_READ_ACTIONS),
                 iam.s3_object_statement("InputParts", inp, [PARTS_PREFIX], PART_WRITE_ACTIONS),
-                iam.s3_object_statement("Result", res, RESULT_PREFIXES, RESULT_ACTIONS),
+                iam.s3_object_statement("Result", res, RESULT_PREFIXES, iam.S3_RESULT_ACTIONS),
                 # Both buckets, no prefix condition: see iam.s3_list_statement.
                 iam.s3_list_statement("List", [inp, res]),
                 iam.log_write_statement("Logs", log_group.arn),

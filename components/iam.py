@@ -29,6 +29,17 @@ UNSCOPED_ACTIONS = frozenset(
 
 LOG_WRITE_ACTIONS = ["logs:CreateLogStream", "logs:PutLogEvents"]
 
+# The job protocol's object access (docs/protocol.md, "Roles"): reads pin versions, and the
+# result bucket's writers delete exactly the version they wrote when a job was superseded.
+S3_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectVersion"]
+S3_RESULT_ACTIONS = [
+    *S3_READ_ACTIONS,
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",  # boto3 aborts a failed multipart upload itself
+]
+
 
 @dataclass(frozen=True)
 class AccountInfo:

@@ -172,24 +172,21 @@ def _analytic(setup: _Setup) -> tuple[float, Greeks]:
 
 
 def _mc_engine(process: ql.BlackScholesMertonProcess, samples: int | None = None):
-    if samples is not None:  # fixed paths: common random numbers across bumps
-        return ql.MCAmericanEngine(
-            process,
-            "PseudoRandom",
-            timeSteps=MC_TIME_STEPS,
-            antitheticVariate=True,
-            nCalibrationSamples=MC_CALIBRATION_SAMPLES,
-            requiredSamples=samples,
-            seed=MC_SEED,
-        )
+    """The workshop's settings; with ``samples``, a fixed number of paths instead of the
+    tolerance (common random numbers across the bumps of the Greeks)."""
+    stop = (
+        {"requiredTolerance": MC_REQUIRED_TOLERANCE}
+        if samples is None
+        else {"requiredSamples": samples}
+    )
     return ql.MCAmericanEngine(
         process,
         "PseudoRandom",
         timeSteps=MC_TIME_STEPS,
         antitheticVariate=True,
         nCalibrationSamples=MC_CALIBRATION_SAMPLES,
-        requiredTolerance=MC_REQUIRED_TOLERANCE,
         seed=MC_SEED,
+        **stop,
     )
 
 

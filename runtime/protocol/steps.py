@@ -184,16 +184,7 @@ class JobSteps:
         running job of an older upload is superseded, and its one event published here."""
         token = keys.job_token(bucket, key, version)
         now = self.clock()
-        fresh = JobStatus(
-            input=f"s3://{bucket}/{key}",
-            token=token,
-            state=states.RUNNING,
-            path=path,
-            engine=self.config.engine,
-            version=version,
-            started_at=now,
-            updated_at=now,
-        )
+        fresh = self._new_status(bucket, key, path, version, now)
         seen: dict = {}
         written = self.store.update_json(
             self.bucket,
@@ -574,18 +565,26 @@ class JobSteps:
     def _emit(self, status: dict) -> None:
         self.events.publish(job_event_detail(status, self.bucket, self.config.region))
 
-    def _emit_without_status(self, bucket: str, key: str, path: str, reason: str) -> None:
-        now = self.clock()
-        status = JobStatus(
+    def _new_status(self, bucket: str, key: str, path: str, version: str, now: float) -> JobStatus:
+        return JobStatus(
             input=f"s3://{bucket}/{key}",
-            token=keys.job_token(bucket, key, "unprocessable"),
-            state=states.FAILED,
+            token=keys.job_token(bucket, key, version),
+            state=states.RUNNING,
             path=path,
             engine=self.config.engine,
-            error=reason,
+            version=version,
             started_at=now,
-            finished_at=now,
-            seconds=0.0,
+            updated_at=now,
+        )
+
+    def _emit_without_status(self, bucket: str, key: str, path: str, reason: str) -> None:
+        now = self.clock()
+        status = self._new_status(bucket, key, path, "unprocessable", now)
+        status.state, status.error, status.finished_at, status.seconds = (
+            states.FAILED,
+            reason,
+            now,
+            0.0,
         )
         self._emit(status.to_dict())
 
