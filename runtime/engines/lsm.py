@@ -1,6 +1,6 @@
 """``lsm``: American Monte Carlo in numpy, vectorised across a batch, with Greeks on request.
 
-Model and conventions are the QuantLib reference's (DESIGN.md "Reference pricing"):
+Model and conventions are the QuantLib reference's (docs/performance.md, "Conventions"):
 Black-Scholes-Merton with a flat rate and a flat continuous dividend yield, time in
 Actual/365 Fixed from settlement to maturity; the spot is the settlement-date spot and the
 price a settlement-date value (QuantLib's curves start at settlement), and an option whose

@@ -1,6 +1,6 @@
 """QuantLib engines: the workshop's Monte Carlo (``mc``) and two fast references.
 
-``mc`` keeps the reference workload's settings exactly (DESIGN.md "Reference pricing"),
+``mc`` keeps the reference workload's settings exactly (docs/performance.md, "Conventions"),
 so its figures compare one to one with the workshop's.
 
 Every engine prices a flat dividend yield (a flat dividend curve from settlement, like the

@@ -33,7 +33,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402 - after the thread settings above
-import csv  # noqa: E402
 import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import pickle  # noqa: E402
@@ -48,9 +47,19 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from runtime.core.csvio import (  # noqa: E402
+    parse_rows,
+    read_table,
+    result_header,
+    result_records,
+    write_csv,
+)
+from runtime.core.manifest import merge_results, plan_parts  # noqa: E402
 from runtime.core.options import Greeks, OptionSpec, Quote  # noqa: E402
 from runtime.engines import get_engine  # noqa: E402
 from runtime.engines.cpus import available_cpus  # noqa: E402
+from runtime.engines.parallel import shutdown  # noqa: E402
+from runtime.tools.generate import generate_portfolio  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "EquityOption-100.csv"
 SETS = ("sample", "ls", "portfolio", "dividends")
@@ -69,32 +78,9 @@ GREEK_TOLERANCE = {
 
 
 def sample_options(path: Path = SAMPLE) -> list[OptionSpec]:
-    """The sample file's valid rows, through the project's CSV parser when it is there."""
-    data = path.read_bytes()
-    try:
-        from runtime.core.csvio import parse_rows, read_table
-
-        return [row.option for row in parse_rows(read_table(data)) if row.option is not None]
-    except ImportError:  # minimal fallback: the workshop's columns and date format
-        options = []
-        for record in csv.DictReader(data.decode("utf-8-sig").splitlines()):
-
-            def day(text: str) -> dt.date:
-                return dt.datetime.strptime(text.strip(), "%m/%d/%Y").date()
-
-            options.append(
-                OptionSpec(
-                    today=day(record["todaysDate"]),
-                    settlement=day(record["settlementDate"]),
-                    maturity=day(record["maturityDate"]),
-                    is_call=record["optionType"].strip().lower() == "call",
-                    spot=float(record["underlying"]),
-                    strike=float(record["strike"]),
-                    rate=float(record["riskFreeRate"]),
-                    volatility=float(record["volatility"]),
-                )
-            )
-        return options
+    """The sample file's valid rows, through the project's CSV parser."""
+    rows = parse_rows(read_table(path.read_bytes()))
+    return [row.option for row in rows if row.option is not None]
 
 
 def longstaff_schwartz_puts() -> list[OptionSpec]:
@@ -625,18 +611,6 @@ def cold_start(label: str, runs: int) -> tuple[float, float]:
 
 def split_merge_throughput(rows: int, threshold: int) -> list[str]:
     """The job protocol's pure steps on a generated file: split into parts, merge results."""
-    try:
-        from runtime.core.csvio import (
-            parse_rows,
-            read_table,
-            result_header,
-            result_records,
-            write_csv,
-        )
-        from runtime.core.manifest import merge_results, plan_parts
-        from runtime.tools.generate import generate_portfolio
-    except ImportError as exc:
-        return [f"split/merge: skipped ({exc})"]
     _log(f"[split/merge] generating {rows} rows")
     data = generate_portfolio(rows)
     start = time.perf_counter()
@@ -801,12 +775,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         for line in starts + extra:
             print(f"- {line}")
-    try:
-        from runtime.engines.parallel import shutdown
-
-        shutdown()
-    except ImportError:
-        pass
+    shutdown()
     return 0
 
 

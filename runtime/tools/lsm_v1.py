@@ -10,7 +10,7 @@ Original docstring:
 
 ``lsm``: Longstaff-Schwartz American Monte Carlo in numpy, vectorised across a batch.
 
-Conventions are the QuantLib reference's (DESIGN.md "Reference pricing"): time is
+Conventions are the QuantLib reference's (docs/performance.md, "Conventions"): time is
 Actual/365 Fixed from settlement to maturity, the flat rate discounts from settlement, no
 dividends, and an option whose maturity is on or before todaysDate is worth 0. QuantLib's
 curves start at the settlement date, so the spot is read as the value at settlement and the
