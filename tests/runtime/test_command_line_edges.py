@@ -65,3 +65,12 @@ def test_price_prints_progress_lines_into_a_pipe(tmp_path):
     assert lines[-2] == "progress: 100 of 100 options"
     assert lines[-1].startswith("priced 100 of 100 rows (0 with errors) with qdfp")
     assert "\r" not in done.stderr  # no bar redraws in a log
+
+
+def test_price_gives_the_first_releases_bytes_for_the_workshops_file(tmp_path):
+    # tests/fixtures/EquityOption-100.qdfp-result-v1.csv is the first release's simulate
+    # output for the sample (qdfp: deterministic): the CSV contract has not moved.
+    out = tmp_path / "out.csv"
+    assert run("price", str(SAMPLE), "-o", str(out), "--engine", "qdfp").returncode == 0
+    expected = ROOT / "tests" / "fixtures" / "EquityOption-100.qdfp-result-v1.csv"
+    assert out.read_bytes() == expected.read_bytes()
