@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--threshold", type=positive_int, default=None)
     simulate.add_argument("--workers", type=positive_int, default=4)
     simulate.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    simulate.add_argument(
+        "--greeks", action="store_true", help="the stack setting greeks: add the Greek columns"
+    )
     simulate.add_argument("-o", "--out", type=Path)
     simulate.add_argument(
         "--fault", action="append", default=[], type=_fault, metavar="FAULT", help=FAULT_HELP
@@ -116,6 +119,7 @@ def main(argv: list[str]) -> int:
                 endpoint=args.endpoint_url,
                 keep=args.keep,
                 logs=args.logs,
+                greeks=args.greeks,
             )
         if args.command == "jobs":
             from runtime.tools.jobs import main as jobs

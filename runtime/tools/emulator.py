@@ -82,12 +82,16 @@ RETRY_STRATEGY = {
 _KILLED_EXIT_CODE = 137  # what Batch reports for a container killed by SIGKILL
 
 
-def runtime_environment(cloud: LocalCloud, threshold: int | None, engine: str) -> dict[str, str]:
-    """The environment the Pulumi program gives Lambda and the job definition."""
+def runtime_environment(
+    cloud: LocalCloud, threshold: int | None, engine: str, greeks: bool = False
+) -> dict[str, str]:
+    """The environment the Pulumi program gives Lambda and the job definition (what is
+    not set here has the runtime's defaults, which are the stacks')."""
     environment = {
         **cloud.environment,
         "RESULT_BUCKET": RESULT_BUCKET,
         "ENGINE": engine,
+        "GREEKS": "true" if greeks else "false",
         "JOB_QUEUE": JOB_QUEUE,
         "JOB_DEFINITION": JOB_DEFINITION,
         "AWS_REGION": REGION,

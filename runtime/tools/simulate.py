@@ -85,6 +85,7 @@ def run_simulation(
     on_invoked: Callable[..., None] | None = None,
     keep: Callable[[LocalCloud, SimulationResult], None] | None = None,
     logs: Path | None = None,
+    greeks: bool = False,
 ) -> SimulationResult:
     """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` and run the whole flow
     (against the server at ``endpoint``, or a fresh embedded one); ``keep`` is called with
@@ -92,7 +93,7 @@ def run_simulation(
     check_faults(list(faults or []), path)
     with _cloud(endpoint) as cloud:
         cloud.create_stack()
-        environment = runtime_environment(cloud, threshold, engine)
+        environment = runtime_environment(cloud, threshold, engine, greeks)
         key = f"{path}/{time.strftime('%Y%m%d-%H%M%S')}/{name}"
         timeline = Timeline(echo=echo)
         store = ObjectStore(cloud.client("s3"))
@@ -144,6 +145,7 @@ def simulate(
     endpoint: str | None = None,
     keep: bool = False,
     logs: Path | None = None,
+    greeks: bool = False,
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result; otherwise one line with
     the status' reason (failed, cancelled, superseded) or what is missing."""
@@ -184,6 +186,7 @@ def simulate(
             endpoint=endpoint,
             keep=keep_serving if keep else None,
             logs=logs,
+            greeks=greeks,
         )
     except LocalCloudUnavailable as exc:
         raise CommandError(str(exc)) from exc

@@ -165,3 +165,25 @@ def test_submit_without_pulumi_or_flags_explains_what_to_do(monkeypatch):
     monkeypatch.setattr(submit.shutil, "which", lambda name: None)
     with pytest.raises(CommandError, match="pulumi CLI is not on PATH"):
         submit.stack_buckets("us-east-1")
+
+
+def test_greeks_through_the_split_path_equal_price_greeks_on_the_whole_file():
+    outcome = run_simulation(
+        SAMPLE.read_bytes(),
+        SAMPLE.name,
+        "fast",
+        threshold=40,
+        workers=2,
+        engine="qdfp",
+        greeks=True,
+    )
+    assert outcome.status["state"] == "done"
+    whole = price_table(read_table(SAMPLE.read_bytes()), parallel_engine("qdfp"), greeks=True).csv
+    assert outcome.result == whole
+    assert read_table(outcome.result, is_result=True).header[-6:-1] == [
+        "delta",
+        "gamma",
+        "vega",
+        "theta",
+        "rho",
+    ]
