@@ -381,7 +381,8 @@ class Emulator:
         self.job_events: list[dict] = []
         self.lambda_service = LambdaService(self, workers)
         self.invocations = 0
-        self.seen_keys: set[str] = set()
+        # Every PUT is an S3 event, a re-upload or an overwrite too: versions, not keys.
+        self.seen_versions: set[tuple[str, str]] = set()
         self.jobs: dict[str, BatchJob] = {}
         self.drain_job_events(show=False)  # events of earlier runs are not this run's
         for job in self._discover():  # nor are jobs submitted before this emulator started
@@ -425,15 +426,12 @@ class Emulator:
     # -- the fast path ------------------------------------------------------------------
 
     def upload_event(self, key: str) -> Invocation:
-        self.seen_keys.add(key)
+        self.seen_versions |= {v for v in self._fast_csv_versions() if v[0] == key}
         return Invocation("s3", s3_event(INPUT_BUCKET, key), key.rsplit("/", 1)[-1])
 
     def run_lambda(self, invocations: list[Invocation]) -> None:
         """Run invocations and everything they cause, until Lambda's queue is empty."""
-        self.seen_keys |= set(self._fast_csv_keys())
-        for invocation in invocations:
-            if invocation.kind == "s3":
-                self.seen_keys.add(_key_of(invocation.event))
+        self.seen_versions |= set(self._fast_csv_versions())
         pending: dict[Future, tuple[int, Invocation]] = {}
 
         def start(invocation: Invocation) -> None:
@@ -452,9 +450,9 @@ class Emulator:
                 if follow_up is not None:
                     start(follow_up)
                 self._step(invocation.kind)
-            for key in self._fast_csv_keys():
-                if key not in self.seen_keys:
-                    self.seen_keys.add(key)
+            for key, version in self._fast_csv_versions():
+                if (key, version) not in self.seen_versions:
+                    self.seen_versions.add((key, version))
                     start(Invocation("s3", s3_event(INPUT_BUCKET, key), key.rsplit("/", 1)[-1]))
 
     def _after_invocation(
@@ -500,19 +498,21 @@ class Emulator:
             invocation.label,
         )
 
-    def _fast_csv_keys(self) -> list[str]:
+    def _fast_csv_versions(self) -> list[tuple[str, str]]:
+        """(key, version id) of every object written under fast/ so far (the input bucket
+        is versioned, as the stack's), oldest first per key."""
         found = []
-        pages = self.s3.get_paginator("list_objects_v2").paginate(
+        pages = self.s3.get_paginator("list_object_versions").paginate(
             Bucket=INPUT_BUCKET, Prefix="fast/"
         )
         for page in pages:
             found.extend(
                 # The stack's notification matches .csv in any case.
-                item["Key"]
-                for item in page.get("Contents", [])
+                (item["Key"], item["VersionId"])
+                for item in reversed(page.get("Versions", []))
                 if item["Key"].lower().endswith(".csv")
             )
-        return sorted(found)
+        return sorted(found, key=lambda kv: kv[0])
 
     # -- the normal path ----------------------------------------------------------------
 
@@ -771,12 +771,6 @@ def _error(payload: Any) -> str:
     if isinstance(payload, dict) and payload.get("batchItemFailures"):
         return "the function reported the record failed"
     return str(payload)
-
-
-def _key_of(event: dict) -> str:
-    from urllib.parse import unquote_plus
-
-    return unquote_plus(event["Records"][0]["s3"]["object"]["key"])
 
 
 def describe(detail: dict) -> str:
