@@ -141,19 +141,44 @@ class BatchContext:
         index = _text(environ, AWS_BATCH_JOB_ARRAY_INDEX)
         if index and not index.isdigit():
             raise SettingsError(f"{AWS_BATCH_JOB_ARRAY_INDEX}={index!r} is not a whole number")
-        indexes = [part for part in _text(environ, PART_INDEXES).split(",") if part.strip()]
-        if not all(part.strip().isdigit() for part in indexes):
+        try:
+            indexes = parse_part_indexes(_text(environ, PART_INDEXES))
+        except ValueError:
             raise SettingsError(
-                f"{PART_INDEXES}={_text(environ, PART_INDEXES)!r} is not a list of numbers"
-            )
+                f"{PART_INDEXES}={_text(environ, PART_INDEXES)!r} is not a list of parts "
+                "such as 3,7-9"
+            ) from None
         return cls(
             job_id=_text(environ, AWS_BATCH_JOB_ID),
             role=_text(environ, BATCH_ROLE),
             token=_text(environ, JOB_TOKEN),
             array_index=int(index) if index else None,
             attempt=_positive_int(environ, AWS_BATCH_JOB_ATTEMPT, 1),
-            part_indexes=tuple(int(part) for part in indexes),
+            part_indexes=indexes,
         )
+
+
+def format_part_indexes(indexes: list[int]) -> str:
+    """PART_INDEXES for sorted part numbers, runs written as ranges ("0-4999,5003"), so a
+    retry of thousands of parts stays far inside SubmitJob's limits on overrides."""
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def parse_part_indexes(text: str) -> tuple[int, ...]:
+    """The part numbers ``format_part_indexes`` wrote; ValueError for anything else."""
+    found: list[int] = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        first, _, last = item.partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise ValueError(item)
+        found.extend(range(int(first), int(last or first) + 1))
+    return tuple(found)
 
 
 def runtime_mode(environ: Mapping[str, str] = os.environ) -> str:

@@ -46,9 +46,15 @@ def aws_event(name: str, **values: object) -> dict:
     return json.loads(text)
 
 
-def s3_notification(bucket: str, key: str) -> dict:
-    """An S3 notification as Lambda receives it: the key URL-encoded, as S3 sends it."""
-    return aws_event("s3-notification", bucket=bucket, key=quote_plus(key, safe="/"))
+def s3_notification(bucket: str, key: str, version: str | None = None) -> dict:
+    """An S3 notification as Lambda receives it: the key URL-encoded, as S3 sends it; the
+    version id as a versioned bucket sends it (None: left out, as an unversioned one)."""
+    event = aws_event(
+        "s3-notification", bucket=bucket, key=quote_plus(key, safe="/"), version=version or ""
+    )
+    if version is None:
+        del event["Records"][0]["s3"]["object"]["versionId"]
+    return event
 
 
 def sqs_event(*bodies: dict, receive_count: int = 1, attributes: dict | None = None) -> dict:
@@ -65,3 +71,13 @@ def sqs_event(*bodies: dict, receive_count: int = 1, attributes: dict | None = N
             for i, body in enumerate(bodies)
         ]
     }
+
+
+def object_created(bucket: str, key: str, version: str | None = None) -> dict:
+    """EventBridge's "Object Created" event for an S3 upload (None: no version id)."""
+    event = aws_event(
+        "eventbridge-s3-object-created", bucket=bucket, key=key, version=version or ""
+    )
+    if version is None:
+        del event["detail"]["object"]["version-id"]
+    return event

@@ -24,7 +24,13 @@ from runtime.adapters.events import EventBridgeSink
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest
-from runtime.environment import BatchContext, RuntimeConfig, SettingsError
+from runtime.environment import (
+    PART_INDEXES,
+    BatchContext,
+    RuntimeConfig,
+    SettingsError,
+    format_part_indexes,
+)
 from runtime.protocol import status as states
 from runtime.protocol.steps import JobSteps, Outcome
 
@@ -51,7 +57,7 @@ def submit_array_and_merge(
     Batch refuses an array of size 1, so a single part is one plain job.
     """
     parameters = {"S3bucket": manifest.input_bucket, "S3key": manifest.input_key}
-    indexes = parts if parts is not None else list(range(manifest.parts))
+    indexes = sorted(parts) if parts is not None else list(range(manifest.parts))
 
     def overrides(role: str) -> dict:
         environment = [
@@ -59,7 +65,7 @@ def submit_array_and_merge(
             {"name": "JOB_TOKEN", "value": manifest.token},
         ]
         if parts is not None and role == ROLE_CHILD:
-            environment.append({"name": "PART_INDEXES", "value": ",".join(map(str, indexes))})
+            environment.append({"name": PART_INDEXES, "value": format_part_indexes(indexes)})
         return {"environment": environment}
 
     pricing: dict[str, Any] = {
@@ -117,7 +123,8 @@ def run(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any = 
 
 
 def _manage(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any) -> Outcome:
-    outcome = steps.start(bucket, key, max_parts=BATCH_MAX_ARRAY_SIZE)
+    manager = {"manager": job.job_id} if job.job_id else None
+    outcome = steps.start(bucket, key, max_parts=BATCH_MAX_ARRAY_SIZE, batch_jobs=manager)
     manifest = outcome.manifest
     if manifest is None:
         return outcome
@@ -136,7 +143,7 @@ def _manage(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: An
     steps.store.update_json(
         steps.bucket,
         keys.status_key(manifest.input_key),
-        states.progress(manifest.token, steps.clock(), batch_jobs=submitted),
+        states.progress(manifest.token, steps.clock(), batch_jobs={**(manager or {}), **submitted}),
     )
     return Outcome(
         "split",

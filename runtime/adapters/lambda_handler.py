@@ -34,15 +34,22 @@ _LAST_RECEIVE = 3
 UNSAFE_KEY_CHARACTERS = ('"', "\\")
 
 
-def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, key) of each record of an S3 notification; keys arrive URL-encoded."""
+def s3_records(event: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(bucket, key, version id) of each record of an S3 notification; keys arrive
+    URL-encoded, and the version id is absent in an unversioned bucket."""
     objects = []
     for record in event.get("Records", []):
         s3 = record.get("s3", {})
         if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             continue
-        objects.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+        found = s3["object"]
+        objects.append((s3["bucket"]["name"], unquote_plus(found["key"]), found.get("versionId")))
     return objects
+
+
+def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) of each record of an S3 notification."""
+    return [(bucket, key) for bucket, key, _ in s3_records(event)]
 
 
 @cache
@@ -103,9 +110,9 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
         # handling failed every time is handled once more here (it is idempotent).
         return [handle_batch_event(steps, payload)]
     outcomes = []
-    for bucket, key in s3_objects(payload if isinstance(payload, dict) else {}):
+    for bucket, key, version in s3_records(payload if isinstance(payload, dict) else {}):
         if not keys.is_fast_part(key):
-            outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}"))
+            outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}", version))
             continue
         try:
             token, index = keys.parse_fast_part_key(key)
@@ -117,7 +124,12 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
             outcomes.append(Outcome("ignored", f"{key}: the job is gone"))
             continue
         with logs.job_context(token=token, inputKey=manifest.input_key):
-            if len(steps.finished_parts(manifest)) == manifest.parts and not last_receive:
+            done = steps.finished_parts(manifest)
+            if index in done and len(done) < manifest.parts:
+                # A duplicate event priced it meanwhile: this failure is not the part's.
+                outcomes.append(Outcome("part-priced", f"{keys.part_name(index)}: priced"))
+                continue
+            if len(done) == manifest.parts and not last_receive:
                 # Every part is priced: the failure was the merge. Resume it as the claimant
                 # that crashed (same request id), which no one else can take over.
                 claimant = _claimant(index, request.get("requestId"))
@@ -136,6 +148,7 @@ def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[O
     detail = event.get("detail", {})
     bucket = detail.get("bucket", {}).get("name")
     key = detail.get("object", {}).get("key")
+    version = detail.get("object", {}).get("version-id")
     if not bucket or not key:
         return [Outcome("ignored", "a dead letter that is not an S3 event")]
     if not keys.is_csv(key):  # the stack's unsafe-key rule matches any suffix
@@ -146,7 +159,7 @@ def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[O
         # insert such a key into the SubmitJob parameters unescaped (docs/deploy.md).
         message = 'keys with " or \\ cannot be passed to AWS Batch: rename the file'
     reason = "could not start a Batch job for this upload" + (f": {message}" if message else "")
-    return [steps.fail_upload(bucket, key, reason)]
+    return [steps.fail_upload(bucket, key, reason, version)]
 
 
 def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
@@ -155,7 +168,7 @@ def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
         return Outcome("ignored", "not a failed job of this pipeline")
     logs.annotate(token=failure.token, inputKey=failure.input_key)
     if failure.role == batch_events.MANAGER:
-        return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
+        return _manager_failed(steps, failure)
     manifest = steps.load_manifest(keys.NORMAL, failure.token)
     if failure.role == batch_events.CHILD and failure.index is not None and manifest:
         return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
@@ -165,6 +178,17 @@ def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
         missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
         reason = f"{reason}; parts without a result: {missing[:20]}"
     return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
+
+
+def _manager_failed(steps: JobSteps, failure: batch_events.BatchFailure) -> Outcome:
+    """A manager records its Batch job id in the status it begins, so its failure ends
+    exactly that job; one that died before beginning any leaves the key without status."""
+    current = steps.status(failure.input_key)
+    if current is None:
+        return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
+    if current.get("batch_jobs", {}).get("manager") != failure.job_id:
+        return Outcome("skipped", f"{failure.input_key}: the status is another job's")
+    return steps.fail_job(failure.input_key, current["token"], failure.reason, keys.NORMAL)
 
 
 def _attribute(attributes: dict, name: str) -> str:

@@ -45,9 +45,10 @@ class ObjectStore:
             "s3", config=Config(retries={"max_attempts": 8, "mode": "standard"})
         )
 
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+    def head(self, bucket: str, key: str, version: str | None = None) -> ObjectInfo | None:
+        pin = {"VersionId": version} if version else {}
         try:
-            response = self.client.head_object(Bucket=bucket, Key=key)
+            response = self.client.head_object(Bucket=bucket, Key=key, **pin)
         except ClientError as exc:
             if _code(exc) in _MISSING_CODES:
                 return None

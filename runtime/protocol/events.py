@@ -10,6 +10,10 @@ from typing import Protocol
 
 SOURCE = "mc-pricing"
 DETAIL_TYPE = "Pricing Job State Change"
+# EventBridge takes entries of at most 256 KB: a job with thousands of failed parts or a
+# very long error still fits (the status object keeps the whole list).
+MAX_EVENT_FAILED_PARTS = 20
+MAX_EVENT_TEXT = 2_000
 
 
 class EventSink(Protocol):
@@ -33,8 +37,12 @@ def job_event_detail(status: dict, result_bucket: str, region: str) -> dict:
         "parts": status.get("parts_total", 0),
         "resultKey": published if state == "done" else None,
         "errorKey": published if state == "failed" else None,
-        "error": status.get("error"),
-        "failedParts": status.get("failed_parts", []),
+        "error": _clip(status.get("error")),
+        "failedParts": [
+            {**failure, "error": _clip(failure.get("error"))}
+            for failure in status.get("failed_parts", [])[:MAX_EVENT_FAILED_PARTS]
+        ],
+        "failedPartsTotal": len(status.get("failed_parts", [])),
         "startedAt": status.get("started_at"),
         "finishedAt": status.get("finished_at"),
         "seconds": status.get("seconds"),
@@ -42,3 +50,9 @@ def job_event_detail(status: dict, result_bucket: str, region: str) -> dict:
         "region": region,
         "resultBucket": result_bucket,
     }
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_EVENT_TEXT:
+        return text
+    return text[: MAX_EVENT_TEXT - 1] + "…"

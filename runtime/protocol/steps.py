@@ -115,18 +115,33 @@ class JobSteps:
         return Manifest.from_dict(found) if found else None
 
     def _stopped(self, job: _Job) -> str | None:
-        """Why ``job`` must not go on (it no longer owns its status, or it ended), or None."""
+        """Why ``job`` must not go on (it no longer owns its status, or it ended), or None.
+        A replaced job also takes back anything it published before it was stopped (it
+        may have died between writing its result and ending its status)."""
         current = self.status(job.input_key)
         if current is None or current.get("token") != job.token:
+            self._take_back(job)
             return "a newer upload of the same key replaced this job"
         if current["state"] != states.RUNNING:
             return f"the job is {current['state']}"
         return None
 
+    def _take_back(self, job: _Job) -> None:
+        """Delete every version of ``-result`` and ``-error`` that ``job`` wrote: called
+        once it no longer owns the key, so what it published can never stay current."""
+        for key in (keys.result_key(job.input_key), keys.error_key(job.input_key)):
+            for version in self.store.versions(self.bucket, key):
+                found = self.store.head(self.bucket, key, version)
+                if found is not None and found.metadata.get("job-token") == job.token:
+                    self.store.delete_version(self.bucket, key, version)
+
     # -- a user's upload --------------------------------------------------------------
 
-    def start(self, bucket: str, key: str, max_parts: int) -> Outcome:
-        """Price ``key`` now, or split it into at most ``max_parts`` parts."""
+    def start(
+        self, bucket: str, key: str, max_parts: int, batch_jobs: dict[str, str] | None = None
+    ) -> Outcome:
+        """Price ``key`` now, or split it into at most ``max_parts`` parts. ``batch_jobs``
+        names the Batch manager job doing it, so its failure event finds this job."""
         path = keys.path_of(key)
         problem = keys.upload_problem(key)
         if problem:
@@ -139,10 +154,12 @@ class JobSteps:
         if info is None:
             return self._vanished(bucket, key, path)
         version = info.version or info.etag
-        token, written, current = self._begin(bucket, key, path, version)
+        token, written, current = self._begin(bucket, key, path, version, batch_jobs)
         logs.annotate(token=token, inputKey=key)
         if written is None:
             if not current or current.get("token") != token:
+                # A retry of a start that died publishing: nothing of ours may stay.
+                self._take_back(_Job(bucket, key, token, 0))
                 return Outcome("superseded", f"{key}: a newer upload of this key is priced")
             if current["state"] != states.RUNNING:
                 return Outcome("duplicate", f"upload {token} already {current['state']}")
@@ -155,8 +172,10 @@ class JobSteps:
                     f"{self.config.max_bytes} bytes"
                 )
             body = self.store.get_exact(bucket, key, info)
-            if body is None:
-                return Outcome("skipped", f"s3://{bucket}/{key} changed while being read")
+            if body is None:  # deleted meanwhile; a newer upload's event supersedes us
+                if version in self.store.versions(bucket, key):
+                    return Outcome("skipped", f"s3://{bucket}/{key} could not be read now")
+                return self.fail(job, "the upload was deleted before it could be priced")
             table = read_table(body, max_rows=self.config.max_rows, greeks=self.config.greeks)
         except FileError as exc:
             return self._publish(job, "error", str(exc), rows=0, action="rejected")
@@ -177,7 +196,12 @@ class JobSteps:
         return self._split(job, path, version, table, max_parts, float(written["started_at"]))
 
     def _begin(
-        self, bucket: str, key: str, path: str, version: str
+        self,
+        bucket: str,
+        key: str,
+        path: str,
+        version: str,
+        batch_jobs: dict[str, str] | None = None,
     ) -> tuple[str, dict | None, dict | None]:
         """Take the key's status for the upload at ``version`` unless it has it already or
         a newer upload does: (token, what was written or None, what was there before). A
@@ -185,6 +209,7 @@ class JobSteps:
         token = keys.job_token(bucket, key, version)
         now = self.clock()
         fresh = self._new_status(bucket, key, path, version, now)
+        fresh.batch_jobs = dict(batch_jobs or {})
         seen: dict = {}
         written = self.store.update_json(
             self.bucket,
@@ -262,10 +287,18 @@ class JobSteps:
         return newer
 
     def _vanished(self, bucket: str, key: str, path: str) -> Outcome:
-        """The event's object is gone: a late duplicate, or an upload deleted too soon."""
-        if self.status(key) is not None:
-            return Outcome("skipped", f"s3://{bucket}/{key} no longer exists")
-        return self.fail_upload(bucket, key, "the upload was deleted before it could be priced")
+        """The event's object is gone: a late duplicate, or an upload deleted too soon
+        (perhaps after its job began, by a start that then died)."""
+        reason = "the upload was deleted before it could be priced"
+        current = self.status(key)
+        if current is None:
+            return self.fail_upload(bucket, key, reason)
+        split = self.load_manifest(path, current["token"]) is not None
+        if current["state"] == states.RUNNING and not split:
+            # Its start began the job and died before splitting (this is its retry), or
+            # the job never got further: nothing else would ever end it.
+            return self.fail_job(key, current["token"], reason, path)
+        return Outcome("skipped", f"s3://{bucket}/{key} no longer exists")
 
     # -- parts ------------------------------------------------------------------------
 
@@ -424,12 +457,25 @@ class JobSteps:
         job = _Job(bucket, input_key, token, int(current.get("generation", 1)), manifest)
         return self.fail(job, reason, manifest)
 
-    def fail_upload(self, bucket: str, key: str, reason: str) -> Outcome:
-        """End the job of the upload now at ``key`` ``failed``, starting its status if no
-        step ever did (an event that never reached a job, a manager that died early)."""
+    def fail_upload(
+        self, bucket: str, key: str, reason: str, version: str | None = None
+    ) -> Outcome:
+        """End the job of the upload at ``key`` ``failed``, starting its status if no step
+        ever did (an event that never reached a job, a manager that died early).
+        ``version`` is the upload the failure is about: an older one than the key's
+        current upload is superseded already, and nothing is written for it."""
         path = keys.path_of(key)
+        problem = keys.upload_problem(key)
+        if problem and len(key.encode()) > keys.MAX_UPLOAD_KEY_BYTES:
+            self._emit_without_status(bucket, key, path, f"cannot be priced: {problem}")
+            return Outcome("rejected", problem)
+        if problem:
+            return Outcome("ignored", f"{key}: {problem}")
         info = self.store.head(bucket, key)
-        version = (info.version or info.etag) if info else "deleted"
+        current_version = (info.version or info.etag) if info else None
+        if version and current_version and version != current_version:
+            return Outcome("superseded", f"{key}: the failure is about an older upload")
+        version = current_version or version or "deleted"
         token, written, before = self._begin(bucket, key, path, version)
         current = written or before
         if current is None or current.get("token") != token:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from runtime.environment import AWS_BATCH_JOB_ARRAY_INDEX, BatchContext
 from runtime.tools.faults import (
     BATCH_ATTEMPTS,
     MERGE_KILL,
@@ -136,8 +137,12 @@ def format_event(entry: tuple[float, str, str]) -> str:
 # -- events as AWS delivers them --------------------------------------------------------
 
 
-def s3_event(bucket: str, key: str) -> dict:
-    """An S3 notification as Lambda receives it (keys URL-encoded, as S3 sends them)."""
+def s3_event(bucket: str, key: str, version: str | None = None) -> dict:
+    """An S3 notification as Lambda receives it (keys URL-encoded, as S3 sends them, and
+    the version id of the object written)."""
+    found: dict[str, str] = {"key": quote_plus(key, safe="/")}
+    if version:
+        found["versionId"] = version
     return {
         "Records": [
             {
@@ -150,7 +155,7 @@ def s3_event(bucket: str, key: str) -> dict:
                     "s3SchemaVersion": "1.0",
                     "configurationId": "fast-path",
                     "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/")},
+                    "object": found,
                 },
             }
         ]
@@ -453,7 +458,8 @@ class Emulator:
             for key, version in self._fast_csv_versions():
                 if (key, version) not in self.seen_versions:
                     self.seen_versions.add((key, version))
-                    start(Invocation("s3", s3_event(INPUT_BUCKET, key), key.rsplit("/", 1)[-1]))
+                    event = s3_event(INPUT_BUCKET, key, version)
+                    start(Invocation("s3", event, key.rsplit("/", 1)[-1]))
 
     def _after_invocation(
         self, invocation: Invocation, kind: str, payload: Any
@@ -744,11 +750,8 @@ def _attempt(started: float, code: int, reason: str, container_reason: str | Non
 
 def _part_of(environment: dict[str, str], index: int | None) -> int | None:
     """The part a child prices: its index, or the one PART_INDEXES maps it to."""
-    indexes = [int(p) for p in environment.get("PART_INDEXES", "").split(",") if p.strip()]
-    if not indexes:
-        return index
-    position = index or 0
-    return indexes[position] if position < len(indexes) else None
+    array = {AWS_BATCH_JOB_ARRAY_INDEX: str(index)} if index is not None else {}
+    return BatchContext.from_env({**environment, **array}).part_index
 
 
 def _last_message(process: subprocess.CompletedProcess) -> str:

@@ -15,7 +15,15 @@ from runtime.core.csvio import read_table
 from runtime.core.pricing import price_table
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, job_environment
 from tests.conftest import serialised
-from tests.helpers import aws_event, read, s3_notification, sqs_event, status_of, upload
+from tests.helpers import (
+    aws_event,
+    object_created,
+    read,
+    s3_notification,
+    sqs_event,
+    status_of,
+    upload,
+)
 from tests.paths.test_batch_path import KEY, MANAGER_ENV, run_job, submitted_jobs
 
 FAST_KEY = "fast/20261124-0900/book.csv"
@@ -334,7 +342,7 @@ def test_a_manager_that_never_ran_or_died_ends_its_upload_failed(
 def test_an_upload_eventbridge_could_not_submit_ends_failed(make_steps, s3, sample_bytes, events):
     steps = make_steps(threshold=50)
     upload(s3, NORMAL_KEY, sample_bytes)
-    dead_letter = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key=NORMAL_KEY)
+    dead_letter = object_created(INPUT_BUCKET, NORMAL_KEY)
     attributes = {
         "ERROR_CODE": {"stringValue": "SDK_CLIENT_ERROR", "dataType": "String"},
         "ERROR_MESSAGE": {"stringValue": "Job definition is INACTIVE", "dataType": "String"},
@@ -348,7 +356,7 @@ def test_an_upload_eventbridge_could_not_submit_ends_failed(make_steps, s3, samp
 
 def test_a_failure_record_that_keeps_failing_is_reported_alone(make_steps, s3, monkeypatch):
     steps = make_steps()
-    good = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key="normal/x/a.csv")
+    good = object_created(INPUT_BUCKET, "normal/x/a.csv")
     batch = sqs_event(good, {"requestContext": {}, "requestPayload": "not an event"})
     monkeypatch.setattr(lambda_handler, "handle_exhausted", lambda *a, **k: 1 / 0)
     answer = lambda_handler.handle_sqs(steps, batch["Records"])
@@ -476,7 +484,7 @@ def test_the_job_event_carries_the_documented_fields(make_steps, s3, sample_byte
     (event,) = events
     assert set(event) == {
         "input", "inputBucket", "inputKey", "token", "state", "path", "rows", "rowsWithErrors",
-        "parts", "resultKey", "errorKey", "error", "failedParts", "startedAt", "finishedAt",
+        "parts", "resultKey", "errorKey", "error", "failedParts", "failedPartsTotal", "startedAt", "finishedAt",
         "seconds", "engine", "region", "resultBucket",
     }  # fmt: skip
     assert (event["state"], event["rows"], event["parts"], event["region"]) == (
@@ -519,7 +527,7 @@ def test_a_normal_key_with_a_quote_or_backslash_ends_failed_with_the_rule(make_s
     # attributes): the input transformer would put the key into SubmitJob unescaped.
     key = 'normal/20261124-0900/say "hi" \\ bye.csv'
     upload(s3, key, b"id\n")
-    dead_letter = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key=key)
+    dead_letter = object_created(INPUT_BUCKET, key)
     lambda_handler.handle_sqs(make_steps(), sqs_event(dead_letter)["Records"])
     status = status_of(s3, key)
     assert status["state"] == "failed" and 'keys with " or \\ cannot be passed' in status["error"]
@@ -556,7 +564,9 @@ def test_a_start_that_read_an_older_version_never_supersedes_the_newer_job(
     assert handle_object(steps, INPUT_BUCKET, FAST_KEY).action == "priced"  # B
 
     real_head = steps.store.head
-    steps.store.head = lambda bucket, key: info_a if key == FAST_KEY else real_head(bucket, key)
+    steps.store.head = lambda bucket, key, version=None: (
+        info_a if key == FAST_KEY and version is None else real_head(bucket, key, version)
+    )
     assert steps.start(INPUT_BUCKET, FAST_KEY, max_parts=10).action == "superseded"
     steps.store.head = real_head
     status = status_of(s3, FAST_KEY)
@@ -573,7 +583,7 @@ def test_a_duplicate_manager_submits_nothing_and_a_retried_manager_resubmits(
     # A duplicate EventBridge event starts a second manager while the job runs.
     assert run_job(steps, {"AWS_BATCH_JOB_ID": "manager-2"}).action == "duplicate"
     assert len(submitted_jobs()) == 2
-    assert status_of(s3, NORMAL_KEY)["batch_jobs"].keys() == {"array", "merge"}
+    assert status_of(s3, NORMAL_KEY)["batch_jobs"].keys() == {"manager", "array", "merge"}
 
 
 def test_cancel_stops_remaining_parts_and_nothing_publishes(make_steps, s3, sample_bytes, events):
@@ -615,9 +625,7 @@ def test_a_reopened_job_reprices_only_what_failed_and_merges_once(
 
 
 def test_a_dead_letter_for_a_key_that_is_no_csv_is_ignored(make_steps, s3, events):
-    dead_letter = aws_event(
-        "eventbridge-s3-object-created", bucket=INPUT_BUCKET, key='normal/a"b.txt'
-    )
+    dead_letter = object_created(INPUT_BUCKET, 'normal/a"b.txt')
     lambda_handler.handle_sqs(make_steps(), sqs_event(dead_letter)["Records"])
     assert status_of(s3, 'normal/a"b.txt') is None and events == []
 
@@ -662,7 +670,7 @@ def test_a_newer_upload_that_never_started_still_supersedes_the_running_job(
     run_job(steps, MANAGER_ENV)
     first = status_of(s3, NORMAL_KEY)["token"]
     upload(s3, NORMAL_KEY, sample_bytes)  # B: EventBridge could not submit its manager
-    dead_letter = aws_event("eventbridge-s3-object-created", bucket=INPUT_BUCKET, key=NORMAL_KEY)
+    dead_letter = object_created(INPUT_BUCKET, NORMAL_KEY)
     lambda_handler.handle_sqs(steps, sqs_event(dead_letter)["Records"])
     assert [(e["token"] == first, e["state"]) for e in events] == [
         (True, "superseded"),

@@ -3,6 +3,8 @@ grow."""
 
 from __future__ import annotations
 
+import json
+
 from runtime.protocol import status as states
 from runtime.protocol.status import JobStatus
 
@@ -59,3 +61,18 @@ def test_reopen_only_a_failed_job():
     reopened = states.reopen("a", 5.0)(failed)
     assert (reopened["state"], reopened["error"], reopened["failed_parts"]) == ("running", None, [])
     assert states.reopen("a", 5.0)(running("a")) is None
+
+
+def test_a_job_event_stays_small_whatever_the_status_holds():
+    from runtime.protocol.events import job_event_detail
+
+    status = running(
+        "a",
+        state="failed",
+        error="x" * 100_000,
+        failed_parts=[{"part": i, "error": "y" * 5_000} for i in range(10_000)],
+    )
+    detail = job_event_detail(status, "results", "us-east-1")
+    assert len(json.dumps(detail)) < 64_000
+    assert detail["failedPartsTotal"] == 10_000 and len(detail["failedParts"]) == 20
+    assert detail["error"].endswith("…") and len(detail["error"]) == 2_000
