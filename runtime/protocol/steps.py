@@ -114,23 +114,28 @@ class JobSteps:
         found = self.store.get_json(self.bucket, keys.manifest_key(path, token))
         return Manifest.from_dict(found) if found else None
 
-    def _stopped(self, job: _Job) -> str | None:
+    def _stopped(self, job: _Job, publisher: bool = False) -> str | None:
         """Why ``job`` must not go on (it no longer owns its status, or it ended), or None.
-        A replaced job also takes back anything it published before it was stopped (it
-        may have died between writing its result and ending its status)."""
+        A ``publisher`` (a merge, a failure) that is stopped also takes back whatever it
+        published and the status does not show: it may have died between writing its
+        result and ending its status, and its retry is the one to clean up."""
         current = self.status(job.input_key)
-        if current is None or current.get("token") != job.token:
-            self._take_back(job)
+        owned = current is not None and current.get("token") == job.token
+        if owned and current["state"] == states.RUNNING:
+            return None
+        if publisher:
+            self._take_back(job, keep=current.get("result_version") if owned else None)
+        if not owned:
             return "a newer upload of the same key replaced this job"
-        if current["state"] != states.RUNNING:
-            return f"the job is {current['state']}"
-        return None
+        return f"the job is {current['state']}"
 
-    def _take_back(self, job: _Job) -> None:
-        """Delete every version of ``-result`` and ``-error`` that ``job`` wrote: called
-        once it no longer owns the key, so what it published can never stay current."""
+    def _take_back(self, job: _Job, keep: str | None = None) -> None:
+        """Delete every version of ``-result`` and ``-error`` that ``job`` wrote but its
+        status does not name (``keep``), so an orphan of it can never stay current."""
         for key in (keys.result_key(job.input_key), keys.error_key(job.input_key)):
             for version in self.store.versions(self.bucket, key):
+                if version == keep:
+                    continue
                 found = self.store.head(self.bucket, key, version)
                 if found is not None and found.metadata.get("job-token") == job.token:
                     self.store.delete_version(self.bucket, key, version)
@@ -402,7 +407,7 @@ class JobSteps:
         """Merge once every part result exists; exactly one claimant wins the lock, and a
         claimant that crashed resumes on its retry (it carries the same name)."""
         job = self._job(manifest)
-        stopped = self._stopped(job)
+        stopped = self._stopped(job, publisher=True)
         if stopped:
             return Outcome("stopped", f"merge: {stopped}", manifest)
         missing = sorted(set(range(manifest.parts)) - self.finished_parts(manifest))
@@ -437,7 +442,7 @@ class JobSteps:
 
     def fail(self, job: _Job, reason: str, manifest: Manifest | None = None) -> Outcome:
         """End a running job ``failed``: its ``-error`` says why, and so does the event."""
-        stopped = self._stopped(job)
+        stopped = self._stopped(job, publisher=True)
         if stopped:
             return Outcome("stopped", f"{job.input_key}: {stopped}")
         fields: dict = {}

@@ -90,8 +90,8 @@ def test_a_stale_merge_racing_a_newer_upload_takes_its_result_back(
     real_stopped = steps._stopped
     calls = []
 
-    def b_arrives_after_the_check(job):
-        answer = real_stopped(job)
+    def b_arrives_after_the_check(job, **kwargs):
+        answer = real_stopped(job, **kwargs)
         if not calls:
             calls.append(job)
             upload(s3, FAST_KEY, newer)

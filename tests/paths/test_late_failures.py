@@ -116,8 +116,8 @@ def test_a_stale_merge_killed_between_its_result_and_its_status_takes_the_result
     newer = first_rows(sample_bytes, 10)
     real_stopped = steps._stopped
 
-    def b_arrives_after_the_check(job):
-        answer = real_stopped(job)
+    def b_arrives_after_the_check(job, **kwargs):
+        answer = real_stopped(job, **kwargs)
         steps._stopped = real_stopped
         upload(s3, FAST_KEY, newer)
         handle_object(make_steps(threshold=50), INPUT_BUCKET, FAST_KEY)
@@ -174,3 +174,34 @@ def test_a_part_a_duplicate_event_priced_is_not_failed_by_its_exhausted_twin(
     )
     lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
     assert status_of(s3, FAST_KEY)["state"] == "running" and events == []
+
+
+def test_a_cancelled_jobs_merge_killed_after_its_result_takes_it_back_on_the_retry(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=50)
+    upload(s3, FAST_KEY, sample_bytes)
+    manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
+    for index in range(manifest.parts):
+        steps.price_part(manifest, index, claimant=None)
+    real_update = steps.store.update_json
+
+    def cancelled_then_killed(bucket, key, update):
+        steps.store.update_json = real_update
+        steps.cancel(FAST_KEY)  # the user cancels while the merge writes the result
+        raise ConcurrentUpdateError("killed here")
+
+    steps.store.update_json = cancelled_then_killed
+    with contextlib.suppress(ConcurrentUpdateError):
+        steps.merge(manifest, "fast-part-00001-req-1")
+    assert steps.merge(manifest, "fast-part-00001-req-1").action == "stopped"
+    assert read(s3, keys.result_key(FAST_KEY)) is None
+    assert [e["state"] for e in events] == ["cancelled"]
+    # A duplicate merge of a job that is done keeps the result its status names.
+    upload(s3, FAST_KEY, sample_bytes)
+    manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
+    for index in range(manifest.parts):
+        steps.price_part(manifest, index, claimant=None)
+    assert steps.merge(manifest, "fast-part-00001-req-2").action == "merged"
+    assert steps.merge(manifest, "fast-part-00001-req-2").action == "stopped"
+    assert read(s3, keys.result_key(FAST_KEY)) == priced(sample_bytes)
