@@ -81,3 +81,20 @@ def object_created(bucket: str, key: str, version: str | None = None) -> dict:
     if version is None:
         del event["detail"]["object"]["version-id"]
     return event
+
+
+def lambda_on_failure(
+    payload: dict,
+    request_id: str,
+    error_message: str = "Task timed out",
+    error_type: str = "Sandbox.Timedout",
+) -> dict:
+    """Lambda's on-failure destination record for an asynchronous invocation of ``payload``
+    whose every attempt failed."""
+    return aws_event(
+        "lambda-destination-on-failure",
+        request_id=request_id,
+        request_payload=payload,
+        error_message=error_message,
+        error_type=error_type,
+    )

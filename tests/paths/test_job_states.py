@@ -17,6 +17,7 @@ from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, job_environme
 from tests.conftest import serialised
 from tests.helpers import (
     aws_event,
+    lambda_on_failure,
     object_created,
     read,
     s3_notification,
@@ -193,13 +194,7 @@ def test_a_crashed_merge_is_resumed_by_the_lambda_retry(make_steps, s3, sample_b
 
 
 def exhausted(bucket: str, key: str, request_id: str, error: str = "Task timed out") -> dict:
-    return aws_event(
-        "lambda-destination-on-failure",
-        request_id=request_id,
-        request_payload=s3_notification(bucket, key),
-        error_message=error,
-        error_type="Sandbox.Timedout",
-    )
+    return lambda_on_failure(s3_notification(bucket, key), request_id, error)
 
 
 def test_a_crashed_merge_is_resumed_by_the_failure_path(make_steps, s3, sample_bytes, events):
@@ -687,13 +682,7 @@ def test_a_batch_event_whose_handling_failed_every_time_is_handled_from_its_reco
     run_job(steps, MANAGER_ENV)
     _, merge_job = submitted_jobs()
     batch_event = batch_failure(merge_job, "Essential container in task exited", "OutOfMemoryError")
-    record = aws_event(
-        "lambda-destination-on-failure",
-        request_id="req-1",
-        request_payload=batch_event,
-        error_message="throttled",
-        error_type="ThrottlingException",
-    )
+    record = lambda_on_failure(batch_event, "req-1", "throttled", "ThrottlingException")
     lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
     assert status_of(s3, NORMAL_KEY)["state"] == "failed"
     assert [e["state"] for e in events] == ["failed"]

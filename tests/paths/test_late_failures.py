@@ -12,7 +12,7 @@ from runtime.protocol.status import ConcurrentUpdateError
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.helpers import (
     all_keys,
-    aws_event,
+    lambda_on_failure,
     object_created,
     read,
     s3_notification,
@@ -36,13 +36,7 @@ def test_a_late_on_failure_record_of_an_older_upload_leaves_the_newer_job_alone(
     older = version_of(s3, FAST_KEY)
     upload(s3, FAST_KEY, sample_bytes)
     assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-B").action == "split"
-    record = aws_event(
-        "lambda-destination-on-failure",
-        request_id="req-A",
-        request_payload=s3_notification(INPUT_BUCKET, FAST_KEY, older),
-        error_message="Task timed out",
-        error_type="Sandbox.Timedout",
-    )
+    record = lambda_on_failure(s3_notification(INPUT_BUCKET, FAST_KEY, older), "req-A")
     lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
     assert status_of(s3, FAST_KEY)["state"] == "running" and events == []
 
@@ -165,13 +159,7 @@ def test_a_part_a_duplicate_event_priced_is_not_failed_by_its_exhausted_twin(
     upload(s3, FAST_KEY, sample_bytes)
     manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
     steps.price_part(manifest, 1, claimant=None)  # a duplicate delivery priced part 1
-    record = aws_event(
-        "lambda-destination-on-failure",
-        request_id="req-1",
-        request_payload=s3_notification(INPUT_BUCKET, manifest.part_keys[1]),
-        error_message="Task timed out",
-        error_type="Sandbox.Timedout",
-    )
+    record = lambda_on_failure(s3_notification(INPUT_BUCKET, manifest.part_keys[1]), "req-1")
     lambda_handler.handle_sqs(steps, sqs_event(record)["Records"])
     assert status_of(s3, FAST_KEY)["state"] == "running" and events == []
 
