@@ -23,6 +23,7 @@ from runtime.adapters import batch_events
 from runtime.adapters.events import EventBridgeSink
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
+from runtime.core.manifest import Manifest
 from runtime.environment import RuntimeConfig
 from runtime.protocol.steps import JobSteps, Outcome, PartLost
 
@@ -71,14 +72,10 @@ def handle_object(
     """
     if not keys.is_fast_part(key):
         return steps.start(bucket, key, max_parts=steps.config.max_parts)
-    try:
-        token, index = keys.parse_fast_part_key(key)
-    except keys.NotAJobKey:
-        return Outcome("ignored", f"{key}: not a part key the pipeline writes")
-    manifest = steps.load_manifest(keys.FAST, token)
-    if manifest is None:
-        return Outcome("ignored", f"{key}: no job is waiting for this part")
-    logs.annotate(token=token, inputKey=manifest.input_key)
+    found = _waiting_part(steps, key)
+    if isinstance(found, Outcome):
+        return found
+    manifest, index = found
     try:
         return steps.price_part(manifest, index, claimant=_claimant(index, invocation_id))
     except PartLost as exc:
@@ -88,6 +85,19 @@ def handle_object(
         # on-failure queue makes it final once the retries are spent.
         steps.record_part_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
         raise
+
+
+def _waiting_part(steps: JobSteps, key: str) -> tuple[Manifest, int] | Outcome:
+    """(manifest, part index) of a fast part key a job waits for, else why it is ignored."""
+    try:
+        token, index = keys.parse_fast_part_key(key)
+    except keys.NotAJobKey:
+        return Outcome("ignored", f"{key}: not a part key the pipeline writes")
+    manifest = steps.load_manifest(keys.FAST, token)
+    if manifest is None:
+        return Outcome("ignored", f"{key}: no job is waiting for this part")
+    logs.annotate(token=token, inputKey=manifest.input_key)
+    return manifest, index
 
 
 def _claimant(index: int, invocation_id: str | None) -> str:
@@ -114,30 +124,25 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
         if not keys.is_fast_part(key):
             outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}", version))
             continue
-        try:
-            token, index = keys.parse_fast_part_key(key)
-        except keys.NotAJobKey:
-            outcomes.append(Outcome("ignored", key))
+        found = _waiting_part(steps, key)
+        if isinstance(found, Outcome):
+            outcomes.append(found)
             continue
-        manifest = steps.load_manifest(keys.FAST, token)
-        if manifest is None:
-            outcomes.append(Outcome("ignored", f"{key}: the job is gone"))
+        manifest, index = found
+        done = steps.finished_parts(manifest)
+        if index in done and len(done) < manifest.parts:
+            # A duplicate event priced it meanwhile: this failure is not the part's.
+            outcomes.append(Outcome("part-priced", f"{keys.part_name(index)}: priced"))
             continue
-        with logs.job_context(token=token, inputKey=manifest.input_key):
-            done = steps.finished_parts(manifest)
-            if index in done and len(done) < manifest.parts:
-                # A duplicate event priced it meanwhile: this failure is not the part's.
-                outcomes.append(Outcome("part-priced", f"{keys.part_name(index)}: priced"))
+        if len(done) == manifest.parts and not last_receive:
+            # Every part is priced: the failure was the merge. Resume it as the claimant
+            # that crashed (same request id), which no one else can take over.
+            claimant = _claimant(index, request.get("requestId"))
+            outcome = steps.merge(manifest, claimant)
+            if outcome.action in ("merged", "duplicate", "stopped", "superseded"):
+                outcomes.append(outcome)
                 continue
-            if len(done) == manifest.parts and not last_receive:
-                # Every part is priced: the failure was the merge. Resume it as the claimant
-                # that crashed (same request id), which no one else can take over.
-                claimant = _claimant(index, request.get("requestId"))
-                outcome = steps.merge(manifest, claimant)
-                if outcome.action in ("merged", "duplicate", "stopped", "superseded"):
-                    outcomes.append(outcome)
-                    continue
-            outcomes.append(steps.record_part_failure(manifest, index, reason, final=True))
+        outcomes.append(steps.record_part_failure(manifest, index, reason, final=True))
     return outcomes
 
 

@@ -41,9 +41,9 @@ class Manifest:
     started_at: float
     generation: int = 1
     greeks: bool = False
-    # The version (or ETag) of each part object as the splitter wrote it: workers read
-    # exactly that, so an object written over a part later can never change a result.
-    part_versions: list[str] = field(default_factory=list)
+    # The SHA-256 of each part as the splitter wrote it: workers price exactly that
+    # content, so an object written over a part later can never change a result.
+    part_sha256: list[str] = field(default_factory=list)
 
     @property
     def parts(self) -> int:

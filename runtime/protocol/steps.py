@@ -252,7 +252,7 @@ class JobSteps:
             started_at=started_at,
             generation=job.generation,
             greeks=self.config.greeks,
-            part_versions=[_digest(body) for body in bodies],
+            part_sha256=[_digest(body) for body in bodies],
         )
         # Manifest and status first: the first part may finish before the last is written.
         self.store.put_json(self.bucket, keys.manifest_key(path, job.token), manifest.to_dict())
@@ -336,7 +336,7 @@ class JobSteps:
         """The part exactly as the splitter wrote it, even if something wrote over it."""
         bucket = manifest.input_bucket if manifest.path == FAST else self.bucket
         key = manifest.part_keys[index]
-        expected = manifest.part_versions[index] if manifest.part_versions else None
+        expected = manifest.part_sha256[index] if manifest.part_sha256 else None
         body = self.store.get(bucket, key)
         if body is not None and (expected is None or _digest(body) == expected):
             return body
