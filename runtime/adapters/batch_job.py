@@ -25,6 +25,8 @@ from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest
 from runtime.environment import (
+    BATCH_ROLE,
+    JOB_TOKEN,
     PART_INDEXES,
     BatchContext,
     RuntimeConfig,
@@ -44,6 +46,38 @@ class BatchJobError(RuntimeError):
     """The job cannot do its work; Batch marks it failed and the status says why."""
 
 
+def _overrides(manifest: Manifest, role: str, parts: list[int] | None = None) -> dict:
+    """The container overrides that tell a submitted job its role and job (and, for a
+    retry's child, which parts it prices)."""
+    environment = [
+        {"name": BATCH_ROLE, "value": role},
+        {"name": JOB_TOKEN, "value": manifest.token},
+    ]
+    if parts is not None:
+        environment.append({"name": PART_INDEXES, "value": format_part_indexes(parts)})
+    return {"environment": environment}
+
+
+def _parameters(manifest: Manifest) -> dict[str, str]:
+    return {"S3bucket": manifest.input_bucket, "S3key": manifest.input_key}
+
+
+def submit_merge(
+    batch: Any, queue: str, definition: str, manifest: Manifest, after: str | None = None
+) -> str:
+    """Submit the merge job (depending on the pricing job ``after``, if any); its id."""
+    depends = {"dependsOn": [{"jobId": after}]} if after else {}
+    merge = batch.submit_job(
+        jobName=f"merge-{manifest.token}",
+        jobQueue=queue,
+        jobDefinition=definition,
+        parameters=_parameters(manifest),
+        containerOverrides=_overrides(manifest, ROLE_MERGE),
+        **depends,
+    )
+    return merge["jobId"]
+
+
 def submit_array_and_merge(
     batch: Any,
     queue: str,
@@ -56,37 +90,20 @@ def submit_array_and_merge(
     ``parts`` (the retry command) prices only those parts: child i prices parts[i]. AWS
     Batch refuses an array of size 1, so a single part is one plain job.
     """
-    parameters = {"S3bucket": manifest.input_bucket, "S3key": manifest.input_key}
     indexes = sorted(parts) if parts is not None else list(range(manifest.parts))
-
-    def overrides(role: str) -> dict:
-        environment = [
-            {"name": "BATCH_ROLE", "value": role},
-            {"name": "JOB_TOKEN", "value": manifest.token},
-        ]
-        if parts is not None and role == ROLE_CHILD:
-            environment.append({"name": PART_INDEXES, "value": format_part_indexes(indexes)})
-        return {"environment": environment}
-
     pricing: dict[str, Any] = {
         "jobName": f"price-{manifest.token}",
         "jobQueue": queue,
         "jobDefinition": definition,
-        "parameters": parameters,
-        "containerOverrides": overrides(ROLE_CHILD),
+        "parameters": _parameters(manifest),
+        "containerOverrides": _overrides(
+            manifest, ROLE_CHILD, indexes if parts is not None else None
+        ),
     }
     if len(indexes) > 1:
         pricing["arrayProperties"] = {"size": len(indexes)}
-    array = batch.submit_job(**pricing)
-    merge = batch.submit_job(
-        jobName=f"merge-{manifest.token}",
-        jobQueue=queue,
-        jobDefinition=definition,
-        dependsOn=[{"jobId": array["jobId"]}],
-        parameters=parameters,
-        containerOverrides=overrides(ROLE_MERGE),
-    )
-    return {"array": array["jobId"], "merge": merge["jobId"]}
+    array = batch.submit_job(**pricing)["jobId"]
+    return {"array": array, "merge": submit_merge(batch, queue, definition, manifest, array)}
 
 
 def run(steps: JobSteps, bucket: str, key: str, job: BatchContext, batch: Any = None) -> Outcome:

@@ -459,7 +459,7 @@ class Jobs:
             self.say(f"  invoked {self.target.function_name} for s3://{bucket}/{part_key}")
 
     def _retry_normal(self, bucket: str, key: str, manifest, parts: list[int], emulator) -> None:
-        from runtime.adapters.batch_job import ROLE_MERGE, submit_array_and_merge
+        from runtime.adapters.batch_job import submit_array_and_merge, submit_merge
 
         batch = self.client("batch")
         if manifest is None:
@@ -477,20 +477,9 @@ class Jobs:
             self._record_batch_jobs(key, manifest.token, jobs)
             self.say(f"  submitted pricing job {jobs['array']} and merge job {jobs['merge']}")
         else:
-            merge = batch.submit_job(
-                jobName=f"merge-{manifest.token}",
-                jobQueue=self.target.job_queue,
-                jobDefinition=self.target.job_definition,
-                parameters={"S3bucket": manifest.input_bucket, "S3key": manifest.input_key},
-                containerOverrides={
-                    "environment": [
-                        {"name": "BATCH_ROLE", "value": ROLE_MERGE},
-                        {"name": "JOB_TOKEN", "value": manifest.token},
-                    ]
-                },
-            )
-            self._record_batch_jobs(key, manifest.token, {"merge": merge["jobId"]})
-            self.say(f"  submitted merge job {merge['jobId']}")
+            merge = submit_merge(batch, self.target.job_queue, self.target.job_definition, manifest)
+            self._record_batch_jobs(key, manifest.token, {"merge": merge})
+            self.say(f"  submitted merge job {merge}")
         if emulator is not None:
             emulator.run_batch()
             emulator.drain_job_events()
