@@ -28,6 +28,21 @@ def version_of(s3, key: str) -> str:
     return s3.head_object(Bucket=INPUT_BUCKET, Key=key)["VersionId"]
 
 
+def merge_killed_before_its_status(steps, manifest, meanwhile=lambda: None) -> None:
+    """The merge writes its result; then ``meanwhile`` happens and the merge dies before it
+    can end its job's status (a timeout, an S3 error, a lost race)."""
+    real_update = steps.store.update_json
+
+    def killed(bucket, key, update):
+        steps.store.update_json = real_update
+        meanwhile()
+        raise ConcurrentUpdateError("killed here")
+
+    steps.store.update_json = killed
+    with contextlib.suppress(ConcurrentUpdateError):
+        steps.merge(manifest, "fast-part-00001-req-1")
+
+
 def test_a_late_on_failure_record_of_an_older_upload_leaves_the_newer_job_alone(
     make_steps, s3, sample_bytes, events
 ):
@@ -117,16 +132,8 @@ def test_a_stale_merge_killed_between_its_result_and_its_status_takes_the_result
         handle_object(make_steps(threshold=50), INPUT_BUCKET, FAST_KEY)
         return answer
 
-    real_update = steps.store.update_json
-
-    def dies_before_its_status(bucket, key, update):
-        steps.store.update_json = real_update
-        raise ConcurrentUpdateError("killed here")
-
     steps._stopped = b_arrives_after_the_check
-    steps.store.update_json = dies_before_its_status
-    with contextlib.suppress(ConcurrentUpdateError):
-        steps.merge(job_a, "fast-part-00001-req-1")
+    merge_killed_before_its_status(steps, job_a)
     assert steps.merge(job_a, "fast-part-00001-req-1").action == "stopped"  # Lambda's retry
     assert read(s3, keys.result_key(FAST_KEY)) == priced(newer)
     assert status_of(s3, FAST_KEY)["rows"] == 10
@@ -172,16 +179,8 @@ def test_a_cancelled_jobs_merge_killed_after_its_result_takes_it_back_on_the_ret
     manifest = handle_object(steps, INPUT_BUCKET, FAST_KEY).manifest
     for index in range(manifest.parts):
         steps.price_part(manifest, index, claimant=None)
-    real_update = steps.store.update_json
-
-    def cancelled_then_killed(bucket, key, update):
-        steps.store.update_json = real_update
-        steps.cancel(FAST_KEY)  # the user cancels while the merge writes the result
-        raise ConcurrentUpdateError("killed here")
-
-    steps.store.update_json = cancelled_then_killed
-    with contextlib.suppress(ConcurrentUpdateError):
-        steps.merge(manifest, "fast-part-00001-req-1")
+    # The user cancels while the merge writes the result.
+    merge_killed_before_its_status(steps, manifest, lambda: steps.cancel(FAST_KEY))
     assert steps.merge(manifest, "fast-part-00001-req-1").action == "stopped"
     assert read(s3, keys.result_key(FAST_KEY)) is None
     assert [e["state"] for e in events] == ["cancelled"]
