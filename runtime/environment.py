@@ -21,15 +21,23 @@ MAX_ROWS = "MAX_ROWS"
 MAX_BYTES = "MAX_BYTES"
 MAX_PARTS = "MAX_PARTS"
 GREEKS = "GREEKS"
+BOUNDS = "BOUNDS"
 LOG_LEVEL = "LOG_LEVEL"
-# Set by the stack on the job definition only.
+# Set by the stack on both: the Batch lanes' queues (URGENT_JOB_QUEUE empty: no urgent
+# lane), the job definition (no revision: the latest active one), and the fair-share teams
+# (comma-separated share identifiers; empty: FIFO queues).
 JOB_QUEUE = "JOB_QUEUE"
+URGENT_JOB_QUEUE = "URGENT_JOB_QUEUE"
 JOB_DEFINITION = "JOB_DEFINITION"
+FAIR_SHARE = "FAIR_SHARE"
+# Set by the stack on the job definition only.
 PRICING_WORKERS = "PRICING_WORKERS"
-# Set by the Batch manager on the jobs it submits (and PART_INDEXES by the retry command,
-# on a child that re-prices only some parts: array index i prices part PART_INDEXES[i]).
+# Set by the runtime on every Batch job it submits: its role, and the fence of the job's
+# attempt (the upload's token and the attempt number, "token.attempt"), which Batch's
+# state-change events carry back; PART_INDEXES on a retry's child that re-prices only some
+# parts (array index i prices part PART_INDEXES[i]).
 BATCH_ROLE = "BATCH_ROLE"
-JOB_TOKEN = "JOB_TOKEN"
+JOB_FENCE = "JOB_FENCE"
 PART_INDEXES = "PART_INDEXES"
 # Set by AWS (and, on Batch on EC2, where ECS does not, by the stack: AWS_REGION).
 AWS_REGION = "AWS_REGION"
@@ -41,10 +49,7 @@ AWS_BATCH_JOB_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 AWS_BATCH_JOB_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
 
 # What each deployed path must be given by the stack: the contract with components/.
-LAMBDA_VARIABLES = frozenset(
-    {RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, LOG_LEVEL}
-)
-BATCH_VARIABLES = frozenset(
+_BOTH = frozenset(
     {
         RESULT_BUCKET,
         THRESHOLD,
@@ -52,13 +57,16 @@ BATCH_VARIABLES = frozenset(
         MAX_ROWS,
         MAX_BYTES,
         GREEKS,
+        BOUNDS,
         LOG_LEVEL,
         JOB_QUEUE,
+        URGENT_JOB_QUEUE,
         JOB_DEFINITION,
-        PRICING_WORKERS,
-        AWS_REGION,
+        FAIR_SHARE,
     }
 )
+LAMBDA_VARIABLES = _BOTH | {MAX_PARTS}
+BATCH_VARIABLES = _BOTH | {PRICING_WORKERS, AWS_REGION}
 
 # The stacks' defaults (Pulumi.yaml); tests/project/test_contract.py keeps them equal.
 DEFAULT_THRESHOLD = 200
@@ -84,9 +92,12 @@ class RuntimeConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_parts: int = DEFAULT_MAX_PARTS
     greeks: bool = False
+    bounds: bool = False
     log_level: str = DEFAULT_LOG_LEVEL
     job_queue: str = ""
+    urgent_job_queue: str = ""
     job_definition: str = ""
+    fair_share: tuple[str, ...] = ()
     region: str = ""
 
     @classmethod
@@ -110,9 +121,12 @@ class RuntimeConfig:
             max_bytes=_positive_int(environ, MAX_BYTES, DEFAULT_MAX_BYTES),
             max_parts=_positive_int(environ, MAX_PARTS, DEFAULT_MAX_PARTS),
             greeks=_boolean(environ, GREEKS),
+            bounds=_boolean(environ, BOUNDS),
             log_level=log_level,
             job_queue=_text(environ, JOB_QUEUE),
+            urgent_job_queue=_text(environ, URGENT_JOB_QUEUE),
             job_definition=_text(environ, JOB_DEFINITION),
+            fair_share=tuple(t.strip() for t in _text(environ, FAIR_SHARE).split(",") if t.strip()),
             region=_text(environ, AWS_REGION),
         )
 
@@ -122,8 +136,8 @@ class BatchContext:
     """What AWS Batch and the manager tell one Batch job about itself."""
 
     job_id: str
-    role: str  # "" for the manager, else child | merge
-    token: str
+    role: str  # manager | child | merge
+    fence: str  # "token.attempt", as the runtime submitted the job
     array_index: int | None
     attempt: int
     part_indexes: tuple[int, ...] = ()
@@ -151,7 +165,7 @@ class BatchContext:
         return cls(
             job_id=_text(environ, AWS_BATCH_JOB_ID),
             role=_text(environ, BATCH_ROLE),
-            token=_text(environ, JOB_TOKEN),
+            fence=_text(environ, JOB_FENCE),
             array_index=int(index) if index else None,
             attempt=_positive_int(environ, AWS_BATCH_JOB_ATTEMPT, 1),
             part_indexes=indexes,

@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from runtime.adapters.batch_queue import BatchQueue
 from runtime.adapters.s3 import ObjectStore
 from runtime.engines import get_engine
 from runtime.environment import RuntimeConfig
@@ -100,6 +101,7 @@ def make_steps(aws, events):
             ),
             engine=engine or serialised(),
             events=events,
+            batch=BatchQueue(JOB_DEFINITION, JOB_QUEUE, boto3.client("batch")),
         )
 
     return make

@@ -1,7 +1,7 @@
 """AWS Batch "Batch Job State Change" events: which job of ours failed, and why.
 
 The event's detail is the job as DescribeJobs shows it: the container's environment
-(with the manager's overrides, BATCH_ROLE and JOB_TOKEN), the job's parameters (S3bucket,
+(with the runtime's overrides, BATCH_ROLE and JOB_FENCE), the job's parameters (S3bucket,
 S3key), ``arrayProperties.index`` for an array child, and the reason of the last attempt.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.environment import AWS_BATCH_JOB_ARRAY_INDEX, BatchContext, SettingsError
+from runtime.protocol.lifecycle import Fence
 
 MANAGER = "manager"
 CHILD = "child"
@@ -22,10 +23,15 @@ class BatchFailure:
     role: str  # manager | child | array | merge
     input_bucket: str
     input_key: str
-    token: str
+    fence: Fence | None  # None: a job submitted without one (not by this runtime)
     index: int | None
-    job_id: str
+    job_id: str  # an array child's is "<array job id>:<index>"
     reason: str
+
+    @property
+    def submitted_as(self) -> str:
+        """The id the runtime recorded when it submitted the job (a child's array's)."""
+        return self.job_id.partition(":")[0]
 
 
 def parse(event: dict) -> BatchFailure | None:
@@ -49,19 +55,23 @@ def parse(event: dict) -> BatchFailure | None:
         job = BatchContext.from_env(environment)
     except SettingsError:
         return None
-    role, index = job.role, job.part_index
+    try:
+        fence = Fence.parse(job.fence) if job.fence else None
+    except ValueError:
+        return None
+    role, index = job.role or MANAGER, job.part_index
     if role == CHILD and array.get("index") is None and array.get("size") is not None:
         role, index = ARRAY, None  # the array's parent fails when a child does
     job_id = str(detail.get("jobId", ""))
     reason = _reason(detail)
     label = {MANAGER: "the manager job", MERGE: "the merge job", ARRAY: "the array job"}.get(
-        role or MANAGER, "Batch job"
+        role, "Batch job"
     )
     return BatchFailure(
-        role=role or MANAGER,
+        role=role,
         input_bucket=bucket,
         input_key=key,
-        token=job.token,
+        fence=fence,
         index=index,
         job_id=job_id,
         reason=f"{label} {job_id} failed: {reason}",

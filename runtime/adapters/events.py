@@ -9,14 +9,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from runtime.protocol.events import DETAIL_TYPE, SOURCE
+from runtime.protocol.events import DETAIL_TYPE, SOURCE, EventDeliveryError
 
 log = logging.getLogger(__name__)
 
 
 class EventBridgeSink:
-    """Publishes job events with PutEvents; a failure to publish is logged, never raised:
-    the status object already holds the terminal state."""
+    """Publishes job events with PutEvents. A refusal (after the SDK's retries) raises
+    EventDeliveryError: the event stays in the status' outbox, and the invocation or job
+    fails, so that its retry, or the failure route after it, delivers it."""
 
     def __init__(self, client: Any | None = None) -> None:
         self._client = client
@@ -30,13 +31,6 @@ class EventBridgeSink:
         return self._client
 
     def publish(self, detail: dict) -> None:
-        # The same detail as a log line: metric filters count jobs and rows from it.
-        log.info(
-            "job %s %s",
-            detail["token"],
-            detail["state"],
-            extra={"event": DETAIL_TYPE, "detail": detail},
-        )
         try:
             response = self.client.put_events(
                 Entries=[
@@ -48,8 +42,17 @@ class EventBridgeSink:
                     }
                 ]
             )
-        except Exception:
-            log.exception("could not publish the job event for %s", detail["token"])
-            return
+        except Exception as exc:
+            raise EventDeliveryError(f"job event {detail['eventId']}: {exc}") from exc
         if response.get("FailedEntryCount"):
-            log.error("EventBridge refused the job event: %s", response.get("Entries"))
+            raise EventDeliveryError(
+                f"EventBridge refused job event {detail['eventId']}: {response.get('Entries')}"
+            )
+        # The same detail as a log line, once it was delivered: the stack's metric filters
+        # count jobs and rows from these lines.
+        log.info(
+            "job %s %s",
+            detail["token"],
+            detail["state"],
+            extra={"event": DETAIL_TYPE, "detail": detail},
+        )

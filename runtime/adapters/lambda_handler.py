@@ -1,12 +1,15 @@
 """The Lambda adapter: every event the stack sends the function, in, protocol steps, out.
 
-- S3 notifications (``fast/``): a user's upload, or one of our parts.
-- SQS records from the fast path's on-failure queue: Lambda's record of an invocation that
-  failed on every attempt; the part's failure becomes final, or a crashed merge resumes.
-- SQS records from the normal path's dead-letter queue: an upload EventBridge could not
-  turn into a Batch job ends ``failed``.
-- EventBridge "Batch Job State Change" (FAILED) for this stack's queue: the part, merge or
-  manager that failed, and why, ends its job ``failed``.
+- S3 notifications (``fast/``): a user's upload (``start``), or one of our parts, whose key
+  names its job and attempt.
+- EventBridge "Object Created" for ``normal/`` and ``urgent/`` uploads: ``admit`` begins the
+  job and submits its manager job.
+- EventBridge "Batch Job State Change" (FAILED) for this stack's queues: the part, merge or
+  manager that failed, by the fence in its environment, ends its attempt ``failed``.
+- SQS records from the failure queues: Lambda's record of an invocation that failed on every
+  attempt (its payload says which attempt of which job), and events EventBridge could not
+  deliver; each ends what it is about ``failed``, or resumes a crashed merge.
+- Commands (``jobs cancel``, ``jobs retry``): ``{"source": "mc-pricing.command", ...}``.
 """
 
 from __future__ import annotations
@@ -20,93 +23,122 @@ from urllib.parse import unquote_plus
 
 from runtime import logs
 from runtime.adapters import batch_events
-from runtime.adapters.events import EventBridgeSink
-from runtime.adapters.s3 import ObjectStore
+from runtime.adapters.batch_job import job_steps
 from runtime.core import keys
 from runtime.core.manifest import Manifest
 from runtime.environment import RuntimeConfig
-from runtime.protocol.steps import JobSteps, Outcome, PartLost
+from runtime.protocol.lifecycle import Fence
+from runtime.protocol.steps import Action, JobSteps, PartLost, StepOutcome
 
 log = logging.getLogger(__name__)
 
 # A failure record still failing after this many receives is recorded without resuming.
 _LAST_RECEIVE = 3
-# Characters the normal path's EventBridge target cannot carry in a key (docs/deploy.md).
-UNSAFE_KEY_CHARACTERS = ('"', "\\")
+COMMAND_SOURCE = "mc-pricing.command"
+COMMANDS = ("cancel", "retry")
 
 
-def s3_records(event: dict[str, Any]) -> list[tuple[str, str, str | None]]:
-    """(bucket, key, version id) of each record of an S3 notification; keys arrive
-    URL-encoded, and the version id is absent in an unversioned bucket."""
+def s3_records(event: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+    """(bucket, key, version id, sequencer) of each record of an S3 notification; keys
+    arrive URL-encoded, and the version id is absent in an unversioned bucket."""
     objects = []
     for record in event.get("Records", []):
         s3 = record.get("s3", {})
         if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
             continue
         found = s3["object"]
-        objects.append((s3["bucket"]["name"], unquote_plus(found["key"]), found.get("versionId")))
+        objects.append(
+            (
+                s3["bucket"]["name"],
+                unquote_plus(found["key"]),
+                found.get("versionId"),
+                found.get("sequencer"),
+            )
+        )
     return objects
 
 
-def s3_objects(event: dict[str, Any]) -> list[tuple[str, str]]:
-    """(bucket, key) of each record of an S3 notification."""
-    return [(bucket, key) for bucket, key, _ in s3_records(event)]
+def object_created(event: dict[str, Any]) -> tuple[str, str, str | None, str | None] | None:
+    """(bucket, key, version id, sequencer) of an EventBridge "Object Created" event."""
+    if event.get("source") != "aws.s3":
+        return None
+    detail = event.get("detail") or {}
+    bucket = (detail.get("bucket") or {}).get("name")
+    found = detail.get("object") or {}
+    if not bucket or not found.get("key"):
+        return None
+    return bucket, found["key"], found.get("version-id"), found.get("sequencer")
 
 
 @cache
 def _steps() -> JobSteps:
-    # Built once per container, so warm invocations reuse the S3 client and engine.
+    # Built once per container, so warm invocations reuse the clients and engine.
     config = RuntimeConfig.from_env()
     logs.configure(config.log_level)
-    return JobSteps(ObjectStore(), config, events=EventBridgeSink())
+    return job_steps(config)
+
+
+# -- S3 notifications: the fast lane ------------------------------------------------------
 
 
 def handle_object(
-    steps: JobSteps, bucket: str, key: str, invocation_id: str | None = None
-) -> Outcome:
+    steps: JobSteps,
+    bucket: str,
+    key: str,
+    request_id: str | None = None,
+    version: str | None = None,
+    sequencer: str | None = None,
+) -> StepOutcome:
     """One S3 object under ``fast/``: a user's upload or one of our parts.
 
-    ``invocation_id`` names this delivery of the event: Lambda keeps the request id when it
+    ``request_id`` names this delivery of the event: Lambda keeps the request id when it
     retries an invocation, while a duplicate S3 event gets a new one. So a retry of a merge
     that crashed resumes it, and a duplicate of the last part's event cannot merge twice.
     """
+    actor = request_id or uuid.uuid4().hex
     if not keys.is_fast_part(key):
-        return steps.start(bucket, key, max_parts=steps.config.max_parts)
+        return steps.start(bucket, key, actor, version, sequencer)
     found = _waiting_part(steps, key)
-    if isinstance(found, Outcome):
+    if isinstance(found, StepOutcome):
         return found
-    manifest, index = found
+    manifest, fence, index = found
+    claimant = _claimant(index, actor)
     try:
-        return steps.price_part(manifest, index, claimant=_claimant(index, invocation_id))
+        return steps.price_part(manifest, fence, index, claimant, merge=True)
     except PartLost as exc:
-        return steps.record_part_failure(manifest, index, str(exc), final=True)
+        return steps.part_failed(manifest, fence, index, str(exc), final=True, actor=claimant)
     except Exception as exc:
         # Lambda retries this invocation; the status shows the failure meanwhile, and the
         # on-failure queue makes it final once the retries are spent.
-        steps.record_part_failure(manifest, index, f"{type(exc).__name__}: {exc}", final=False)
+        error = f"{type(exc).__name__}: {exc}"
+        steps.part_failed(manifest, fence, index, error, final=False, actor=claimant)
         raise
 
 
-def _waiting_part(steps: JobSteps, key: str) -> tuple[Manifest, int] | Outcome:
-    """(manifest, part index) of a fast part key a job waits for, else why it is ignored."""
+def _waiting_part(steps: JobSteps, key: str) -> tuple[Manifest, Fence, int] | StepOutcome:
+    """(manifest, fence, part index) of a fast part key a job waits for, else why not."""
     try:
-        token, index = keys.parse_fast_part_key(key)
+        token, attempt, index = keys.parse_fast_part_key(key)
     except keys.NotAJobKey:
-        return Outcome("ignored", f"{key}: not a part key the pipeline writes")
+        return StepOutcome(Action.IGNORED, f"{key}: not a part key the pipeline writes")
     manifest = steps.load_manifest(keys.FAST, token)
     if manifest is None:
-        return Outcome("ignored", f"{key}: no job is waiting for this part")
+        return StepOutcome(Action.IGNORED, f"{key}: no job is waiting for this part")
     logs.annotate(token=token, inputKey=manifest.input_key)
-    return manifest, index
+    return manifest, Fence(token, attempt), index
 
 
-def _claimant(index: int, invocation_id: str | None) -> str:
-    return f"fast-{keys.part_name(index)}-{invocation_id or uuid.uuid4().hex}"
+def _claimant(index: int, actor: str) -> str:
+    return f"fast-{keys.part_name(index)}-{actor}"
 
 
-def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[Outcome]:
-    """Lambda's on-failure record: the original S3 event failed on every attempt."""
+# -- failure routes -----------------------------------------------------------------------
+
+
+def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[StepOutcome]:
+    """Lambda's on-failure record: the original event failed on every attempt."""
     request = record.get("requestContext", {})
+    request_id = str(request.get("requestId") or uuid.uuid4().hex)
     response = record.get("responsePayload") or {}
     error = (
         f"{response.get('errorType', 'error')}: {response.get('errorMessage', '')}".strip(": ")
@@ -115,85 +147,112 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
     )
     reason = f"failed on all {request.get('approximateInvokeCount', '?')} attempts: {error}"
     payload = record.get("requestPayload") or {}
-    if isinstance(payload, dict) and payload.get("source") == "aws.batch":
+    if not isinstance(payload, dict):
+        return [StepOutcome(Action.IGNORED, "an on-failure record without a payload")]
+    if payload.get("source") == "aws.batch":
         # EventBridge invokes the function asynchronously too: a Batch failure event whose
         # handling failed every time is handled once more here (it is idempotent).
-        return [handle_batch_event(steps, payload)]
+        return [handle_batch_event(steps, payload, request_id)]
+    if payload.get("source") == COMMAND_SOURCE:
+        return [_command_failed(steps, payload, reason, request_id)]
+    uploaded = object_created(payload)
+    if uploaded is not None:
+        bucket, key, version, sequencer = uploaded
+        return [
+            steps.fail_upload(bucket, key, f"the upload {reason}", request_id, version, sequencer)
+        ]
     outcomes = []
-    for bucket, key, version in s3_records(payload if isinstance(payload, dict) else {}):
+    for bucket, key, version, sequencer in s3_records(payload):
         if not keys.is_fast_part(key):
-            outcomes.append(steps.fail_upload(bucket, key, f"the upload {reason}", version))
+            outcomes.append(
+                steps.fail_upload(
+                    bucket, key, f"the upload {reason}", request_id, version, sequencer
+                )
+            )
             continue
         found = _waiting_part(steps, key)
-        if isinstance(found, Outcome):
+        if isinstance(found, StepOutcome):
             outcomes.append(found)
             continue
-        manifest, index = found
+        manifest, fence, index = found
+        claimant = _claimant(index, request_id)
         done = steps.finished_parts(manifest)
-        if index in done and len(done) < manifest.parts:
-            # A duplicate event priced it meanwhile: this failure is not the part's.
-            outcomes.append(Outcome("part-priced", f"{keys.part_name(index)}: priced"))
-            continue
         if len(done) == manifest.parts and not last_receive:
-            # Every part is priced: the failure was the merge. Resume it as the claimant
-            # that crashed (same request id), which no one else can take over.
-            claimant = _claimant(index, request.get("requestId"))
-            outcome = steps.merge(manifest, claimant)
-            if outcome.action in ("merged", "duplicate", "stopped", "superseded"):
+            # Every part is priced: the failure was the merge (or what came after it).
+            # Resume it as the claimant that crashed (same request id), which no one else
+            # can take over; a merge that ended settles what it left.
+            outcome = steps.merge(manifest, fence, claimant)
+            if outcome.action is not Action.INCOMPLETE:
                 outcomes.append(outcome)
                 continue
-        outcomes.append(steps.record_part_failure(manifest, index, reason, final=True))
+        if index in done and len(done) < manifest.parts:
+            # A duplicate event priced it meanwhile: this failure is not the part's.
+            steps.settle(manifest.input_key, claimant)
+            outcomes.append(StepOutcome(Action.PART_PRICED, f"{keys.part_name(index)}: priced"))
+            continue
+        outcomes.append(
+            steps.part_failed(manifest, fence, index, reason, final=True, actor=claimant)
+        )
     return outcomes
 
 
-def handle_dead_letter(steps: JobSteps, event: dict, attributes: dict) -> list[Outcome]:
-    """An EventBridge event its rule could not deliver (the normal path's dead letters)."""
+def _command_failed(steps: JobSteps, command: dict, reason: str, actor: str) -> StepOutcome:
+    """A command that failed on every attempt. A retry that reopened its job but could not
+    run it ends that attempt ``failed``, saying so; a cancel that did not get through
+    changed nothing, and says so in the log."""
+    key = str(command.get("inputKey", ""))
+    status = steps.status(key) if key else None
+    step = _command_step(command)
+    if command.get("command") != "retry" or status is None or step not in status.get("steps", []):
+        return StepOutcome(Action.IGNORED, f"{key}: the {command.get('command')} {reason}")
+    fence = Fence.of(status)
+    return steps.fail_fence(key, fence, f"the retry {reason}", actor)
+
+
+def handle_dead_letter(
+    steps: JobSteps, event: dict, attributes: dict, actor: str
+) -> list[StepOutcome]:
+    """An EventBridge event its rule could not deliver to the function."""
     if event.get("source") == "aws.batch":
-        return [handle_batch_event(steps, event)]
-    detail = event.get("detail", {})
-    bucket = detail.get("bucket", {}).get("name")
-    key = detail.get("object", {}).get("key")
-    version = detail.get("object", {}).get("version-id")
-    if not bucket or not key:
-        return [Outcome("ignored", "a dead letter that is not an S3 event")]
-    if not keys.is_csv(key):  # the stack's unsafe-key rule matches any suffix
-        return [Outcome("ignored", f"{key}: not a .csv file")]
+        return [handle_batch_event(steps, event, actor)]
+    uploaded = object_created(event)
+    if uploaded is None:
+        return [StepOutcome(Action.IGNORED, "a dead letter that is not an S3 event")]
+    bucket, key, version, sequencer = uploaded
+    if not keys.is_csv(key):
+        return [StepOutcome(Action.IGNORED, f"{key}: not a .csv file")]
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
-    if not message and any(c in key for c in UNSAFE_KEY_CHARACTERS):
-        # The stack's rule sends these straight here: EventBridge's input transformer would
-        # insert such a key into the SubmitJob parameters unescaped (docs/deploy.md).
-        message = 'keys with " or \\ cannot be passed to AWS Batch: rename the file'
-    reason = "could not start a Batch job for this upload" + (f": {message}" if message else "")
-    return [steps.fail_upload(bucket, key, reason, version)]
+    reason = "could not start a job for this upload" + (f": {message}" if message else "")
+    return [steps.fail_upload(bucket, key, reason, actor, version, sequencer)]
 
 
-def handle_batch_event(steps: JobSteps, event: dict) -> Outcome:
+def handle_batch_event(steps: JobSteps, event: dict, actor: str) -> StepOutcome:
+    """A Batch job of ours failed: its fence says which attempt. A failure counts only if
+    the job is the one the status recorded for its role (a duplicate manager's, or an
+    orphan submission's, does not)."""
     failure = batch_events.parse(event)
-    if failure is None:
-        return Outcome("ignored", "not a failed job of this pipeline")
-    logs.annotate(token=failure.token, inputKey=failure.input_key)
-    if failure.role == batch_events.MANAGER:
-        return _manager_failed(steps, failure)
-    manifest = steps.load_manifest(keys.NORMAL, failure.token)
+    if failure is None or failure.fence is None:
+        return StepOutcome(Action.IGNORED, "not a failed job of this pipeline")
+    fence = failure.fence
+    logs.annotate(token=fence.token, inputKey=failure.input_key)
+    status = steps.status(failure.input_key)
+    role = batch_events.ARRAY if failure.role == batch_events.CHILD else failure.role
+    recorded = ((status or {}).get("batchJobs") or {}).get(role)
+    same_attempt = status is not None and Fence.of(status) == fence
+    if same_attempt and recorded and recorded != failure.submitted_as:
+        steps.settle(failure.input_key, actor)
+        return StepOutcome(Action.IGNORED, f"{failure.job_id} is not the job's {role} job")
+    manifest = steps.load_manifest(keys.NORMAL, fence.token)
     if failure.role == batch_events.CHILD and failure.index is not None and manifest:
-        return steps.record_part_failure(manifest, failure.index, failure.reason, final=True)
+        return steps.part_failed(
+            manifest, fence, failure.index, failure.reason, final=True, actor=actor
+        )
     reason = failure.reason
     if failure.role == batch_events.ARRAY and manifest:
         # The array fails with its first failed child, whose own event may come later.
         missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
         reason = f"{reason}; parts without a result: {missing[:20]}"
-    return steps.fail_job(failure.input_key, failure.token, reason, keys.NORMAL)
-
-
-def _manager_failed(steps: JobSteps, failure: batch_events.BatchFailure) -> Outcome:
-    """A manager records its Batch job id in the status it begins, so its failure ends
-    exactly that job; one that died before beginning any leaves the key without status."""
-    current = steps.status(failure.input_key)
-    if current is None:
-        return steps.fail_upload(failure.input_bucket, failure.input_key, failure.reason)
-    if current.get("batch_jobs", {}).get("manager") != failure.job_id:
-        return Outcome("skipped", f"{failure.input_key}: the status is another job's")
-    return steps.fail_job(failure.input_key, current["token"], failure.reason, keys.NORMAL)
+    return steps.fail_fence(failure.input_key, fence, reason, actor)
 
 
 def _attribute(attributes: dict, name: str) -> str:
@@ -217,34 +276,95 @@ def handle_sqs(steps: JobSteps, records: list[dict]) -> dict[str, Any]:
 def _handle_record(steps: JobSteps, record: dict) -> None:
     body = json.loads(record.get("body") or "{}")
     receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    actor = f"sqs-{record.get('messageId', uuid.uuid4().hex)}"
     if "requestContext" in body:
         outcomes = handle_exhausted(steps, body, last_receive=receives >= _LAST_RECEIVE)
     else:
-        outcomes = handle_dead_letter(steps, body, record.get("messageAttributes", {}))
+        outcomes = handle_dead_letter(steps, body, record.get("messageAttributes", {}), actor)
     for outcome in outcomes:
-        log.info("failure path %s: %s", outcome.action, outcome.detail)
+        log.info("failure route %s: %s", outcome.action, outcome.detail)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def command(name: str, input_key: str, fence: str | None = None, force: bool = False) -> dict:
+    """The payload of a job command for the function (``jobs cancel|retry``)."""
+    return {
+        "source": COMMAND_SOURCE,
+        "command": name,
+        "inputKey": input_key,
+        "fence": fence,
+        "force": force,
+        "requestId": uuid.uuid4().hex,
+    }
+
+
+def _command_step(payload: dict) -> str:
+    return f"{payload.get('command')}:{payload.get('requestId')}"
+
+
+def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
+    """``cancel`` or ``retry`` of the job of ``inputKey``; ``fence`` (the attempt the user
+    saw) keeps a command from acting on an attempt it was not meant for."""
+    name, key = payload.get("command"), str(payload.get("inputKey", ""))
+    if name not in COMMANDS or not key:
+        return StepOutcome(Action.IGNORED, f"not a command: {name!r} for {key!r}")
+    try:
+        fence = Fence.parse(payload["fence"]) if payload.get("fence") else None
+    except ValueError as exc:
+        return StepOutcome(Action.IGNORED, str(exc))
+    logs.annotate(inputKey=key)
+    step = _command_step(payload)
+    if name == "cancel":
+        return steps.cancel(key, step, actor, fence)
+    return steps.retry(key, step, actor, fence, force=bool(payload.get("force")))
+
+
+# -- the entry point ----------------------------------------------------------------------
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (``runtime.adapters.lambda_handler.handler``)."""
     steps = _steps()
+    request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)
-    if event.get("source") == "aws.batch":
-        with logs.job_context():
-            outcome = handle_batch_event(steps, event)
-            log.info("batch event %s: %s", outcome.action, outcome.detail)
-        return {"outcomes": [{"action": outcome.action, "detail": outcome.detail}]}
     outcomes = []
-    for bucket, key in s3_objects(event):
+    with logs.job_context():
+        if event.get("source") == "aws.batch":
+            outcomes.append(handle_batch_event(steps, event, request_id))
+        elif event.get("source") == COMMAND_SOURCE:
+            outcomes.append(handle_command(steps, event, request_id))
+        elif (uploaded := object_created(event)) is not None:
+            bucket, key, version, sequencer = uploaded
+            logs.annotate(inputKey=key)
+            outcomes.append(_admit(steps, bucket, key, request_id, version, sequencer))
+    for bucket, key, version, sequencer in s3_records(event):
         with logs.job_context(inputKey=key):
             try:
-                outcome = handle_object(
-                    steps, bucket, key, getattr(context, "aws_request_id", None)
-                )
+                outcome = handle_object(steps, bucket, key, request_id, version, sequencer)
             except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
-                outcome = Outcome("ignored", f"{key}: {exc}")
-            log.info("%s s3://%s/%s: %s", outcome.action, bucket, key, outcome.detail)
-        outcomes.append({"key": key, "action": outcome.action, "detail": outcome.detail})
-    return {"outcomes": outcomes}
+                outcome = StepOutcome(Action.IGNORED, f"{key}: {exc}")
+            outcomes.append(outcome)
+    for outcome in outcomes:
+        log.info("%s: %s", outcome.action, outcome.detail)
+    return {"outcomes": [{"action": str(o.action), "detail": o.detail} for o in outcomes]}
+
+
+def _admit(
+    steps: JobSteps,
+    bucket: str,
+    key: str,
+    actor: str,
+    version: str | None,
+    sequencer: str | None,
+) -> StepOutcome:
+    try:
+        lane = keys.path_of(key)
+    except keys.NotAJobKey as exc:
+        return StepOutcome(Action.IGNORED, f"{key}: {exc}")
+    if lane not in keys.BATCH_LANES:
+        return StepOutcome(Action.IGNORED, f"{key}: the {lane} lane is not started by EventBridge")
+    return steps.admit(bucket, key, actor, version, sequencer)

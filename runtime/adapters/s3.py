@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,16 +15,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from runtime.protocol.status import ConcurrentUpdateError
-
 log = logging.getLogger(__name__)
 
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
-# Compare-and-swap attempts on one JSON object before giving up.
-_SWAP_ATTEMPTS = 25
-
-JsonUpdate = Callable[[dict | None], dict | None]
 
 
 @dataclass(frozen=True)
@@ -104,32 +97,32 @@ class ObjectStore:
     def put_json(self, bucket: str, key: str, document: dict) -> None:
         self.put(bucket, key, _json_bytes(document), "application/json")
 
-    def update_json(self, bucket: str, key: str, update: JsonUpdate) -> dict | None:
-        """Compare-and-swap a JSON object: ``update(current)`` gives the new document, or
-        None to leave it. Returns what was written (None: nothing). Concurrent writers
-        never lose each other's changes: a write only lands on the version it was computed
-        from (If-Match, or If-None-Match for a new object)."""
-        for _ in range(_SWAP_ATTEMPTS):
-            found = self._get_object(bucket, key)
-            current = json.loads(found["Body"].read()) if found else None
-            document = update(current)
-            if document is None:
-                return None
-            condition = {"IfMatch": found["ETag"]} if found is not None else {"IfNoneMatch": "*"}
-            try:
-                self.client.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=_json_bytes(document),
-                    ContentType="application/json",
-                    **condition,
-                )
-            except ClientError as exc:
-                if _code(exc) in _PRECONDITION_CODES | _MISSING_CODES:
-                    continue  # someone else wrote first: recompute from their version
-                raise
-            return document
-        raise ConcurrentUpdateError(f"s3://{bucket}/{key}: too many concurrent writers")
+    def get_json_tagged(self, bucket: str, key: str) -> tuple[dict | None, str | None]:
+        """A JSON object and its ETag (None, None when it does not exist)."""
+        found = self._get_object(bucket, key)
+        if found is None:
+            return None, None
+        return json.loads(found["Body"].read()), found["ETag"]
+
+    def put_json_if(self, bucket: str, key: str, document: dict, etag: str | None) -> bool:
+        """Write ``document`` only over the version with ``etag`` (None: only if the object
+        does not exist): S3's conditional writes. False when the condition failed, which
+        is also what a writer sees whose write committed but whose response was lost (the
+        SDK's retry of the same request then fails the condition)."""
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=_json_bytes(document),
+                ContentType="application/json",
+                **condition,
+            )
+        except ClientError as exc:
+            if _code(exc) in _PRECONDITION_CODES | _MISSING_CODES:
+                return False
+            raise
+        return True
 
     def list_keys(self, bucket: str, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -159,7 +152,11 @@ class ObjectStore:
         if version is None:
             log.warning("s3://%s/%s has no version id: left in place", bucket, key)
             return
-        self.client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+        except ClientError as exc:
+            if _code(exc) not in _MISSING_CODES:  # gone already: what we wanted
+                raise
 
 
 def _info(response: dict) -> ObjectInfo:

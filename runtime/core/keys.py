@@ -11,7 +11,16 @@ import re
 
 FAST = "fast"
 NORMAL = "normal"
-PATHS = (FAST, NORMAL)
+URGENT = "urgent"
+AUTO = "auto"
+# The lanes an upload can take (its key's first segment).
+PATHS = (FAST, NORMAL, URGENT, AUTO)
+# Where a job's parts run: on Lambda (FAST) or on AWS Batch (NORMAL), whatever its lane;
+# each runner keeps its temporary objects under its own prefix.
+RUNNERS = (FAST, NORMAL)
+BATCH_LANES = (NORMAL, URGENT)
+# Standing books that schedules copy into jobs; never a job by themselves.
+BOOKS = "books"
 FAST_PARTS_PREFIX = f"{FAST}/_parts/"
 # Path segments the protocol keeps for itself: an upload may not use them anywhere.
 RESERVED_SEGMENTS = ("_parts", "_work")
@@ -27,10 +36,11 @@ class NotAJobKey(ValueError):
 
 
 def path_of(input_key: str) -> str:
-    """``fast`` or ``normal``, from the first segment of an input key."""
+    """The lane (``fast``, ``normal``, ``urgent`` or ``auto``): an input key's first segment."""
     first = input_key.split("/", 1)[0]
     if first not in PATHS:
-        raise NotAJobKey(f"key {input_key!r} is not under fast/ or normal/")
+        lanes = ", ".join(f"{lane}/" for lane in PATHS)
+        raise NotAJobKey(f"key {input_key!r} is not under {lanes}")
     return first
 
 
@@ -45,7 +55,7 @@ def is_fast_part(input_key: str) -> bool:
 def upload_problem(key: str) -> str | None:
     """Why ``key`` cannot be a user's upload, or None when it is one.
 
-    The rules README states: under ``fast/`` or ``normal/``; the name ends in ``.csv`` in
+    The rules README states: under one of the lanes' prefixes; the name ends in ``.csv`` in
     any case; no path segment is ``_parts`` or ``_work``; at most MAX_UPLOAD_KEY_BYTES.
     """
     path_of(key)
@@ -88,13 +98,9 @@ def manifest_key(path: str, token: str) -> str:
     return work_prefix(path, token) + "manifest.json"
 
 
-def lock_key(path: str, token: str) -> str:
-    return work_prefix(path, token) + "merge.lock"
-
-
-def submit_lock_key(token: str) -> str:
-    """Claimed by the Batch manager that submits a job's array and merge jobs."""
-    return work_prefix(NORMAL, token) + "submit.lock"
+def lock_key(path: str, token: str, attempt: int) -> str:
+    """The merge claim of one attempt (a retry's merge is a new claimant)."""
+    return work_prefix(path, token) + f"merge-{attempt}.lock"
 
 
 def part_name(index: int) -> str:
@@ -109,17 +115,15 @@ def part_result_key(path: str, token: str, index: int) -> str:
     return results_prefix(path, token) + f"{part_name(index)}.csv"
 
 
-def failures_prefix(path: str, token: str) -> str:
-    return work_prefix(path, token) + "failed/"
+def fast_parts_prefix(token: str) -> str:
+    return f"{FAST_PARTS_PREFIX}{token}/"
 
 
-def part_failure_key(path: str, token: str, index: int) -> str:
-    return failures_prefix(path, token) + f"{part_name(index)}.json"
-
-
-def fast_part_key(token: str, index: int) -> str:
-    """Fast parts live under ``fast/`` in the input bucket so each starts its own Lambda."""
-    return f"{FAST_PARTS_PREFIX}{token}/{part_name(index)}.csv"
+def fast_part_key(token: str, attempt: int, index: int) -> str:
+    """Fast parts live under ``fast/`` in the input bucket so each starts its own Lambda;
+    the attempt they are priced for is in the key, so every event about a part (and
+    Lambda's record of its failure) names its attempt."""
+    return f"{fast_parts_prefix(token)}{attempt}/{part_name(index)}.csv"
 
 
 def batch_part_key(token: str, index: int) -> str:
@@ -127,14 +131,17 @@ def batch_part_key(token: str, index: int) -> str:
     return work_prefix(NORMAL, token) + f"parts/{part_name(index)}.csv"
 
 
-def parse_fast_part_key(key: str) -> tuple[str, int]:
-    """(token, index) from a key written by ``fast_part_key``; NotAJobKey otherwise."""
-    rest = key.removeprefix(FAST_PARTS_PREFIX)
-    token, _, name = rest.partition("/")
-    match = _PART_NAME.fullmatch(name.removesuffix(".csv")) if name.endswith(".csv") else None
-    if not token or "/" in name or match is None:
+def parse_fast_part_key(key: str) -> tuple[str, int, int]:
+    """(token, attempt, index) from a key written by ``fast_part_key``; NotAJobKey
+    otherwise."""
+    segments = key.removeprefix(FAST_PARTS_PREFIX).split("/")
+    if not key.startswith(FAST_PARTS_PREFIX) or len(segments) != 3:
         raise NotAJobKey(f"{key!r} is not a part key")
-    return token, int(match.group(1))
+    token, attempt, name = segments
+    match = _PART_NAME.fullmatch(name.removesuffix(".csv")) if name.endswith(".csv") else None
+    if not token or not attempt.isdigit() or int(attempt) < 1 or match is None:
+        raise NotAJobKey(f"{key!r} is not a part key")
+    return token, int(attempt), int(match.group(1))
 
 
 def indexes_in(keys: list[str], prefix: str, suffix: str) -> set[int]:

@@ -1,11 +1,13 @@
-"""Job events: one "Pricing Job State Change" per terminal state, built from the status.
+"""Job events: one "Pricing Job State Change" per terminal state of an attempt.
 
-The detail is plain data (documented in docs/protocol.md); publishing it is the adapter's
-job (``runtime.adapters.events``), so tests and ``simulate`` can watch it.
+The detail is plain data built from the status document (documented in docs/protocol.md);
+the lifecycle puts it in the status' outbox with the terminal state, and the adapter
+(``runtime.adapters.events``) delivers it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 SOURCE = "mc-pricing"
@@ -17,34 +19,44 @@ MAX_EVENT_TEXT = 2_000
 
 
 class EventSink(Protocol):
-    def publish(self, detail: dict) -> None: ...
+    def publish(self, detail: dict) -> None:
+        """Deliver one job event; raise if it was not accepted."""
 
 
-def job_event_detail(status: dict, result_bucket: str, region: str) -> dict:
-    """The event's detail for a status document in a terminal state."""
-    bucket, _, key = status["input"].removeprefix("s3://").partition("/")
+class EventDeliveryError(RuntimeError):
+    """EventBridge did not accept a job event; it stays in the status' outbox."""
+
+
+def job_event_detail(status: Mapping, result_bucket: str, region: str, event_id: str) -> dict:
+    """The event's detail for a status document in a terminal state. ``eventId`` is the
+    same for every delivery of one terminal state: consumers can drop a repeat by it."""
+    bucket, _, key = str(status["input"]).removeprefix("s3://").partition("/")
     state = status["state"]
     published = status.get("result") if state in ("done", "failed") else None
+    failed = list(status.get("failedParts") or [])
     return {
+        "eventId": event_id,
         "input": status["input"],
         "inputBucket": bucket,
         "inputKey": key,
         "token": status["token"],
+        "attempt": status.get("attempt", 1),
+        "generation": status.get("generation", 1),
         "state": state,
         "path": status.get("path"),
         "rows": status.get("rows", 0),
-        "rowsWithErrors": status.get("rows_with_errors", 0),
-        "parts": status.get("parts_total", 0),
+        "rowsWithErrors": status.get("rowsWithErrors", 0),
+        "parts": status.get("partsTotal", 0),
         "resultKey": published if state == "done" else None,
         "errorKey": published if state == "failed" else None,
         "error": _clip(status.get("error")),
         "failedParts": [
             {**failure, "error": _clip(failure.get("error"))}
-            for failure in status.get("failed_parts", [])[:MAX_EVENT_FAILED_PARTS]
+            for failure in failed[:MAX_EVENT_FAILED_PARTS]
         ],
-        "failedPartsTotal": len(status.get("failed_parts", [])),
-        "startedAt": status.get("started_at"),
-        "finishedAt": status.get("finished_at"),
+        "failedPartsTotal": len(failed),
+        "startedAt": status.get("startedAt"),
+        "finishedAt": status.get("finishedAt"),
         "seconds": status.get("seconds"),
         "engine": status.get("engine"),
         "region": region,

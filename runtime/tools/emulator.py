@@ -10,13 +10,15 @@ sleeps or polls; this emulator loops over its own work queue):
   the same request id; after the last one the on-failure destination gets Lambda's record,
   which the event source mapping delivers to the same function as an SQS batch, again
   (ApproximateReceiveCount + 1) while it reports the record failed, 5 receives at most.
-- EventBridge: an upload under ``normal/`` submits the manager job (parameters S3bucket,
-  S3key); every FAILED Batch job becomes a "Batch Job State Change" event for the function,
-  invoked asynchronously (so Lambda's retries and on-failure queue apply to it too).
+- EventBridge: an upload under ``normal/`` or ``urgent/`` becomes an "Object Created"
+  event for the function (which submits the manager job); every FAILED Batch job becomes a
+  "Batch Job State Change" event for the function, both invoked asynchronously (so Lambda's
+  retries and on-failure queue apply to them too).
 - Batch: submitted jobs (moto records them) run as processes, array children with their
   index, dependants only after their dependencies succeeded; the job definition's retry
   strategy retries host failures ("Host EC2*") up to 3 attempts and nothing else; a job
-  whose dependency failed fails without running ("Dependent Job failed").
+  whose dependency failed fails without running ("Dependent Job failed"); a job the runtime
+  terminated (moto keeps the reason) fails without running, with that reason.
 - Job events: the runtime's PutEvents reach a queue through a rule (see local_cloud); the
   emulator reads it after every step and shows each event in the timeline.
 """
@@ -137,10 +139,18 @@ def format_event(entry: tuple[float, str, str]) -> str:
 # -- events as AWS delivers them --------------------------------------------------------
 
 
-def s3_event(bucket: str, key: str, version: str | None = None) -> dict:
-    """An S3 notification as Lambda receives it (keys URL-encoded, as S3 sends them, and
-    the version id of the object written)."""
-    found: dict[str, str] = {"key": quote_plus(key, safe="/")}
+_SEQUENCER = iter(range(1, 2**62))
+
+
+def sequencer() -> str:
+    """S3's event sequencer: hexadecimal, growing with every write of a key."""
+    return f"{next(_SEQUENCER):016X}"
+
+
+def s3_event(bucket: str, key: str, version: str | None = None, order: str | None = None) -> dict:
+    """An S3 notification as Lambda receives it (keys URL-encoded, as S3 sends them, the
+    version id of the object written and its sequencer)."""
+    found: dict[str, str] = {"key": quote_plus(key, safe="/"), "sequencer": order or sequencer()}
     if version:
         found["versionId"] = version
     return {
@@ -159,6 +169,32 @@ def s3_event(bucket: str, key: str, version: str | None = None) -> dict:
                 },
             }
         ]
+    }
+
+
+def object_created_event(
+    bucket: str, key: str, version: str | None = None, order: str | None = None
+) -> dict:
+    """EventBridge's "Object Created" event for an upload (the stack's rule sends those of
+    the Batch lanes to the function)."""
+    found: dict[str, str] = {"key": key, "sequencer": order or sequencer()}
+    if version:
+        found["version-id"] = version
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": ACCOUNT,
+        "time": _iso(time.time()),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": found,
+            "reason": "PutObject",
+        },
     }
 
 
@@ -292,7 +328,7 @@ class _Container:
 class Invocation:
     """One asynchronous invocation of the function, as Lambda's queue holds it."""
 
-    kind: str  # s3 | on-failure | batch-event
+    kind: str  # s3 | eventbridge | command | on-failure | batch-event
     event: dict
     label: str
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -428,15 +464,32 @@ class Emulator:
         self.job_events.extend(found)
         return found
 
-    # -- the fast path ------------------------------------------------------------------
+    # -- Lambda -------------------------------------------------------------------------
 
     def upload_event(self, key: str) -> Invocation:
-        self.seen_versions |= {v for v in self._fast_csv_versions() if v[0] == key}
-        return Invocation("s3", s3_event(INPUT_BUCKET, key), key.rsplit("/", 1)[-1])
+        """The event the stack sends the function for the upload at ``key``: an S3
+        notification (``fast/``) or EventBridge's Object Created (the Batch lanes)."""
+        versions = [v for v in self._upload_versions() if v[0] == key]
+        self.seen_versions |= set(versions)
+        version = versions[-1][1] if versions else None
+        return self._event_for(key, version)
+
+    def _event_for(self, key: str, version: str | None) -> Invocation:
+        label = key.rsplit("/", 1)[-1]
+        if key.startswith("fast/"):
+            return Invocation("s3", s3_event(INPUT_BUCKET, key, version), label)
+        return Invocation("eventbridge", object_created_event(INPUT_BUCKET, key, version), label)
+
+    def run(self, invocations: list[Invocation]) -> None:
+        """Run invocations and everything they cause (new uploads' events, Batch jobs and
+        their failure events) until nothing is left to run."""
+        self.run_lambda(invocations)
+        while self.run_batch():
+            self.run_lambda([])
 
     def run_lambda(self, invocations: list[Invocation]) -> None:
         """Run invocations and everything they cause, until Lambda's queue is empty."""
-        self.seen_versions |= set(self._fast_csv_versions())
+        self.seen_versions |= set(self._upload_versions())
         pending: dict[Future, tuple[int, Invocation]] = {}
 
         def start(invocation: Invocation) -> None:
@@ -455,11 +508,10 @@ class Emulator:
                 if follow_up is not None:
                     start(follow_up)
                 self._step(invocation.kind)
-            for key, version in self._fast_csv_versions():
+            for key, version in self._upload_versions():
                 if (key, version) not in self.seen_versions:
                     self.seen_versions.add((key, version))
-                    event = s3_event(INPUT_BUCKET, key, version)
-                    start(Invocation("s3", event, key.rsplit("/", 1)[-1]))
+                    start(self._event_for(key, version))
 
     def _after_invocation(
         self, invocation: Invocation, kind: str, payload: Any
@@ -504,40 +556,32 @@ class Emulator:
             invocation.label,
         )
 
-    def _fast_csv_versions(self) -> list[tuple[str, str]]:
-        """(key, version id) of every object written under fast/ so far (the input bucket
-        is versioned, as the stack's), oldest first per key."""
+    def _upload_versions(self) -> list[tuple[str, str]]:
+        """(key, version id) of every .csv object written under a lane's prefix so far
+        (the input bucket is versioned, as the stack's), oldest first per key: each is an
+        event for the function (the notification and the rule match .csv in any case)."""
         found = []
-        pages = self.s3.get_paginator("list_object_versions").paginate(
-            Bucket=INPUT_BUCKET, Prefix="fast/"
-        )
+        pages = self.s3.get_paginator("list_object_versions").paginate(Bucket=INPUT_BUCKET)
         for page in pages:
             found.extend(
-                # The stack's notification matches .csv in any case.
                 (item["Key"], item["VersionId"])
                 for item in reversed(page.get("Versions", []))
                 if item["Key"].lower().endswith(".csv")
+                and item["Key"].split("/", 1)[0] in ("fast", "normal", "urgent")
             )
         return sorted(found, key=lambda kv: kv[0])
 
-    # -- the normal path ----------------------------------------------------------------
+    # -- Batch --------------------------------------------------------------------------
 
-    def start_manager(self, key: str) -> str:
-        """EventBridge's target: SubmitJob of the manager for an upload under normal/."""
-        submitted = self.batch.submit_job(
-            jobName=f"manager-{uuid.uuid4().hex[:8]}",
-            jobQueue=JOB_QUEUE,
-            jobDefinition=JOB_DEFINITION,
-            parameters={"S3bucket": INPUT_BUCKET, "S3key": key},
-        )
-        return submitted["jobId"]
-
-    def run_batch(self) -> None:
-        """Run every submitted job not run yet, in submission order, until none is left."""
+    def run_batch(self) -> bool:
+        """Run every submitted job not run yet, in submission order, until none is left;
+        False if there was none."""
+        ran = False
         while True:
             todo = [job for job in self._discover() if job.state == "SUBMITTED"]
             if not todo:
-                return
+                return ran
+            ran = True
             for job in todo:
                 self._run_job(job)
 
@@ -547,12 +591,25 @@ class Emulator:
                 self.jobs[description["jobId"]] = BatchJob(description)
         return list(self.jobs.values())
 
+    def _terminated(self, job: BatchJob) -> str | None:
+        """The reason the runtime gave when it terminated ``job`` (moto keeps it)."""
+        found = self.batch.describe_jobs(jobs=[job.job_id]).get("jobs", [])
+        return found[0].get("statusReason") if found else None
+
     def _run_job(self, job: BatchJob) -> None:
+        if job.state != "SUBMITTED":
+            return  # run already, as another job's dependency
         description = job.description
         role = job_environment(description).get("BATCH_ROLE") or "manager"
+        terminated = self._terminated(job)
+        if terminated:
+            job.state = "FAILED"
+            self.timeline.add(f"batch {role}", f"FAILED without running: {terminated}")
+            self._job_failed(description, terminated, attempts=[])
+            return
         for dependency in description.get("dependsOn") or []:
             other = self.jobs.get(dependency["jobId"])
-            if other is not None and other.state == "SUBMITTED":
+            if other is not None:
                 self._run_job(other)
             if other is None or other.state != "SUCCEEDED":
                 job.state = "FAILED"

@@ -8,19 +8,22 @@ where what AWS would run next (Lambda invocations, Batch jobs) is run by the emu
 
 - ``list``: the newest status objects under ``fast/`` and ``normal/`` of the result bucket;
 - ``show KEY``: one job's status, and where its result or error is;
-- ``cancel KEY``: ``JobSteps.cancel`` (status ``cancelled``, one job event; the remaining
-  parts stop and nothing publishes), then the job's Batch jobs are cancelled (queued) or
-  terminated (started);
-- ``retry KEY``: a failed job only: ``JobSteps.reopen``, then only its failed or missing
-  parts and the merge run again (fast: asynchronous invocations with the parts' S3 events,
-  or the upload's own event for an unsplit job; normal: an array of those parts and a
-  merge job, or a new manager job for an unsplit job).
+- ``cancel KEY``: the function cancels the running attempt (status ``cancelled``, one job
+  event; the remaining parts stop, nothing publishes, its Batch jobs are terminated);
+- ``retry KEY``: a failed job only: the function starts the next attempt, which runs only
+  the failed or missing parts and the merge (fast: the parts are written again for the new
+  attempt, each starting an invocation; normal: an array of those parts and a merge job),
+  or the whole upload when it never split.
+
+Both are commands for the stack's function (``{"source": "mc-pricing.command"}``),
+invoked asynchronously, so Lambda's retries and its on-failure route make them happen or
+end the job ``failed`` saying why; the command then watches the status for ``--wait``
+seconds. Each names the attempt the user saw (its fence), so it never acts on another.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -28,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.adapters.lambda_handler import command
 from runtime.cli import CommandError
 from runtime.core import keys
-from runtime.protocol import status as states
+from runtime.protocol import lifecycle as states
 
 _STATUS_PREFIXES = (f"{keys.FAST}/", f"{keys.NORMAL}/")
 # Statuses read by ``list`` at most (the newest first), however many the bucket holds.
@@ -150,7 +154,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cancel.add_argument("key")
     retry = commands.add_parser("retry", parents=[where], help="re-run a failed job's parts")
     retry.add_argument("key")
-    retry.add_argument("--workers", type=int, default=4, help="embedded AWS: containers")
+    retry.add_argument("--force", action="store_true", help="run it even over the budget")
+    for command_parser in (cancel, retry):
+        command_parser.add_argument(
+            "--wait",
+            type=float,
+            default=60.0,
+            help="seconds to watch the status for the outcome (default 60; 0: do not wait)",
+        )
+        command_parser.add_argument(
+            "--workers", type=int, default=4, help="embedded AWS: containers"
+        )
 
 
 def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
@@ -166,9 +180,9 @@ def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> 
         if args.jobs_command == "show":
             return jobs.show(args.key, as_json=args.json)
         if args.jobs_command == "cancel":
-            return jobs.cancel(args.key)
+            return jobs.cancel(args.key, wait=args.wait, workers=args.workers)
         if args.jobs_command == "retry":
-            return jobs.retry(args.key, workers=args.workers)
+            return jobs.retry(args.key, force=args.force, wait=args.wait, workers=args.workers)
     except NoCredentialsError:
         raise CommandError(
             "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
@@ -202,35 +216,25 @@ def input_key(text: str, target: Target) -> str:
 
 class Jobs:
     def __init__(self, target: Target, say: Callable[[str], None]) -> None:
-        from runtime.adapters.events import EventBridgeSink
         from runtime.adapters.s3 import ObjectStore
-        from runtime.environment import RuntimeConfig
-        from runtime.protocol.steps import JobSteps
 
         self.target = target
         self.say = say
         self.clients: dict[str, Any] = {}  # service -> client, made on first use
         self.s3 = self.client("s3")
         self.store = ObjectStore(self.s3)
-        self.steps = JobSteps(
-            self.store,
-            RuntimeConfig(
-                result_bucket=target.result_bucket,
-                job_queue=target.job_queue,
-                job_definition=target.job_definition,
-                region=target.region or self.s3.meta.region_name,
-            ),
-            events=EventBridgeSink(self.client("events")),
-        )
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
             self.clients[service] = self.target.client(service)
         return self.clients[service]
 
+    def status_of(self, key: str) -> dict | None:
+        return self.store.get_json(self.target.result_bucket, keys.status_key(key))
+
     def _status(self, text: str) -> tuple[str, dict]:
         key = input_key(text, self.target)
-        status = self.steps.status(key)
+        status = self.status_of(key)
         if status is None:
             raise CommandError(
                 f"no job for {key}: s3://{self.target.result_bucket}/{keys.status_key(key)} "
@@ -261,11 +265,12 @@ class Jobs:
             status = self.store.get_json(self.target.result_bucket, item["Key"])
             if not status or (state and status.get("state") != state):
                 continue
+            started = states.epoch(status.get("startedAt")) or now
             rows.append(
                 (
                     str(status.get("state")),
-                    f"{status.get('parts_done', 0)}/{status.get('parts_total', 0)}",
-                    _age(now - float(status.get("started_at") or now)),
+                    f"{status.get('partsDone', 0)}/{status.get('partsTotal', 0)}",
+                    _age(now - started),
                     item["Key"].removesuffix(keys.STATUS_SUFFIX),
                 )
             )
@@ -287,209 +292,115 @@ class Jobs:
             return 0
         lines = [
             f"job      {key}",
-            f"state    {status.get('state')}",
+            f"state    {status.get('state')} (attempt {status.get('attempt', 1)})",
             f"path     {status.get('path')}, engine {status.get('engine')}, "
             f"token {status.get('token')}, generation {status.get('generation')}",
-            f"parts    {status.get('parts_done', 0)}/{status.get('parts_total', 0)} done, "
-            f"{status.get('rows', 0)} rows ({status.get('rows_with_errors', 0)} with errors)",
-            f"started  {_when(status.get('started_at'))}"
+            f"parts    {status.get('partsDone', 0)}/{status.get('partsTotal', 0)} done, "
+            f"{status.get('rows', 0)} rows ({status.get('rowsWithErrors', 0)} with errors)",
+            f"started  {status.get('startedAt') or '-'}"
             + (
-                f", finished {_when(status.get('finished_at'))} ({status.get('seconds')} s)"
-                if status.get("finished_at")
+                f", finished {status['finishedAt']} ({status.get('seconds')} s)"
+                if status.get("finishedAt")
                 else ""
             ),
         ]
-        if status.get("missing_parts") and status.get("state") != states.DONE:
-            lines.append(f"missing  {_parts(status['missing_parts'])}")
-        for failure in status.get("failed_parts") or []:
-            lines.append(f"failed   {keys.part_name(int(failure['part']))}: {failure['error']}")
+        if status.get("missingParts") and status.get("state") != states.DONE:
+            lines.append(f"missing  {_parts(status['missingParts'])}")
+        for failure in status.get("failedParts") or []:
+            lines.append(
+                f"failed   {keys.part_name(int(failure['part']))} (attempt "
+                f"{failure.get('attempt', 1)}): {failure['error']}"
+            )
+        for earlier in status.get("attempts") or []:
+            lines.append(
+                f"earlier  attempt {earlier.get('attempt')} {earlier.get('state')}: "
+                f"{earlier.get('error')}"
+            )
         if status.get("error"):
             lines.append(f"error    {status['error']}")
-        if status.get("batch_jobs"):
-            jobs = ", ".join(f"{role} {job}" for role, job in sorted(status["batch_jobs"].items()))
+        if status.get("batchJobs"):
+            jobs = ", ".join(f"{role} {job}" for role, job in sorted(status["batchJobs"].items()))
             lines.append(f"batch    {jobs}")
         if status.get("result"):
             what = "result" if status.get("state") == states.DONE else "object"
             lines.append(f"{what}   {status['result']}")
+        if status.get("outbox"):
+            lines.append(f"pending  {len(status['outbox'])} job event(s) or stop(s) to deliver")
         lines.append(f"status   s3://{self.target.result_bucket}/{keys.status_key(key)}")
         for line in lines:
             self.say(line)
         return 0
 
-    # -- cancel -------------------------------------------------------------------------
+    # -- cancel and retry: commands for the function ------------------------------------
 
-    def cancel(self, text: str) -> int:
+    def cancel(self, text: str, wait: float = 60.0, workers: int = 4) -> int:
         key, status = self._status(text)
         if status["state"] != states.RUNNING:
             raise CommandError(f"{key} is not running: the job is {status['state']}")
-        outcome = self.steps.cancel(key)
-        if outcome.action != "cancelled":
-            raise CommandError(f"{key} was not cancelled: {outcome.detail}")
-        self.say(f"cancelled {key} (job {status['token']})")
-        written = outcome.status or status
-        for role, job_id in sorted((written.get("batch_jobs") or {}).items()):
-            self.say(f"  batch {role} job {job_id}: {self._stop_batch_job(job_id, key)}")
-        return 0
+        fence = states.Fence.of(status)
+        final = self._run(command("cancel", key, str(fence)), key, status, wait, workers)
+        if final.get("state") == states.CANCELLED and states.Fence.of(final) == fence:
+            self.say(f"cancelled {key} (job {fence})")
+            return 0
+        if final is status:
+            self.say(f"cancel of {key} (job {fence}) requested")
+            return 0
+        raise CommandError(
+            f"{key} was not cancelled: the job is {final.get('state')} "
+            f"(attempt {final.get('attempt')})"
+        )
 
-    def _stop_batch_job(self, job_id: str, key: str) -> str:
-        batch = self.client("batch")
-        found = batch.describe_jobs(jobs=[job_id]).get("jobs", [])
-        if not found:
-            return "not found"
-        state = found[0].get("status")
-        reason = f"cancelled by the user: {key}"
-        if state in ("SUCCEEDED", "FAILED"):
-            return f"already {state}"
-        if state in ("STARTING", "RUNNING"):
-            batch.terminate_job(jobId=job_id, reason=reason)
-            return f"terminated (was {state})"
-        batch.cancel_job(jobId=job_id, reason=reason)
-        return f"cancelled (was {state})"
-
-    # -- retry --------------------------------------------------------------------------
-
-    def retry(self, text: str, workers: int = 4) -> int:
+    def retry(self, text: str, force: bool = False, wait: float = 60.0, workers: int = 4) -> int:
         key, status = self._status(text)
         if status["state"] != states.FAILED:
             raise CommandError(f"only a failed job can be retried: {key} is {status['state']}")
-        path, token = status["path"], status["token"]
-        bucket = status["input"].removeprefix("s3://").partition("/")[0]
-        manifest = self.steps.load_manifest(path, token)
-        if manifest is None:
-            info = self.store.head(bucket, key)
-            if info is None or (info.version or info.etag) != status.get("version"):
-                raise CommandError(
-                    f"the upload s3://{bucket}/{key} of this job is gone or was replaced: "
-                    "upload the file again"
-                )
-            parts: list[int] = []
-        else:
-            prefix = keys.results_prefix(path, token)
-            done = keys.indexes_in(
-                self.store.list_keys(self.target.result_bucket, prefix), prefix, ".csv"
-            )
-            parts = [i for i in range(manifest.parts) if i not in done]
-            if path == keys.FAST:
-                gone = [
-                    i
-                    for i in (parts or [manifest.parts - 1])
-                    if self.store.head(manifest.input_bucket, manifest.part_keys[i]) is None
-                ]
-                if gone:
-                    raise CommandError(
-                        f"{key}: the part objects of {_parts(gone)} are gone (expired from the "
-                        "input bucket): upload the file again"
-                    )
-        self._check_can_run(path)
-        emulator = self._emulator(workers, status.get("engine") or "", key)
-        try:
-            reopened = self.steps.reopen(key)
-            if reopened.action != "reopened":
-                raise CommandError(f"{key} could not be reopened: {reopened.detail}")
-            what = (
-                f"{_parts(parts)} of {manifest.parts} and the merge"
-                if manifest is not None and parts
-                else "the merge"
-                if manifest is not None
-                else "the whole file"
-            )
-            self.say(f"retrying {key} (job {token}): {what}")
-            if path == keys.FAST:
-                self._retry_fast(bucket, key, manifest, parts, emulator)
-            else:
-                self._retry_normal(bucket, key, manifest, parts, emulator)
-        finally:
-            if emulator is not None:
-                emulator.close()
-        if emulator is not None:
-            final = self.steps.status(key) or {}
-            self.say(f"{key}: {final.get('state')}")
-            if final.get("state") != states.DONE:
-                raise CommandError(f"the retried job {final.get('state')}: {final.get('error')}")
+        fence = states.Fence.of(status)
+        self.say(f"retrying {key} (job {fence})")
+        final = self._run(command("retry", key, str(fence), force), key, status, wait, workers)
+        if final is status:
+            self.say(f"retry of {key} requested")
+            return 0
+        attempt = final.get("attempt")
+        self.say(f"{key}: {final.get('state')} (attempt {attempt})")
+        if self.target.embedded and final.get("state") != states.DONE:
+            raise CommandError(f"the retried job {final.get('state')}: {final.get('error')}")
         return 0
 
-    def _check_can_run(self, path: str) -> None:
+    def _run(self, payload: dict, key: str, before: dict, wait: float, workers: int) -> dict:
+        """Send a command to the function, and watch the status for up to ``wait`` seconds
+        for its outcome (on the embedded AWS, run it and all it causes)."""
         if self.target.embedded:
-            return
-        if path == keys.FAST and not self.target.function_name:
-            raise CommandError("retry of a fast job needs the function: --function-name or --stack")
-        if path == keys.NORMAL and not (self.target.job_queue and self.target.job_definition):
-            raise CommandError(
-                "retry of a normal job needs --job-queue and --job-definition, or --stack"
-            )
+            from runtime.tools.emulator import Invocation
 
-    def _emulator(self, workers: int, engine: str, key: str):
+            with self._emulator(workers, key) as emulator:
+                emulator.run([Invocation("command", payload, payload["command"])])
+                emulator.drain_job_events()
+            return self.status_of(key) or {}
+        if not self.target.function_name:
+            raise CommandError("jobs commands need the function: --function-name or --stack")
+        self.client("lambda").invoke(
+            FunctionName=self.target.function_name,
+            InvocationType="Event",
+            Payload=json.dumps(payload).encode(),
+        )
+        deadline = time.monotonic() + max(0.0, wait)
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            found = self.status_of(key) or {}
+            if found.get("updatedAt") != before.get("updatedAt"):
+                return found
+        return before
+
+    def _emulator(self, workers: int, key: str):
         """On the embedded AWS, the emulator runs what AWS would run next."""
-        if not self.target.embedded:
-            return None
         from runtime.tools.emulator import Emulator, Timeline, runtime_environment
         from runtime.tools.local_cloud import LocalCloud
 
         cloud = LocalCloud(self.target.endpoint_url)
-        environment = runtime_environment(cloud, None, engine or "lsm")
+        status = self.status_of(key) or {}
+        environment = runtime_environment(cloud, None, status.get("engine") or "lsm")
         timeline = Timeline(echo=lambda line: print(line, file=sys.stderr, flush=True))
         return Emulator(cloud, environment, timeline, workers, watch={key})
-
-    def _retry_fast(self, bucket: str, key: str, manifest, parts: list[int], emulator) -> None:
-        from runtime.tools.emulator import s3_event
-
-        if manifest is None:
-            events = [(key, s3_event(bucket, key))]
-        else:
-            indexes = parts or [manifest.parts - 1]  # every part priced: its event merges
-            events = [
-                (manifest.part_keys[i], s3_event(manifest.input_bucket, manifest.part_keys[i]))
-                for i in indexes
-            ]
-        if emulator is not None:
-            from runtime.tools.emulator import Invocation
-
-            emulator.run_lambda(
-                [Invocation("s3", event, part_key.rsplit("/", 1)[-1]) for part_key, event in events]
-            )
-            emulator.drain_job_events()
-            return
-        client = self.client("lambda")
-        for part_key, event in events:
-            client.invoke(
-                FunctionName=self.target.function_name,
-                InvocationType="Event",
-                Payload=json.dumps(event).encode(),
-            )
-            self.say(f"  invoked {self.target.function_name} for s3://{bucket}/{part_key}")
-
-    def _retry_normal(self, bucket: str, key: str, manifest, parts: list[int], emulator) -> None:
-        from runtime.adapters.batch_job import submit_array_and_merge, submit_merge
-
-        batch = self.client("batch")
-        if manifest is None:
-            submitted = batch.submit_job(
-                jobName=f"retry-{keys.job_token(bucket, key, 'retry')[:8]}",
-                jobQueue=self.target.job_queue,
-                jobDefinition=self.target.job_definition,
-                parameters={"S3bucket": bucket, "S3key": key},
-            )
-            self.say(f"  submitted manager job {submitted['jobId']}")
-        elif parts:
-            jobs = submit_array_and_merge(
-                batch, self.target.job_queue, self.target.job_definition, manifest, parts=parts
-            )
-            self._record_batch_jobs(key, manifest.token, jobs)
-            self.say(f"  submitted pricing job {jobs['array']} and merge job {jobs['merge']}")
-        else:
-            merge = submit_merge(batch, self.target.job_queue, self.target.job_definition, manifest)
-            self._record_batch_jobs(key, manifest.token, {"merge": merge})
-            self.say(f"  submitted merge job {merge}")
-        if emulator is not None:
-            emulator.run_batch()
-            emulator.drain_job_events()
-
-    def _record_batch_jobs(self, key: str, token: str, jobs: dict[str, str]) -> None:
-        self.store.update_json(
-            self.target.result_bucket,
-            keys.status_key(key),
-            states.progress(token, time.time(), batch_jobs=jobs),
-        )
 
 
 def _age(seconds: float) -> str:
@@ -501,13 +412,6 @@ def _age(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def _when(seconds: object) -> str:
-    if not seconds:
-        return "-"
-    moment = dt.datetime.fromtimestamp(float(seconds), dt.UTC)  # type: ignore[arg-type]
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parts(indexes: list[int]) -> str:

@@ -44,9 +44,9 @@ __all__ = [
 def run_fast_path(
     cloud: LocalCloud, environment: dict[str, str], key: str, workers: int, timeline: Timeline
 ) -> None:
-    """Lambda's side of an upload already in the input bucket under ``fast/``."""
+    """What the stack does with an upload already in the input bucket."""
     with Emulator(cloud, environment, timeline, workers, watch={key}) as emulator:
-        emulator.run_lambda([emulator.upload_event(key)])
+        emulator.run([emulator.upload_event(key)])
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,7 @@ def run_simulation(
         ) as emulator:
             store.put(INPUT_BUCKET, key, data)
             timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")
-            if path == keys.FAST:
-                emulator.run_lambda([emulator.upload_event(key)])
-            else:
-                emulator.start_manager(key)
-                timeline.add("eventbridge", "Object Created: submitted the manager job")
-                emulator.run_batch()
+            emulator.run([emulator.upload_event(key)])
             emulator.drain_job_events()
             wall = time.perf_counter() - timeline.started
             error = store.get(RESULT_BUCKET, keys.error_key(key))
@@ -217,7 +212,7 @@ def _summary(outcome: SimulationResult) -> None:
     status = outcome.status or {}
     print(
         f"wall time {outcome.wall_seconds:.2f} s; {outcome.invocations} Lambda "
-        f"invocations, {status.get('parts_total', 0)} part(s), state {status.get('state')}, "
+        f"invocations, {status.get('partsTotal', 0)} part(s), state {status.get('state')}, "
         f"{len(outcome.job_events)} job event(s)",
         file=sys.stderr,
     )
