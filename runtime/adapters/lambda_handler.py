@@ -326,8 +326,13 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (``runtime.adapters.lambda_handler.handler``)."""
-    steps = _steps()
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+    return handle(_steps(), event, request_id)
+
+
+def handle(steps: JobSteps, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """Route one invocation's event to its steps. ``request_id`` is Lambda's: the same on
+    every retry of one invocation."""
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)

@@ -104,6 +104,8 @@ class JobCore:
         self.store = store
         self.config = config
         self.clock = clock
+        # Parallel S3 writes when a splitter uploads hundreds of parts.
+        self.upload_threads = 16
         self._engine = engine
         self._engines: dict[str, Engine] = {}
         self._batch = batch
@@ -204,16 +206,16 @@ class JobCore:
         status = decision.status or {}
         if status.get("resultVersion") != written.version or not decision.accepted:
             self.store.delete_version(self.bucket, key, written.version)
-        self.settle(job.input_key, actor, must_deliver=decision.accepted)
+        self.settle(job.input_key, actor)
         return decision
 
-    def settle(self, input_key: str, actor: str, must_deliver: bool = False) -> dict | None:
-        return self.ledger.settle(input_key, actor, must_deliver)
+    def settle(self, input_key: str, actor: str) -> dict | None:
+        return self.ledger.settle(input_key, actor)
 
     def refused(self, decision: Decision, job: JobRef, what: str, actor: str) -> StepOutcome:
         """The outcome of an actor whose fact the lifecycle did not accept: it settles the
         job (delivering what a dead actor left, taking back what nobody names)."""
-        status = self.settle(job.input_key, actor, must_deliver=False)
+        status = self.settle(job.input_key, actor)
         action = Action.DUPLICATE if decision.outcome is Outcome.ENDED else Action.STOPPED
         return StepOutcome(action, f"{what}: {decision.reason}", job.manifest, status, job.fence)
 
@@ -230,7 +232,7 @@ class JobCore:
         why = lifecycle.why_not_running(status, job.fence)
         if why:
             ours = status is not None and Fence.of(status) == job.fence
-            self.settle(job.input_key, actor, must_deliver=ours)
+            self.settle(job.input_key, actor)
             state = Action.DUPLICATE if ours else Action.STOPPED
             return StepOutcome(state, f"{job.input_key}: {why}", job.manifest, status, job.fence)
         decision = self.publish(job, lifecycle.FAILED, reason, actor, failed_part=failed_part)

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # backoff between them: 200 writers finishing at one instant settle within a few seconds.
 SWAP_ATTEMPTS = 30
 _BACKOFF_FIRST = 0.01
+# Outbox claims in one settle: entries that arrive while one actor delivers are its too.
+_DELIVERY_ROUNDS = 3
 _BACKOFF_CAP = 1.0
 # Object metadata naming the attempt that wrote a -result or -error version.
 TOKEN_METADATA = "job-token"
@@ -101,31 +103,32 @@ class Ledger:
 
     # -- effects --------------------------------------------------------------------------
 
-    def settle(self, input_key: str, claimant: str, must_deliver: bool = False) -> dict | None:
+    def settle(self, input_key: str, claimant: str) -> dict | None:
         """Deliver the outbox, then take back unnamed results; clean up a done job.
 
-        ``must_deliver``: a recovery (a retry, a failure route) that finds the outbox held
-        by another actor raises OutboxBusy, so that it comes back after the lease."""
-        self.deliver(input_key, claimant, must_deliver)
+        Whoever settles a job is responsible for its outbox: one that finds it held by
+        another actor raises OutboxBusy, so that it comes back after the lease, since that
+        actor may have died holding it."""
+        self.deliver(input_key, claimant)
         status = self.reconcile(input_key)
         if status is not None and status["state"] == lifecycle.DONE and not status["outbox"]:
             self._clean_up(status)
         return status
 
-    def deliver(self, input_key: str, claimant: str, must: bool = False) -> None:
-        claimed = self.apply(input_key, ClaimOutbox(claimant, self.clock()))
-        if claimed.outcome is Outcome.UNCHANGED:
-            return
-        if claimed.outcome is Outcome.REFUSED:
-            if must:
+    def deliver(self, input_key: str, claimant: str) -> None:
+        """Claim the outbox, perform its entries, clear them; again while entries came in
+        meanwhile (they would otherwise wait for the next actor)."""
+        for _ in range(_DELIVERY_ROUNDS):
+            claimed = self.apply(input_key, ClaimOutbox(claimant, self.clock()))
+            if claimed.outcome is Outcome.UNCHANGED:
+                return
+            if claimed.outcome is Outcome.REFUSED:
                 raise OutboxBusy(f"{input_key}: {claimed.reason}")
-            return
-        document = claimed.status or {}
-        delivered = []
-        for entry in document.get("outbox", []):
-            self._perform(entry)
-            delivered.append(entry["id"])
-        self.apply(input_key, Delivered(claimant, tuple(delivered)))
+            delivered = []
+            for entry in (claimed.status or {}).get("outbox", []):
+                self._perform(entry)
+                delivered.append(entry["id"])
+            self.apply(input_key, Delivered(claimant, tuple(delivered)))
 
     def _perform(self, entry: dict) -> None:
         if entry["kind"] == "event":

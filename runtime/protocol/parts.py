@@ -127,8 +127,7 @@ class Parts(JobCore):
         status = self.status(manifest.input_key)
         reason = lifecycle.why_not_running(status, fence)
         if reason:
-            ours = status is not None and lifecycle.Fence.of(status) == fence
-            self.settle(manifest.input_key, actor, must_deliver=ours)
+            self.settle(manifest.input_key, actor)
             return StepOutcome(Action.STOPPED, f"merge: {reason}", manifest, status, fence)
         missing = sorted(set(range(manifest.parts)) - self.finished_parts(manifest))
         if missing:  # checked before the claim, so a merge that cannot run holds no lock

@@ -27,8 +27,6 @@ from runtime.protocol.lifecycle import Begin, Fence, Outcome, Progress, Upload
 
 log = logging.getLogger(__name__)
 
-# Parallel S3 writes when a splitter uploads hundreds of parts.
-_UPLOAD_THREADS = 16
 DELETED = "the upload was deleted before it could be priced"
 # Object metadata naming the team an upload belongs to (fair share).
 TEAM_METADATA = "team"
@@ -50,7 +48,8 @@ class Uploads(JobCore):
         refused = self._refuse_key(bucket, key)
         if refused:
             return refused
-        begun = self._begin(bucket, key, version, sequencer, self.plan_from_config(keys.FAST))
+        plan = self.plan_from_config(keys.FAST)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor)
         if isinstance(begun, StepOutcome):
             return begun
         return self.run_upload(begun, actor)
@@ -74,7 +73,7 @@ class Uploads(JobCore):
         lane = keys.path_of(key)
         info = self.store.head(bucket, key)
         plan = self.plan_from_config(lane, self._share(info.metadata if info else {}))
-        begun = self._begin(bucket, key, version, sequencer, plan, info)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor, info)
         if isinstance(begun, StepOutcome):
             return begun
         status, fence = begun
@@ -167,6 +166,7 @@ class Uploads(JobCore):
         version: str | None,
         sequencer: str | None,
         plan: lifecycle.Plan,
+        actor: str,
         info: object = None,
     ) -> tuple[dict, Fence] | StepOutcome:
         """The job of the key's current upload, begun if no step did yet: (status, fence)
@@ -177,7 +177,7 @@ class Uploads(JobCore):
         lost; the latest's event is then a duplicate."""
         info = info if info is not None else self.store.head(bucket, key)
         if info is None:
-            return self._vanished(bucket, key, version, sequencer, plan)
+            return self._vanished(bucket, key, version, sequencer, actor)
         current_version = info.version or info.etag  # type: ignore[attr-defined]
         if current_version != version:
             sequencer = None  # the event's sequencer is about another version
@@ -205,11 +205,11 @@ class Uploads(JobCore):
             return StepOutcome(Action.SUPERSEDED, f"{key}: {decision.reason}")
         status = decision.status or {}
         if decision.outcome in (Outcome.BEGUN, Outcome.REPLACED):
-            self.settle(key, upload.token)  # the replaced job's event, its stale results
+            self.settle(key, actor)  # the replaced job's event, its stale results
             return status, fence
         if lifecycle.owns(status, fence):  # a duplicate event, or a crashed start's retry
             return status, fence
-        self.settle(key, upload.token)
+        self.settle(key, actor)
         return StepOutcome(
             Action.DUPLICATE,
             f"upload {upload.token}: the job is "
@@ -219,17 +219,12 @@ class Uploads(JobCore):
         )
 
     def _vanished(
-        self,
-        bucket: str,
-        key: str,
-        version: str | None,
-        sequencer: str | None,
-        plan: lifecycle.Plan,
+        self, bucket: str, key: str, version: str | None, sequencer: str | None, actor: str
     ) -> StepOutcome:
         """The key has no current object: the event's upload was deleted (perhaps after
         its job began, by a start that then died). Unless a newer upload owns the key, that
         upload ends ``failed``; a job that got as far as its parts carries on without it."""
-        return self.fail_upload(bucket, key, DELETED, f"vanished:{version}", version, sequencer)
+        return self.fail_upload(bucket, key, DELETED, actor, version, sequencer)
 
     def fail_upload(
         self,
@@ -381,7 +376,7 @@ class Uploads(JobCore):
                 raise RuntimeError(f"{keys.part_name(index)} differs from the manifest's")
             self.store.put(bucket, key, body)
 
-        with ThreadPoolExecutor(_UPLOAD_THREADS) as pool:
+        with ThreadPoolExecutor(self.upload_threads) as pool:
             list(pool.map(write, only if only is not None else range(manifest.parts)))
 
     def _share(self, metadata: dict[str, str]) -> str:

@@ -1,0 +1,312 @@
+"""The stateful explorer: Hypothesis plays users, S3, Lambda, EventBridge and Batch in any
+order, with faults, against the real handlers, and checks the platform's promises.
+
+Rules are what can happen next: an upload or a re-upload, a deleted upload, a settings
+change (a deploy), a pending invocation run (perhaps killed after any S3 call, or losing
+the response of a committed conditional write), a Batch job placed (perhaps killed: a host
+reclaimed and retried, or out of memory), a queue giving up on a job, an event delivered
+again, an event EventBridge could not deliver, EventBridge refusing PutEvents, a cancel, a
+retry, time passing. After every step ``check_always``; whenever nothing is left to run,
+and at the end after draining everything, ``check_settled``:
+
+- I1 every terminal state of an attempt has exactly one job event (a repeat only where an
+  actor died between EventBridge's acceptance and clearing its outbox, with the same
+  ``eventId``);
+- I2 when the latest upload's job is done, ``-result`` is that upload's, rows in order;
+- I3 no ``-result``/``-error`` version exists that the status does not name;
+- I4 every key's latest upload has a terminal state (no job left running with no actor);
+- I5 the user's uploads are never modified.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from runtime.core import keys
+from runtime.protocol import lifecycle
+from tests.explorer.world import INPUT, RESULT, Faults, World
+
+SAMPLE = Path(__file__).resolve().parents[2] / "runtime" / "sample" / "EquityOption-100.csv"
+_LINES = SAMPLE.read_bytes().splitlines(keepends=True)
+
+
+def _book(rows: int, start: int = 1) -> bytes:
+    return b"".join([_LINES[0], *_LINES[start : start + rows]])
+
+
+BODIES = (
+    _book(1),
+    _book(4),
+    _book(7, start=10),
+    _book(5, start=40) + b"99,10/26/2022,10/28/2022,Call,22.2,-5,0.047,0.10,01/16/2023\n",
+    b"id,price\n1,2\n",  # a file error: required columns missing
+)
+KEYS = ("fast/a/book.csv", "fast/b/BOOK.CSV", "normal/c/book.csv", "urgent/d/book.csv")
+T = TypeVar("T")
+
+
+class Chooser(Protocol):
+    """Where the explorer's choices come from: Hypothesis (which shrinks a failure to its
+    shortest form) or a seeded random generator (the long benchmark runs)."""
+
+    def integer(self, low: int, high: int) -> int: ...
+
+    def choice(self, options: Sequence[T]) -> T: ...
+
+
+class DataChooser:
+    def __init__(self, data: st.DataObject) -> None:
+        self.data = data
+
+    def integer(self, low: int, high: int) -> int:
+        return self.data.draw(st.integers(low, high))
+
+    def choice(self, options: Sequence[T]) -> T:
+        return self.data.draw(st.sampled_from(options))
+
+
+class RandomChooser:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def integer(self, low: int, high: int) -> int:
+        return self.rng.randint(low, high)
+
+    def choice(self, options: Sequence[T]) -> T:
+        return self.rng.choice(options)
+
+
+def _faults(chooser: Chooser) -> Faults:
+    kind = chooser.choice(("none", "none", "kill", "lose"))
+    if kind == "kill":
+        return Faults(kill_after=chooser.integer(1, 40))
+    if kind == "lose":
+        return Faults(lose_response=chooser.integer(1, 6))
+    return Faults()
+
+
+def _upload(world: World, chooser: Chooser) -> str:
+    key, body = chooser.choice(KEYS), chooser.choice(range(len(BODIES)))
+    world.upload(key, BODIES[body])
+    return f"upload {key} body {body}"
+
+
+def _delete(world: World, chooser: Chooser) -> str:
+    key = chooser.choice(KEYS)
+    if key in world.keys_uploaded() and key not in world.deleted:
+        world.delete(key)
+    return f"delete {key}"
+
+
+def _deploy(world: World, chooser: Chooser) -> str:
+    world.threshold = chooser.integer(1, 6)
+    world.greeks = chooser.choice((False, True))
+    return f"deploy threshold {world.threshold} greeks {world.greeks}"
+
+
+def _command(name: str) -> Callable[[World, Chooser], str]:
+    def act(world: World, chooser: Chooser) -> str:
+        key = chooser.choice(KEYS)
+        force = chooser.choice((False, True))
+        return f"{name} {key}: {world.command(name, key, force)}"
+
+    return act
+
+
+def _invoke(world: World, chooser: Chooser) -> str:
+    if not world.pending:
+        return "invoke: nothing pending"
+    index, faults = chooser.integer(0, 50), _faults(chooser)
+    item = world.pending[index % len(world.pending)]
+    world.invoke(index, faults)
+    return f"invoke {item.kind} {item.request_id} attempt {item.attempt} {faults}"
+
+
+def _run_batch(world: World, chooser: Chooser) -> str:
+    runnable = world.runnable()
+    if not runnable:
+        return "batch: nothing runnable"
+    index, faults = chooser.integer(0, 50), _faults(chooser)
+    host_failure = chooser.choice((False, True))
+    job = runnable[index % len(runnable)]
+    world.run_batch(index, faults, host_failure)
+    return f"batch {job.job_id} {job.environment.get('BATCH_ROLE')} {faults} -> {job.state}"
+
+
+def _give_up(world: World, chooser: Chooser) -> str:
+    return f"batch gives up: {world.give_up(chooser.integer(0, 50))}"
+
+
+def _duplicate(world: World, chooser: Chooser) -> str:
+    return f"deliver again: {world.duplicate(chooser.integer(0, 200))}"
+
+
+def _undeliverable(world: World, chooser: Chooser) -> str:
+    return f"undeliverable: {world.dead_letter(chooser.integer(0, 50))}"
+
+
+def _eventbridge(world: World, chooser: Chooser) -> str:
+    world.events.refusing = chooser.choice((False, True))
+    return f"eventbridge refusing {world.events.refusing}"
+
+
+def _time(world: World, chooser: Chooser) -> str:
+    seconds = chooser.choice((1, 30, 120))
+    world.clock += seconds
+    return f"{seconds} s pass"
+
+
+# What can happen next, with how often: the pipeline's own work most, so jobs get far.
+ACTIONS: dict[str, tuple[int, Callable[[World, Chooser], str]]] = {
+    "upload": (4, _upload),
+    "delete": (1, _delete),
+    "deploy": (1, _deploy),
+    "cancel": (1, _command("cancel")),
+    "retry": (1, _command("retry")),
+    "invoke": (10, _invoke),
+    "run_batch": (5, _run_batch),
+    "give_up": (1, _give_up),
+    "duplicate": (2, _duplicate),
+    "undeliverable": (1, _undeliverable),
+    "eventbridge": (1, _eventbridge),
+    "time": (1, _time),
+}
+_WEIGHTED = tuple(name for name, (weight, _) in ACTIONS.items() for _ in range(weight))
+
+
+def step(world: World, chooser: Chooser) -> str:
+    """One thing happens; the line says what."""
+    name = chooser.choice(_WEIGHTED)
+    return ACTIONS[name][1](world, chooser)
+
+
+class LifecycleExplorer(RuleBasedStateMachine):
+    """Subclasses say which S3 the world uses (``make_s3``)."""
+
+    def make_s3(self):  # pragma: no cover - subclasses give one
+        raise NotImplementedError
+
+    @initialize()
+    def start(self) -> None:
+        self.world = World(self.make_s3())
+        self.trace: list[str] = []
+
+    @rule(data=st.data())
+    def happen(self, data: st.DataObject) -> None:
+        self.trace.append(step(self.world, DataChooser(data)))
+
+    @invariant()
+    def always(self) -> None:
+        if hasattr(self, "world"):
+            check_always(self.world)
+            if self.world.quiet() and not self.world.events.refusing:
+                check_settled(self.world)
+
+    def teardown(self) -> None:
+        if hasattr(self, "world"):
+            drain(self.world)
+            check_always(self.world)
+            check_settled(self.world)
+
+
+def walk(seed: int, steps: int, make_s3: Callable[[], object]) -> tuple[int, list[str]]:
+    """One seeded run of ``steps`` steps and its drain: (steps run, the trace). An
+    AssertionError names the broken promise; the seed replays it."""
+    world = World(make_s3())
+    chooser = RandomChooser(random.Random(seed))
+    trace: list[str] = []
+    for _ in range(steps):
+        trace.append(step(world, chooser))
+        check_always(world)
+        if world.quiet() and not world.events.refusing:
+            check_settled(world)
+    drain(world)
+    check_always(world)
+    check_settled(world)
+    return world.steps_run, trace
+
+
+def drain(world: World, rounds: int = 2_000) -> None:
+    """Deliver everything, without faults, as AWS eventually does once EventBridge works
+    again (and an operator redrives what was parked): the end of every run."""
+    world.events.refusing = False
+    for _ in range(rounds):
+        if world.pending:
+            world.invoke(0, Faults())
+        elif world.runnable():
+            world.run_batch(0, Faults(), host_failure=False)
+        elif world.parked:
+            world.pending.extend(world.parked)
+            world.parked.clear()
+            for item in world.pending:
+                for record in item.event.get("Records", []):
+                    record.get("attributes", {})["ApproximateReceiveCount"] = "1"
+                item.receive = 1
+        else:
+            return
+        world.clock += 100  # past any outbox lease: a dead claimant's events go out
+    raise AssertionError(f"still not quiet after {rounds} deliveries: {world.pending[:3]}")
+
+
+# -- the promises -----------------------------------------------------------------------
+
+
+def check_always(world: World) -> None:
+    # I5: every upload is byte for byte what the user wrote.
+    for upload in world.uploads:
+        found = world.s3.get_object(Bucket=INPUT, Key=upload.key, VersionId=upload.version)
+        assert found["Body"].read() == upload.body, f"I5: {upload.key} was modified"
+    # A done status is backed by its result: the named version exists and is the job's.
+    for key in world.keys_uploaded():
+        status = world.status(key)
+        if status is None or status["state"] != lifecycle.DONE:
+            continue
+        upload = next(u for u in world.uploads if u.key == key and u.version == status["version"])
+        expected = world.expected(upload, lifecycle.plan_of(status).greeks)
+        assert expected is not None, f"{key}: done, but its upload cannot be priced"
+        found = world.s3.get_object(
+            Bucket=RESULT, Key=keys.result_key(key), VersionId=status["resultVersion"]
+        )["Body"].read()
+        assert found == expected, f"I2: {key}: the result the status names is not the upload's"
+    # I1, so far: a job event only for a terminal state reached, once (or a known repeat).
+    counts = Counter(detail["eventId"] for detail in world.delivered)
+    for event_id, count in counts.items():
+        assert event_id in world.terminal_states, f"I1: event {event_id} for no terminal state"
+        assert count == 1 or event_id in world.may_repeat, f"I1: event {event_id} x{count}"
+
+
+def check_settled(world: World) -> None:
+    delivered = {detail["eventId"] for detail in world.delivered}
+    missing = world.terminal_states - delivered
+    assert not missing, f"I1: terminal states without their event: {sorted(missing)}"
+    for key in world.keys_uploaded():
+        latest = [u for u in world.uploads if u.key == key][-1]
+        status = world.status(key)
+        assert status is not None, f"I4: {key} has no status"
+        assert status["state"] in lifecycle.TERMINAL_STATES, f"I4: {key} is {status['state']}"
+        assert status["version"] == latest.version, (
+            f"I4: {key}: the status is about version {status['version']}, the latest upload "
+            f"is {latest.version}"
+        )
+        assert not status.get("outbox"), f"I1: {key}: undelivered {status['outbox']}"
+        named = status.get("resultVersion")
+        for name in (keys.result_key(key), keys.error_key(key)):
+            for version in world.versions(name):
+                assert version == named, f"I3: {name} version {version} is not the status'"
+        current = world.current(keys.result_key(key))
+        if status["state"] == lifecycle.DONE:
+            expected = world.expected(latest, lifecycle.plan_of(status).greeks)
+            assert current is not None and current[0] == expected, f"I2: {key}: wrong result"
+        else:
+            assert current is None, f"I3: {key} is {status['state']} but has a -result"
+        error = world.current(keys.error_key(key))
+        assert (error is not None) == (status["state"] == lifecycle.FAILED), (
+            f"I3: {key} is {status['state']}, -error {'present' if error else 'absent'}"
+        )
