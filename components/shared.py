@@ -28,6 +28,16 @@ def case_variants(text: str) -> list[str]:
 # wildcards are case-sensitive, so both triggers list every spelling.
 CSV_SUFFIXES = case_variants(".csv")
 
+# The input bucket's first key segments (docs/protocol.md, "Keys"): fast/ is the Lambda path
+# (S3 notification); normal/, urgent/ and auto/ are admitted into AWS Batch by the function
+# (EventBridge rules); books/ holds standing books that schedules copy into a path, never a job
+# by itself.
+FAST_PREFIX = "fast/"
+BATCH_PREFIXES = ("normal/", "urgent/", "auto/")
+BOOKS_PREFIX = "books/"
+# Every prefix a job's keys (input, status, results, work objects) can live under.
+JOB_PREFIXES = (FAST_PREFIX, *BATCH_PREFIXES)
+
 
 def failure_queue(
     resource_name: str,
