@@ -111,7 +111,7 @@ class FailureRouting(pulumi.ComponentResource):
         super().__init__("mc-pricing:components:FailureRouting", name, None, opts)
         self._name = name
         # Read-only context for the helpers, fixed before any of them runs.
-        self._former = pulumi.create_urn(*FORMER_COMPONENT)
+        self._former = shared.sibling_urn(self, FORMER_COMPONENT[1], FORMER_COMPONENT[0])
         s = args.settings
         queues = args.failure_queues
         self.parked_queue = aws.sqs.Queue(

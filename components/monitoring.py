@@ -102,7 +102,7 @@ class PricingMonitoring(pulumi.ComponentResource):
         self._name = name
         self._args = args
         self._prefix = s.name_prefix
-        self._former = pulumi.create_urn(*FORMER_COMPONENT)
+        self._former = shared.sibling_urn(self, FORMER_COMPONENT[1], FORMER_COMPONENT[0])
         self.namespace = f"{s.project}/{s.name_prefix}"
 
         alarm_names = {key: f"{self._prefix}-{key}" for key in self._alarm_specs()}

@@ -69,7 +69,7 @@ class InputNotifications(pulumi.ComponentResource):
         super().__init__("mc-pricing:components:InputNotifications", name, None, opts)
         self._name = name
         buckets = args.buckets
-        former = pulumi.create_urn(_FORMER_PARENT[0], _FORMER_PARENT[1])
+        former = shared.sibling_urn(self, _FORMER_PARENT[1], _FORMER_PARENT[0])
         self.notification = aws.s3.BucketNotification(
             f"{name}-input",
             bucket=buckets.input_bucket.id,

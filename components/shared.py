@@ -39,6 +39,19 @@ BOOKS_PREFIX = "books/"
 JOB_PREFIXES = (FAST_PREFIX, *BATCH_PREFIXES)
 
 
+def sibling_urn(component: pulumi.ComponentResource, type_: str, name: str) -> pulumi.Output[str]:
+    """The URN a component of `type_` and `name` has (or had) beside `component`, under the same
+    parent: for aliases of resources that moved from it. Derived from the component's own URN,
+    so it follows the engine's URN format, whatever that makes of the root stack's type."""
+
+    def swap(urn: str) -> str:
+        head, qualified_type, own_name = urn.rsplit("::", 2)
+        parents, _, _own_type = qualified_type.rpartition("$")
+        return f"{head}::{parents + '$' if parents else ''}{type_}::{name}"
+
+    return component.urn.apply(swap)
+
+
 def failure_queue(
     resource_name: str,
     *,
