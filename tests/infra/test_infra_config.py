@@ -60,7 +60,9 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
         "name": "python",
         "options": {"toolchain": "pip", "virtualenv": ".venv"},
     }
-    assert "python -m venv .venv" in (ROOT / "scripts" / "setup").read_text().replace('"$python"', "python")
+    assert "python -m venv .venv" in (ROOT / "scripts" / "setup").read_text().replace(
+        '"$python"', "python"
+    )
     required = {
         "useSpot", "threshold", "maxVcpus", "lambdaMemoryMb", "lambdaTimeoutSeconds", "engine",
         "architecture", "vpcId", "subnetIds", "lambdaReservedConcurrency", "maxParts", "maxRows",
@@ -169,9 +171,7 @@ def test_capacity_variants(
     if use_fargate and use_spot and architecture == "arm64":
         # Fault 3: Fargate Spot runs X86_64 tasks only; refused before anything is created.
         with pytest.raises(ValueError, match="Fargate Spot, which runs only X86_64 tasks"):
-            run_program(
-                stack, {"useFargate": True, "useSpot": True, "architecture": "arm64"}
-            )
+            run_program(stack, {"useFargate": True, "useSpot": True, "architecture": "arm64"})
         return
     run = run_stack(
         stack,
@@ -205,10 +205,12 @@ def test_capacity_variants(
     assert urgent_resources["type"] == ("FARGATE" if use_fargate else "EC2")
     assert urgent_resources["maxVcpus"] == 16
     queues = {q.name: q.inputs for q in run.of_type(QUEUE)}
-    assert [o["computeEnvironment"] for o in queues["normal-queue"]["computeEnvironmentOrders"]] == [
-        environment.state["arn"]
-    ]
-    assert [o["computeEnvironment"] for o in queues["normal-urgent-queue"]["computeEnvironmentOrders"]] == [
+    assert [
+        o["computeEnvironment"] for o in queues["normal-queue"]["computeEnvironmentOrders"]
+    ] == [environment.state["arn"]]
+    assert [
+        o["computeEnvironment"] for o in queues["normal-urgent-queue"]["computeEnvironmentOrders"]
+    ] == [
         urgent.state["arn"],
         environment.state["arn"],
     ]
@@ -220,7 +222,9 @@ def test_capacity_variants(
         assert set(resources) == {"type", "maxVcpus", "securityGroupIds", "subnets"}
         # Fault 1: Batch refuses a Fargate environment's type change; the type is in the
         # name prefix, so a useSpot toggle replaces the environment (a new name first).
-        assert environment.inputs["namePrefix"].endswith("-fargate-spot-" if use_spot else "-fargate-")
+        assert environment.inputs["namePrefix"].endswith(
+            "-fargate-spot-" if use_spot else "-fargate-"
+        )
         assert urgent.inputs["namePrefix"].endswith("-urgent-fargate-")
         assert environment.options["replaceOnChanges"] == ["computeResources.type"]
         assert "updatePolicy" not in environment.inputs
@@ -273,7 +277,9 @@ def test_update_policy_lets_running_jobs_reach_their_timeout(
         # delete of a busy environment (its default is 10 minutes).
         busy = f"{minutes + 30}m"
         assert environment.options["customTimeouts"] == {
-            "create": "30m", "update": busy, "delete": busy
+            "create": "30m",
+            "update": busy,
+            "delete": busy,
         }
     definition, _ = job_definition(run)
     assert definition["timeout"]["attemptDurationSeconds"] == timeout_seconds

@@ -54,9 +54,7 @@ def ops(run: Run, key: str, type_: str | None = None) -> Any:
     """A resource the former PricingOperations created as `ops-<key>`, now in one of its two
     halves (FailureRouting "failures", PricingMonitoring "monitoring")."""
     names = {f"failures-{key}", f"monitoring-{key}"}
-    (found,) = [
-        r for r in run.resources if r.name in names and (type_ is None or r.type == type_)
-    ]
+    (found,) = [r for r in run.resources if r.name in names and (type_ is None or r.type == type_)]
     return found
 
 
@@ -734,9 +732,12 @@ def test_split_resources_keep_their_deployed_identity(emailed: Run) -> None:
     old one deleted: the parked queue's messages, the bucket of metric history...)."""
     run = emailed
     ops_urn = run.one(COMPONENTS[0]).urn.replace(
-        "mc-pricing:components:FailureRouting::failures", "mc-pricing:components:PricingOperations::ops"
+        "mc-pricing:components:FailureRouting::failures",
+        "mc-pricing:components:PricingOperations::ops",
     )
-    split = [r for r in run.resources if r.name.startswith(("failures-", "monitoring-")) and r.custom]
+    split = [
+        r for r in run.resources if r.name.startswith(("failures-", "monitoring-")) and r.custom
+    ]
     new_ones = {"failures-schedule-redrive", "failures-schedule-failures-mapping"}
     for resource in split:
         if resource.name in new_ones:

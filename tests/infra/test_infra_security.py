@@ -38,9 +38,7 @@ PARLIAMENT_IGNORES = {
 SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 # Statements on `job/*` and the tag condition that makes them this stack's jobs only.
 JOB_TAG_CONDITIONS = {
-    "TerminateOwnJobs": lambda stack: {
-        "StringEquals": {"aws:ResourceTag/mc-pricing:stack": stack}
-    },
+    "TerminateOwnJobs": lambda stack: {"StringEquals": {"aws:ResourceTag/mc-pricing:stack": stack}},
     "TagOwnJobsOnSubmit": lambda stack: {
         "StringEquals": {"aws:RequestTag/mc-pricing:stack": stack},
         "ForAllValues:StringEquals": {"aws:TagKeys": ["mc-pricing:stack"]},
@@ -226,7 +224,9 @@ def test_scoped_statements_per_role(run: Run) -> None:
 
 def batch_statements(run: Run, policy_name: str) -> dict[str, dict]:
     doc = json.loads(run.named(policy_name).inputs["policy"])
-    return {s["Sid"]: s for s in doc["Statement"] if any(a.startswith("batch:") for a in s["Action"])}
+    return {
+        s["Sid"]: s for s in doc["Statement"] if any(a.startswith("batch:") for a in s["Action"])
+    }
 
 
 @pytest.mark.parametrize("overrides", [{}, {"urgentMaxVcpus": 0}, {"fairShare": {"risk": 2}}])

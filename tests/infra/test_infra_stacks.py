@@ -171,9 +171,9 @@ def test_csv_uploads_reach_their_path_in_any_letter_case(
         for name in LANES
         if any(
             wildcard_match(p["wildcard"], key)
-            for p in json.loads(run.named(f"notifications-{name}-upload-rule").inputs["eventPattern"])[
-                "detail"
-            ]["object"]["key"]
+            for p in json.loads(
+                run.named(f"notifications-{name}-upload-rule").inputs["eventPattern"]
+            )["detail"]["object"]["key"]
         )
     ]
     assert (reaches_lambda, matched) == (fast, [lane] if lane else [])
