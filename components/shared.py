@@ -45,7 +45,7 @@ def sibling_urn(component: pulumi.ComponentResource, type_: str, name: str) -> p
     so it follows the engine's URN format, whatever that makes of the root stack's type."""
 
     def swap(urn: str) -> str:
-        head, qualified_type, own_name = urn.rsplit("::", 2)
+        head, qualified_type, _own_name = urn.rsplit("::", 2)
         parents, _, _own_type = qualified_type.rpartition("$")
         return f"{head}::{parents + '$' if parents else ''}{type_}::{name}"
 
