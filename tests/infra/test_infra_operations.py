@@ -729,7 +729,7 @@ def test_components_own_their_resources(emailed: Run) -> None:
 def test_split_resources_keep_their_deployed_identity(emailed: Run) -> None:
     """Every resource of the former PricingOperations ("ops") is aliased to its name under it,
     so a deployed stack keeps them (a renamed queue, rule or policy would be created anew and the
-    old one deleted: the parked queue's messages, the bucket of metric history...)."""
+    old one deleted: the parked queue with its messages, the alarms, the dashboard)."""
     run = emailed
     ops_urn = run.one(COMPONENTS[0]).urn.replace(
         "mc-pricing:components:FailureRouting::failures",
