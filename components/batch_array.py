@@ -1,7 +1,11 @@
-"""BatchArrayPath: AWS Batch capacity, queue and job definition, started by EventBridge."""
+"""BatchArrayPath: AWS Batch capacity, job queues (normal and urgent lanes, FIFO or fair share)
+and the job definition. Jobs are submitted by the stack's function (admission) and by the
+manager job; nothing here listens to S3."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +15,7 @@ import pulumi_aws as aws
 
 from components import iam, shared
 from components.image import pull_statements
-from components.settings import BATCH_MAX_ATTEMPTS, StackSettings
+from components.settings import BATCH_MAX_ATTEMPTS, DEFAULT_SHARE, StackSettings
 
 # Instance role policy (EC2 capacity only). AWS-managed (service-role/, no *FullAccess): it is
 # the policy AWS Batch documents for the ECS container instance role. The ECS agent's calls
@@ -21,20 +25,8 @@ from components.settings import BATCH_MAX_ATTEMPTS, StackSettings
 # jobs' S3 and Batch access comes from the job role alone.
 ECS_INSTANCE_POLICY = "service-role/AmazonEC2ContainerServiceforEC2Role"
 
-# The normal path starts on an S3 "Object Created" event for `normal/` keys ending in ".csv" in
-# any letter case (EventBridge wildcards are case-sensitive: one pattern per spelling).
-NORMAL_PREFIX = "normal/"
-NORMAL_KEY_WILDCARDS = [f"{NORMAL_PREFIX}*{suffix}" for suffix in shared.CSV_SUFFIXES]
-# EventBridge does not escape the values it inserts into an input template, so a key holding
-# `"` or `\` cannot be carried in the SubmitJob parameters as valid JSON (docs/deploy.md). Such
-# uploads go straight to the dead-letter queue instead, where the failure path records them.
-# In a wildcard pattern a backslash escapes the next character: `\\` is one literal backslash.
-# Two patterns of two wildcards each, whatever the suffix (a pattern per ".csv" spelling would
-# be 16 patterns, and EventBridge refuses rules it finds too complex): the consumer ignores a
-# key that does not end in ".csv", as no job was ever meant for it.
-UNSAFE_KEY_CHARACTERS = ('"', "\\\\")
-UNSAFE_KEY_WILDCARDS = [f"{NORMAL_PREFIX}*{character}*" for character in UNSAFE_KEY_CHARACTERS]
-
+# What the Batch jobs read in the input bucket: the uploads of the lanes that run on Batch.
+JOB_INPUT_PREFIXES = shared.BATCH_PREFIXES
 
 # Retry strategy: only infrastructure interruptions are retried; anything else (a pricing
 # error, a bad file) would fail the same way again. Status reasons AWS Batch reports:
@@ -45,12 +37,24 @@ RETRY_STATUS_REASONS = ("Host EC2*", "Your Spot Task was interrupted*")
 # A job that can never be placed (bigger than any instance or than maxVcpus) is cancelled
 # instead of waiting in RUNNABLE forever.
 STUCK_JOB_SECONDS = 3600
-# EventBridge keeps retrying a failed SubmitJob for this long before using the failure queue.
-EVENT_RETRY_SECONDS = 4 * 3600
-EVENT_RETRY_ATTEMPTS = 40
+# Queue priorities: Batch evaluates a higher-priority queue's jobs first on the compute
+# environments two queues share.
+NORMAL_PRIORITY = 1
+URGENT_PRIORITY = 10
 # An infrastructure update (instance type, AMI, Spot/on-demand...) waits for running jobs at
 # most this long; AWS Batch allows 1 to 360 minutes.
 MAX_UPDATE_WAIT_MINUTES = 360
+# The provider waits for a compute environment to be VALID again after an update, and gone
+# after a delete, 10 minutes by default. An infrastructure update lets running jobs finish
+# first (the update policy), so the waits get that long plus time to replace instances.
+INSTANCE_REPLACEMENT_MINUTES = 30
+CREATE_TIMEOUT = "30m"
+# Fair share: usage decays over an hour (a team that used the queue an hour ago is no longer
+# held back), and 25 % of the capacity is held for shares that are idle, raised to the power
+# of the active shares (AWS Batch: computeReservation), so an arriving team starts promptly.
+SHARE_DECAY_SECONDS = 3600
+COMPUTE_RESERVATION = 25
+DEFAULT_SHARE_WEIGHT = 1.0
 # Fargate: 20 GiB of task storage by default, up to 200 GiB. A job holds a few copies of a file
 # of at most maxBytes on disk; more storage is requested only when those could not fit.
 FARGATE_DEFAULT_STORAGE_GIB = 20
@@ -64,6 +68,13 @@ def update_wait_minutes(job_timeout_seconds: int) -> int:
     return max(1, min(MAX_UPDATE_WAIT_MINUTES, math.ceil(job_timeout_seconds / 60)))
 
 
+def compute_timeouts(job_timeout_seconds: int) -> pulumi.CustomTimeouts:
+    """Provider waits for a compute environment: an update or delete of a busy environment
+    lasts as long as its running jobs may (the update policy), plus instance replacement."""
+    busy = f"{update_wait_minutes(job_timeout_seconds) + INSTANCE_REPLACEMENT_MINUTES}m"
+    return pulumi.CustomTimeouts(create=CREATE_TIMEOUT, update=busy, delete=busy)
+
+
 def fargate_storage_gib(max_bytes: int) -> int | None:
     """Ephemeral storage to request on Fargate, or None when the default suffices."""
     needed = math.ceil(FILE_COPIES_ON_DISK * max_bytes / 2**30) + 1
@@ -72,13 +83,41 @@ def fargate_storage_gib(max_bytes: int) -> int | None:
     return min(FARGATE_MAX_STORAGE_GIB, needed)
 
 
+def weight_factor(weight: float) -> float:
+    """Batch's weightFactor for a team's weight: Batch gives a share capacity in inverse
+    proportion to its factor, the stack's setting in proportion to its weight."""
+    return round(1.0 / weight, 4)
+
+
+def queue_name(name_prefix: str, lane: str, fair_share: bool) -> str:
+    """A queue's name carries its scheduling mode: Batch cannot add a scheduling policy to a
+    FIFO queue nor remove one, so switching fair share creates a queue of another name, which
+    can exist before the old one is deleted."""
+    base = f"{name_prefix}-jobs" if lane == "normal" else f"{name_prefix}-{lane}"
+    return f"{base}-fs" if fair_share else base
+
+
+def definition_name(name_prefix: str, replacement_inputs: dict[str, Any]) -> str:
+    """The job definition's name carries a digest of the inputs whose change replaces it.
+
+    The provider replaces a definition when `name` or `retry_strategy.evaluate_on_exit`
+    changes (terraform-provider-aws internal/service/batch/job_definition.go: ForceNew), and
+    its delete deregisters every ACTIVE revision of the name. With one fixed name, a
+    create-before-delete replacement would register the new revision and then deregister it
+    with the old ones: no ACTIVE revision until the next deploy. A new name per such change
+    lets the new definition exist beside the old one; the delete only touches the old name.
+    Every non-container input is in the digest, so a provider that forces new on more of them
+    is covered too (a rename is always safe, only more frequent)."""
+    text = json.dumps(replacement_inputs, sort_keys=True, separators=(",", ":"))
+    return f"{name_prefix}-pricing-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
 @dataclass(frozen=True)
 class BatchArrayPathArgs:
     settings: StackSettings
     account: iam.AccountInfo
     image_uri: pulumi.Input[str]  # repository@sha256:digest
     repository_arn: pulumi.Input[str]
-    input_bucket_name: pulumi.Input[str]
     input_bucket_arn: pulumi.Input[str]
     result_bucket_name: pulumi.Input[str]
     result_bucket_arn: pulumi.Input[str]
@@ -91,23 +130,31 @@ class _Network:
     default_vpc: bool  # the default VPC's default subnets are public (no NAT gateway)
 
 
+@dataclass(frozen=True)
+class _Capacity:
+    normal: aws.batch.ComputeEnvironment
+    urgent: aws.batch.ComputeEnvironment | None
+
+
 class BatchArrayPath(pulumi.ComponentResource):
-    """Managed compute environment scaling from zero (EC2, EC2 Spot, Fargate or Fargate Spot),
-    one job queue, one job definition (manager, array child and merge all run it), and the
-    EventBridge rule that submits a manager job for every `normal/` CSV upload."""
+    """Managed compute environments scaling from zero (EC2, EC2 Spot, Fargate or Fargate Spot;
+    an on-demand one for the urgent lane), the normal and urgent job queues (FIFO, or fair share
+    with `fairShare`), and one job definition that manager, array child and merge all run."""
 
     compute_environment: aws.batch.ComputeEnvironment
+    urgent_compute_environment: aws.batch.ComputeEnvironment | None
+    scheduling_policy: aws.batch.SchedulingPolicy | None
     job_queue: aws.batch.JobQueue
     job_queue_arn: pulumi.Output[str]
+    urgent_job_queue: aws.batch.JobQueue | None
+    urgent_job_queue_arn: pulumi.Output[str]  # "" without the urgent lane
+    queue_arns: list[pulumi.Output[str]]  # every queue that runs pricing work
     job_definition: aws.batch.JobDefinition
+    job_definition_name: str
     job_role: aws.iam.Role
     job_role_name: pulumi.Output[str]
     job_role_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
-    rule: aws.cloudwatch.EventRule
-    unsafe_key_rule: aws.cloudwatch.EventRule
-    # EventBridge's dead-letter queue: uploads that could not start a Batch job (.arn, .url, .name)
-    dead_letter_queue: aws.sqs.Queue
 
     def __init__(
         self, name: str, args: BatchArrayPathArgs, opts: pulumi.ResourceOptions | None = None
@@ -116,58 +163,76 @@ class BatchArrayPath(pulumi.ComponentResource):
         self._name = name
         self._args = args
         s = args.settings
-        # Names are fixed up front: the job definition's own environment names the queue and
-        # itself (an ARN output would be circular), and the IAM policies are built from them.
-        self.job_queue_name = f"{s.name_prefix}-jobs"
-        self.job_definition_name = f"{s.name_prefix}-pricing"
-        queue_arn = args.account.arn("batch", f"job-queue/{self.job_queue_name}")
-        # SubmitJob names the definition without a revision (the latest active one) or, from
-        # the manager, possibly with one: the bare name and ":*" (every revision) cover both.
-        definition = f"job-definition/{self.job_definition_name}"
-        submit = iam.statement(
-            "SubmitJob",
-            ["batch:SubmitJob"],
-            [
-                queue_arn,
-                args.account.arn("batch", definition),
-                args.account.arn("batch", f"{definition}:*"),
-            ],
-        )
 
         network = self._network()
-        self.compute_environment = self._compute_environment(network)
-        self.job_queue = aws.batch.JobQueue(
-            f"{name}-queue",
-            name=self.job_queue_name,
-            state="ENABLED",
-            priority=1,
-            compute_environment_orders=[
-                {"order": 1, "compute_environment": self.compute_environment.arn}
+        capacity = self._capacity(network)
+        self.compute_environment = capacity.normal
+        self.urgent_compute_environment = capacity.urgent
+        self.scheduling_policy = self._scheduling_policy() if s.fair_share else None
+        policy_arn = self.scheduling_policy.arn if self.scheduling_policy else None
+        self.job_queue = self._queue("normal", NORMAL_PRIORITY, [capacity.normal], policy_arn)
+        self.job_queue_arn = self.job_queue.arn
+        self.urgent_job_queue = None
+        self.urgent_job_queue_arn = pulumi.Output.from_input("")
+        if capacity.urgent is not None:
+            # On-demand first; then the normal lane's capacity (Spot or on-demand), where the
+            # urgent queue's higher priority puts its jobs ahead of the normal queue's.
+            self.urgent_job_queue = self._queue(
+                "urgent", URGENT_PRIORITY, [capacity.urgent, capacity.normal], policy_arn
+            )
+            self.urgent_job_queue_arn = self.urgent_job_queue.arn
+        self.queue_arns = [self.job_queue_arn] + (
+            [self.urgent_job_queue_arn] if self.urgent_job_queue else []
+        )
+
+        retry_strategy = {
+            "attempts": BATCH_MAX_ATTEMPTS,
+            "evaluate_on_exits": [
+                *({"action": "RETRY", "on_status_reason": r} for r in RETRY_STATUS_REASONS),
+                {"action": "EXIT", "on_reason": "*"},
             ],
-            job_state_time_limit_actions=[
-                {
-                    "reason": reason,
-                    "state": "RUNNABLE",
-                    "action": "CANCEL",
-                    "max_time_seconds": STUCK_JOB_SECONDS,
-                }
-                for reason in (
-                    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
-                    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-                )
-            ],
+        }
+        definition_inputs = {
+            "type": "container",
+            "platform_capabilities": ["FARGATE" if s.use_fargate else "EC2"],
+            "retry_strategy": retry_strategy,
+            "timeout": {"attempt_duration_seconds": s.job_timeout_seconds},
+            "propagate_tags": True,
+        }
+        self.job_definition_name = definition_name(s.name_prefix, definition_inputs)
+        log_group = shared.log_group(
+            f"{name}-logs",
+            log_group_name=f"/aws/batch/{s.name_prefix}",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.job_queue_arn = self.job_queue.arn
-        self.job_definition = self._job_definition(submit, network)
-        self.rule, self.unsafe_key_rule = self._trigger(submit)
+        self.log_group_name = log_group.name
+        execution = self._execution_role(log_group)
+        job = self._job_role(self.queue_arns, self.job_definition_name)
+        self.job_role = job.role
+        self.job_role_name = job.role.name
+        self.job_role_arn = job.role.arn
+        self.job_definition = aws.batch.JobDefinition(
+            f"{name}-definition",
+            name=self.job_definition_name,
+            container_properties=pulumi.Output.json_dumps(
+                self._container(
+                    network,
+                    log_group,
+                    execution.role,
+                    job.role,
+                    batch_environment(s, self.job_queue_arn, self.urgent_job_queue_arn)
+                    | {"JOB_DEFINITION": self.job_definition_name},
+                )
+            ),
+            **definition_inputs,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[execution.policy, job.policy]),
+        )
         self.register_outputs(
             {
                 "jobQueueArn": self.job_queue_arn,
+                "urgentJobQueueArn": self.urgent_job_queue_arn,
                 "jobDefinitionArn": self.job_definition.arn,
                 "computeEnvironmentArn": self.compute_environment.arn,
-                "ruleArn": self.rule.arn,
-                "deadLetterQueueUrl": self.dead_letter_queue.url,
                 "jobRoleArn": self.job_role_arn,
             }
         )
@@ -189,7 +254,8 @@ class BatchArrayPath(pulumi.ComponentResource):
         )
         return _Network(vpc_id, subnets.ids, default_vpc=True)
 
-    def _compute_environment(self, network: _Network) -> aws.batch.ComputeEnvironment:
+    def _capacity(self, network: _Network) -> _Capacity:
+        """The normal lane's compute environment and, with the urgent lane, an on-demand one."""
         s, name = self._args.settings, self._name
         child = pulumi.ResourceOptions(parent=self)
         # No inbound rule at all; outbound HTTPS only (ECS, ECR, S3, Batch, CloudWatch Logs).
@@ -213,28 +279,89 @@ class BatchArrayPath(pulumi.ComponentResource):
             opts=child,
         )
         if s.use_fargate:
-            # A separate resource: EC2 and Fargate environments cannot be updated into each
-            # other, so switching useFargate creates the new one, moves the queue to it, then
-            # deletes the old one (docs/deploy.md: switching capacity safely).
-            return aws.batch.ComputeEnvironment(
-                f"{name}-fargate",
-                name_prefix=f"{s.name_prefix}-fargate-",
-                type="MANAGED",
-                compute_resources={
-                    "type": s.capacity_type,  # FARGATE or FARGATE_SPOT
-                    "max_vcpus": s.max_vcpus,
-                    "security_group_ids": [security_group.id],
-                    "subnets": network.subnet_ids,
-                },
-                # No update_policy: it governs EC2 infrastructure updates (instance
-                # replacement); Fargate tasks run on capacity Batch does not replace.
-                opts=child,
+            normal = self._fargate("fargate", s.capacity_type, s.max_vcpus, security_group, network)
+            urgent = (
+                self._fargate(
+                    "urgent-fargate", "FARGATE", s.urgent_max_vcpus, security_group, network
+                )
+                if s.urgent_lane
+                else None
             )
+            return _Capacity(normal, urgent)
+        profile, attachment = self._instance_profile()
+        # The warm floor (minVcpus) sits where latency matters: the urgent lane's on-demand
+        # environment when there is one (Batch scales a queue's first environment before it
+        # uses the next, so a floor behind it would not serve urgent jobs), else the normal one.
+        normal = self._ec2(
+            "compute",
+            f"{s.name_prefix}-",
+            s.capacity_type,
+            s.max_vcpus,
+            0 if s.urgent_lane else s.min_vcpus,
+            security_group,
+            network,
+            profile,
+            attachment,
+        )
+        urgent = (
+            self._ec2(
+                "urgent-compute",
+                f"{s.name_prefix}-urgent-",
+                "EC2",
+                s.urgent_max_vcpus,
+                s.min_vcpus,
+                security_group,
+                network,
+                profile,
+                attachment,
+            )
+            if s.urgent_lane
+            else None
+        )
+        return _Capacity(normal, urgent)
 
+    def _fargate(
+        self,
+        key: str,
+        capacity_type: str,
+        max_vcpus: int,
+        security_group: aws.ec2.SecurityGroup,
+        network: _Network,
+    ) -> aws.batch.ComputeEnvironment:
+        s = self._args.settings
+        # The capacity type is in the name: Batch updates only subnets, security groups and
+        # vCPU limits of a Fargate environment, and refuses a change of type (FARGATE <->
+        # FARGATE_SPOT). A new name prefix makes the provider replace the environment instead;
+        # the generated name lets the new one exist, and take over the queue, before the old one
+        # is deleted. replace_on_changes says the same to Pulumi for the type itself.
+        spot = "-spot" if capacity_type == "FARGATE_SPOT" else ""
+        lane = key.removesuffix("fargate")  # "" or "urgent-"
+        return aws.batch.ComputeEnvironment(
+            f"{self._name}-{key}",
+            name_prefix=f"{s.name_prefix}-{lane}fargate{spot}-",
+            type="MANAGED",
+            compute_resources={
+                "type": capacity_type,  # FARGATE or FARGATE_SPOT
+                "max_vcpus": max_vcpus,
+                "security_group_ids": [security_group.id],
+                "subnets": network.subnet_ids,
+            },
+            # No update_policy: it governs EC2 infrastructure updates (instance replacement);
+            # Fargate tasks run on capacity Batch does not replace.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                replace_on_changes=["computeResources.type"],
+                custom_timeouts=compute_timeouts(s.job_timeout_seconds),
+            ),
+        )
+
+    def _instance_profile(self) -> tuple[aws.iam.InstanceProfile, aws.iam.RolePolicyAttachment]:
+        s, name = self._args.settings, self._name
+        child = pulumi.ResourceOptions(parent=self)
         instance_role = aws.iam.Role(
             f"{name}-instance-role",
             name=f"{s.name_prefix}-batch-instance",
-            description="ECS container instances of the mc-pricing Batch compute environment",
+            description="ECS container instances of the mc-pricing Batch compute environments",
             assume_role_policy=iam.service_trust_policy("ec2.amazonaws.com"),
             opts=child,
         )
@@ -250,20 +377,35 @@ class BatchArrayPath(pulumi.ComponentResource):
             role=instance_role.name,
             opts=child,
         )
-        spot = s.use_spot
+        return profile, attachment
+
+    def _ec2(
+        self,
+        key: str,
+        name_prefix: str,
+        capacity_type: str,
+        max_vcpus: int,
+        min_vcpus: int,
+        security_group: aws.ec2.SecurityGroup,
+        network: _Network,
+        profile: aws.iam.InstanceProfile,
+        attachment: aws.iam.RolePolicyAttachment,
+    ) -> aws.batch.ComputeEnvironment:
+        s = self._args.settings
+        spot = capacity_type == "SPOT"
         return aws.batch.ComputeEnvironment(
-            f"{name}-compute",
+            f"{self._name}-{key}",
             # Generated name: should a change ever force a replacement, the new environment
             # exists (and takes over the queue) before the old one is deleted.
-            name_prefix=f"{s.name_prefix}-",
+            name_prefix=name_prefix,
             type="MANAGED",
             compute_resources={
-                "type": s.capacity_type,  # EC2 or SPOT
+                "type": capacity_type,  # EC2 or SPOT
                 "allocation_strategy": (
                     "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE"
                 ),
-                "min_vcpus": 0,
-                "max_vcpus": s.max_vcpus,
+                "min_vcpus": min_vcpus,
+                "max_vcpus": max_vcpus,
                 "instance_types": s.instance_families,
                 "instance_role": profile.arn,
                 "security_group_ids": [security_group.id],
@@ -282,18 +424,71 @@ class BatchArrayPath(pulumi.ComponentResource):
                 "terminate_jobs_on_update": False,
             },
             # No service_role: Batch uses its service-linked role AWSServiceRoleForBatch.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[attachment],
+                # The update above can last as long as the running jobs (docs/deploy.md: drain).
+                custom_timeouts=compute_timeouts(s.job_timeout_seconds),
+            ),
         )
 
-    def _job_definition(self, submit: dict, network: _Network) -> aws.batch.JobDefinition:
-        s, a, name = self._args.settings, self._args, self._name
-        child = pulumi.ResourceOptions(parent=self)
-        log_group = shared.log_group(
-            f"{name}-logs", log_group_name=f"/aws/batch/{s.name_prefix}", opts=child
+    def _scheduling_policy(self) -> aws.batch.SchedulingPolicy:
+        """One share per team (weight factor = 1 / weight) and the default share for uploads
+        without a (known) team; the runtime submits every job with one of them."""
+        s = self._args.settings
+        weights = dict(s.fair_share)
+        weights.setdefault(DEFAULT_SHARE, DEFAULT_SHARE_WEIGHT)
+        return aws.batch.SchedulingPolicy(
+            f"{self._name}-fair-share",
+            name=f"{s.name_prefix}-fair-share",
+            fair_share_policy={
+                "share_decay_seconds": SHARE_DECAY_SECONDS,
+                "compute_reservation": COMPUTE_RESERVATION,
+                "share_distributions": [
+                    {"share_identifier": team, "weight_factor": weight_factor(weight)}
+                    for team, weight in sorted(weights.items())
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.log_group_name = log_group.name
-        execution = iam.service_role(
-            f"{name}-execution",
+
+    def _queue(
+        self,
+        lane: str,
+        priority: int,
+        environments: list[aws.batch.ComputeEnvironment],
+        policy_arn: pulumi.Output[str] | None,
+    ) -> aws.batch.JobQueue:
+        s = self._args.settings
+        return aws.batch.JobQueue(
+            f"{self._name}-queue" if lane == "normal" else f"{self._name}-{lane}-queue",
+            name=queue_name(s.name_prefix, lane, policy_arn is not None),
+            state="ENABLED",
+            priority=priority,
+            scheduling_policy_arn=policy_arn,
+            compute_environment_orders=[
+                {"order": order, "compute_environment": environment.arn}
+                for order, environment in enumerate(environments, start=1)
+            ],
+            job_state_time_limit_actions=[
+                {
+                    "reason": reason,
+                    "state": "RUNNABLE",
+                    "action": "CANCEL",
+                    "max_time_seconds": STUCK_JOB_SECONDS,
+                }
+                for reason in (
+                    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+                    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _execution_role(self, log_group: aws.cloudwatch.LogGroup) -> iam.ServiceRole:
+        s, a = self._args.settings, self._args
+        return iam.service_role(
+            f"{self._name}-execution",
             role_name=f"{s.name_prefix}-batch-exec",
             service="ecs-tasks.amazonaws.com",
             description="Pulls the mc-pricing image and writes job logs",
@@ -302,39 +497,48 @@ class BatchArrayPath(pulumi.ComponentResource):
                 *pull_statements(a.repository_arn),
                 iam.log_write_statement("Logs", log_group.arn),
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _job_role(self, queue_arns: list[pulumi.Output[str]], definition: str) -> iam.ServiceRole:
+        s, a = self._args.settings, self._args
         inp, res = a.input_bucket_arn, a.result_bucket_arn
-        job = iam.service_role(
-            f"{name}-job",
+        return iam.service_role(
+            f"{self._name}-job",
             role_name=f"{s.name_prefix}-batch-job",
             service="ecs-tasks.amazonaws.com",
             description="mc-pricing Batch jobs (manager, array child, merge)",
             policy_name="normal-path",
             statements=[
-                # docs/protocol.md: input normal/* read; result normal/* read, write, delete
-                # (versions included); list both buckets; SubmitJob on this queue and job
-                # definition. No batch:TagResource: the manager's SubmitJob carries no tags
-                # (propagateTags copies the definition's tags to the ECS tasks on Batch's side).
-                iam.s3_object_statement("InputRead", inp, [NORMAL_PREFIX], iam.S3_READ_ACTIONS),
-                iam.s3_object_statement("Result", res, [NORMAL_PREFIX], iam.S3_RESULT_ACTIONS),
+                # docs/protocol.md: input uploads of the Batch lanes read; results under the
+                # same prefixes read, write, delete (versions included); list both buckets.
+                iam.s3_object_statement("InputRead", inp, JOB_INPUT_PREFIXES, iam.S3_READ_ACTIONS),
+                iam.s3_object_statement("Result", res, JOB_INPUT_PREFIXES, iam.S3_RESULT_ACTIONS),
                 # Both buckets, no prefix condition: see iam.s3_list_statement.
                 iam.s3_list_statement("List", [inp, res]),
-                submit,
+                # The manager submits the array and merge jobs to its own lane's queue.
+                iam.batch_submit_statement(a.account, queue_arns, definition),
+                *iam.batch_job_control_statements(a.account, s.name_prefix),
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.job_role = job.role
-        self.job_role_name = job.role.name
-        self.job_role_arn = job.role.arn
 
+    def _container(
+        self,
+        network: _Network,
+        log_group: aws.cloudwatch.LogGroup,
+        execution_role: aws.iam.Role,
+        job_role: aws.iam.Role,
+        submission: dict[str, pulumi.Input[str]],
+    ) -> dict[str, Any]:
+        s, a = self._args.settings, self._args
         environment = {
             # Exactly runtime.environment.BATCH_VARIABLES, plus AWS_DEFAULT_REGION for boto3
-            # (tests/project/test_contract.py).
+            # (tests/project/test_contract.py). Batch drops variables whose value is empty
+            # (URGENT_JOB_QUEUE, FAIR_SHARE when off): the runtime reads absent as empty.
             "RESULT_BUCKET": a.result_bucket_name,
             **s.pricing_environment(),
-            "JOB_QUEUE": self.job_queue_name,
-            "JOB_DEFINITION": self.job_definition_name,
+            **submission,  # queues, job definition, fair-share teams, job tag
             # ECS on EC2 enforces a job's vCPUs as CPU shares, invisible from inside: say it.
             "PRICING_WORKERS": str(s.job_vcpus),
             # ECS on EC2 does not tell containers their region (Fargate does; set it anyway so
@@ -346,8 +550,8 @@ class BatchArrayPath(pulumi.ComponentResource):
             "image": a.image_uri,
             # After the image's ENTRYPOINT; filled from the submitted job's parameters.
             "command": ["Ref::S3bucket", "Ref::S3key"],
-            "jobRoleArn": job.role.arn,
-            "executionRoleArn": execution.role.arn,
+            "jobRoleArn": job_role.arn,
+            "executionRoleArn": execution_role.arn,
             "resourceRequirements": [
                 {"type": "VCPU", "value": str(s.job_vcpus)},
                 {"type": "MEMORY", "value": str(s.job_memory_mb)},
@@ -382,117 +586,20 @@ class BatchArrayPath(pulumi.ComponentResource):
             storage = fargate_storage_gib(s.max_bytes)
             if storage is not None:
                 container["ephemeralStorage"] = {"sizeInGiB": storage}
+        return container
 
-        return aws.batch.JobDefinition(
-            f"{name}-definition",
-            name=self.job_definition_name,
-            type="container",
-            platform_capabilities=["FARGATE" if s.use_fargate else "EC2"],
-            container_properties=pulumi.Output.json_dumps(container),
-            retry_strategy={
-                "attempts": BATCH_MAX_ATTEMPTS,
-                "evaluate_on_exits": [
-                    *({"action": "RETRY", "on_status_reason": r} for r in RETRY_STATUS_REASONS),
-                    {"action": "EXIT", "on_reason": "*"},
-                ],
-            },
-            timeout={"attempt_duration_seconds": s.job_timeout_seconds},
-            propagate_tags=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[execution.policy, job.policy]),
-        )
 
-    def _upload_pattern(self, wildcards: list[str]) -> pulumi.Output[str]:
-        return pulumi.Output.json_dumps(
-            {
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": {
-                    "bucket": {"name": [self._args.input_bucket_name]},
-                    "object": {"key": [{"wildcard": w} for w in wildcards]},
-                },
-            }
-        )
-
-    def _trigger(self, submit: dict) -> tuple[aws.cloudwatch.EventRule, aws.cloudwatch.EventRule]:
-        """EventBridge rules on the default bus: input bucket Object Created `normal/` CSV ->
-        SubmitJob of one manager job with parameters S3bucket and S3key; the same for a key that
-        cannot be carried in those parameters -> the dead-letter queue directly."""
-        s, name = self._args.settings, self._name
-        child = pulumi.ResourceOptions(parent=self)
-        rule = aws.cloudwatch.EventRule(
-            f"{name}-upload-rule",
-            name=f"{s.name_prefix}-normal-upload",
-            description="normal/ CSV uploads to the mc-pricing input bucket start a Batch job",
-            event_pattern=self._upload_pattern(NORMAL_KEY_WILDCARDS),
-            opts=child,
-        )
-        unsafe = aws.cloudwatch.EventRule(
-            f"{name}-unsafe-key-rule",
-            name=f"{s.name_prefix}-normal-unsafe-key",
-            description='normal/ uploads whose key holds " or \\ go to the failure queue',
-            event_pattern=self._upload_pattern(UNSAFE_KEY_WILDCARDS),
-            opts=child,
-        )
-        events = iam.service_role(
-            f"{name}-events",
-            role_name=f"{s.name_prefix}-events-submit",
-            service="events.amazonaws.com",
-            description="Lets EventBridge submit mc-pricing manager jobs",
-            policy_name="submit-manager-job",
-            statements=[submit],
-            opts=child,
-        )
-        # Consumed by the fast path's function (the failure path records the job as failed).
-        self.dead_letter_queue = shared.failure_queue(
-            f"{name}-failures",
-            queue_name=f"{s.name_prefix}-normal-failures",
-            consumer_timeout_seconds=s.lambda_timeout_seconds,
-            opts=child,
-        )
-        queue_policy = aws.sqs.QueuePolicy(
-            f"{name}-failures-policy",
-            queue_url=self.dead_letter_queue.url,
-            policy=iam.document(
-                iam.statement(
-                    "EventBridgeDeadLetters",
-                    ["sqs:SendMessage"],
-                    [self.dead_letter_queue.arn],
-                    principal={"Service": "events.amazonaws.com"},
-                    condition={"ArnEquals": {"aws:SourceArn": [rule.arn, unsafe.arn]}},
-                )
-            ),
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-submit-job",
-            rule=rule.name,
-            arn=self.job_queue.arn,
-            role_arn=events.role.arn,
-            batch_target={
-                # No revision: SubmitJob uses the latest ACTIVE revision, so uploads during a
-                # deploy never name a revision that was just deregistered.
-                "job_definition": self.job_definition.arn_prefix,
-                "job_name": f"{s.name_prefix}-manager",
-            },
-            input_transformer={
-                "input_paths": {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"},
-                # Placeholders outside quotes receive the value as a JSON string, quotes
-                # included but nothing escaped (hence the unsafe-key rule).
-                "input_template": '{"Parameters": {"S3bucket": <bucket>, "S3key": <key>}}',
-            },
-            dead_letter_config={"arn": self.dead_letter_queue.arn},
-            retry_policy={
-                "maximum_event_age_in_seconds": EVENT_RETRY_SECONDS,
-                "maximum_retry_attempts": EVENT_RETRY_ATTEMPTS,
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[events.policy, queue_policy]),
-        )
-        # The whole S3 event as the message body, as in a dead letter of the rule above (there,
-        # SQS message attributes RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE say why).
-        aws.cloudwatch.EventTarget(
-            f"{name}-unsafe-key-to-failures",
-            rule=unsafe.name,
-            arn=self.dead_letter_queue.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[queue_policy]),
-        )
-        return rule, unsafe
+def batch_environment(
+    settings: StackSettings,
+    job_queue_arn: pulumi.Input[str],
+    urgent_job_queue_arn: pulumi.Input[str],
+) -> dict[str, pulumi.Input[str]]:
+    """What both the function (admission) and the jobs need to submit Batch jobs
+    (docs/protocol.md): the lanes' queues, the fair-share teams, the stack's job tag. The
+    job definition's name is added by whoever knows it."""
+    return {
+        "JOB_QUEUE": job_queue_arn,
+        "URGENT_JOB_QUEUE": urgent_job_queue_arn,
+        "FAIR_SHARE": ",".join(settings.teams),
+        "STACK_NAME": settings.name_prefix,
+    }

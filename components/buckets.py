@@ -9,16 +9,19 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import iam
+from components import iam, shared
 
 # Temporary prefixes from docs/protocol.md, expired after TEMP_DAYS whatever happens to a job.
 INPUT_TEMP_PREFIXES = ("fast/_parts/",)
-RESULT_TEMP_PREFIXES = ("fast/_work/", "normal/_work/")
+RESULT_TEMP_PREFIXES = tuple(f"{prefix}_work/" for prefix in shared.JOB_PREFIXES)
 TEMP_DAYS = 7
 # Noncurrent versions: overwritten or deleted uploads (input) are kept 30 days for recovery;
-# superseded results and deleted temporary objects (result) 7 days.
+# superseded results and deleted temporary objects (result) 7 days. The fast path deletes its
+# parts after the merge, which only makes them noncurrent in a versioned bucket: they are
+# pipeline copies, not uploads, so their noncurrent versions go after a day, not 30.
 INPUT_NONCURRENT_DAYS = 30
 RESULT_NONCURRENT_DAYS = 7
+TEMP_NONCURRENT_DAYS = {"fast/_parts/": 1}
 ABORT_MULTIPART_DAYS = 1
 
 # Where the fast path's splitter writes parts. Only the fast path's role may write or delete
@@ -56,6 +59,15 @@ def _lifecycle_rules(temp_prefixes: Sequence[str], noncurrent_days: int) -> list
                 "status": "Enabled",
                 "filter": {"prefix": prefix},
                 "expiration": {"days": TEMP_DAYS},
+                **(
+                    {
+                        "noncurrent_version_expiration": {
+                            "noncurrent_days": TEMP_NONCURRENT_DAYS[prefix]
+                        }
+                    }
+                    if prefix in TEMP_NONCURRENT_DAYS
+                    else {}
+                ),
             }
             for prefix in temp_prefixes
         ),

@@ -112,21 +112,21 @@ def document(*statements: dict[str, Any]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def service_trust_policy(service: str) -> str:
-    """Trust policy letting one AWS service principal assume a role."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "AssumeByService",
-                    "Effect": "Allow",
-                    "Principal": {"Service": service},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
+def service_trust_policy(
+    service: str, condition: Mapping[str, Any] | None = None
+) -> pulumi.Input[str]:
+    """Trust policy letting one AWS service principal assume a role (only under `condition`,
+    e.g. aws:SourceAccount/aws:SourceArn against the confused deputy, when given)."""
+    statement: dict[str, Any] = {
+        "Sid": "AssumeByService",
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if not condition:
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    statement["Condition"] = dict(condition)
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,7 @@ def service_role(
     policy_name: str,
     statements: Sequence[dict[str, Any]],
     opts: pulumi.ResourceOptions,
+    trust_condition: Mapping[str, Any] | None = None,
 ) -> ServiceRole:
     """A role one AWS service assumes, with its one inline policy (``<resource_name>-role``
     and ``<resource_name>-policy``). Depend on ``policy`` where the permissions must exist."""
@@ -151,7 +152,7 @@ def service_role(
         f"{resource_name}-role",
         name=role_name,
         description=description,
-        assume_role_policy=service_trust_policy(service),
+        assume_role_policy=service_trust_policy(service, trust_condition),
         opts=opts,
     )
     policy = aws.iam.RolePolicy(
@@ -238,3 +239,52 @@ def deny_writes_except(
         effect="Deny",
         condition={"ArnNotEquals": {"aws:PrincipalArn": role_arn}},
     )
+
+
+# --- AWS Batch jobs of this stack -------------------------------------------------------------
+# Jobs carry this tag (value: the stack's name prefix), passed by the runtime at SubmitJob. It
+# is the only way to scope TerminateJob: the job resource type (job/<id>) has no name to match,
+# and TerminateJob's one condition key is aws:ResourceTag (Service Authorization Reference, AWS
+# Batch). Tagging at SubmitJob needs batch:TagResource too (tag on create).
+JOB_TAG_KEY = "mc-pricing:stack"
+
+
+def batch_submit_statement(
+    account: AccountInfo, queue_arns: Sequence[pulumi.Input[str]], definition_name: str
+) -> dict[str, Any]:
+    """SubmitJob to these queues with this stack's job definition. SubmitJob may name the
+    definition without a revision (the latest ACTIVE one) or with one: the bare name and ":*"
+    (every revision) cover both."""
+    definition = f"job-definition/{definition_name}"
+    return statement(
+        "SubmitJob",
+        ["batch:SubmitJob"],
+        [
+            *queue_arns,
+            account.arn("batch", definition),
+            account.arn("batch", f"{definition}:*"),
+        ],
+    )
+
+
+def batch_job_control_statements(account: AccountInfo, stack_tag: str) -> list[dict[str, Any]]:
+    """TerminateJob on this stack's jobs only (their tag), and the tag-on-create permission the
+    runtime's SubmitJob needs to put that tag, and only that tag with this value, on a job."""
+    jobs = account.arn("batch", "job/*")
+    return [
+        statement(
+            "TerminateOwnJobs",
+            ["batch:TerminateJob"],
+            [jobs],
+            condition={"StringEquals": {f"aws:ResourceTag/{JOB_TAG_KEY}": stack_tag}},
+        ),
+        statement(
+            "TagOwnJobsOnSubmit",
+            ["batch:TagResource"],
+            [jobs],
+            condition={
+                "StringEquals": {f"aws:RequestTag/{JOB_TAG_KEY}": stack_tag},
+                "ForAllValues:StringEquals": {"aws:TagKeys": [JOB_TAG_KEY]},
+            },
+        ),
+    ]

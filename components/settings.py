@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+import zoneinfo
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pulumi
@@ -57,6 +58,28 @@ FARGATE_MEMORY: dict[int, tuple[int, ...]] = {
     16: _steps(32768, 122880, 8192),
 }
 
+# The paths a scheduled run may start (docs/protocol.md, "Keys").
+SCHEDULE_PATHS = ("fast", "normal", "urgent")
+# Fair share (AWS Batch scheduling policies). A share identifier is at most 255 alphanumeric
+# characters (API reference, ShareAttributes); a queue holds at most 500 active share
+# identifiers, so the stack allows far fewer teams (plus the default share).
+DEFAULT_SHARE = "default"
+MAX_TEAMS = 200
+_SHARE_IDENTIFIER = re.compile(r"[A-Za-z0-9]{1,255}")
+# A team's weight w (bigger = more capacity) becomes Batch's weightFactor 1/w (smaller = more
+# capacity); Batch accepts weight factors from 0.0001 to 999.9999, so weights from 0.01 to
+# 10000 (factors 100 to 0.0001).
+MIN_WEIGHT, MAX_WEIGHT = 0.01, 10000.0
+# EventBridge Scheduler: schedule names (and so the stack's entries) are 1-64 of these.
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# cron(minutes hours day-of-month month day-of-week year), EventBridge Scheduler's syntax.
+_CRON = re.compile(r"cron\((\S+) (\S+) (\S+) (\S+) (\S+) (\S+)\)")
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*?,/#LW-]+")
+# Flexible time windows: 1 to 1440 minutes (0 = OFF, the schedule fires at its time).
+MAX_SCHEDULE_WINDOW_MINUTES = 1440
+# The failure queues' event source mappings: AWS's minimum maximum-concurrency per mapping.
+MIN_MAPPING_CONCURRENCY = 2
+
 # Longest name prefix that still leaves room for the longest bucket_prefix ("<p>-result-",
 # S3 allows 37 characters) and the longest role name (64).
 _MAX_PREFIX = 29
@@ -72,6 +95,17 @@ def schema() -> dict[str, dict[str, Any]]:
 def defaults() -> dict[str, Any]:
     """Every setting's default, from Pulumi.yaml."""
     return {key: spec["default"] for key, spec in schema().items()}
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """One `schedules` entry: start a job of the standing book `books/<book>` on `path`."""
+
+    name: str
+    cron: str
+    timezone: str
+    book: str  # relative to books/, ends in .csv
+    path: str  # fast | normal | urgent
 
 
 @dataclass(frozen=True)
@@ -100,6 +134,12 @@ class StackSettings:
     job_timeout_seconds: int
     greeks: bool
     notify_email: str  # "" = no email subscription
+    urgent_max_vcpus: int  # 0 = no urgent lane
+    fair_share: tuple[tuple[str, float], ...]  # (share identifier, weight); () = FIFO
+    schedules: tuple[ScheduleEntry, ...]
+    schedule_window_minutes: int  # 0 = OFF
+    lambda_provisioned_concurrency: int  # 0 = no alias, no provisioned concurrency
+    min_vcpus: int  # warm EC2 floor (see BatchArrayPath)
 
     @property
     def name_prefix(self) -> str:
@@ -133,6 +173,21 @@ class StackSettings:
         if self.use_fargate:
             return "FARGATE_SPOT" if self.use_spot else "FARGATE"
         return "SPOT" if self.use_spot else "EC2"
+
+    @property
+    def urgent_lane(self) -> bool:
+        return self.urgent_max_vcpus > 0
+
+    @property
+    def teams(self) -> tuple[str, ...]:
+        """The configured teams' share identifiers (FAIR_SHARE), without the default share."""
+        return tuple(team for team, _ in self.fair_share if team != DEFAULT_SHARE)
+
+    @property
+    def failure_mappings(self) -> int:
+        """Event source mappings into the function: fast failures, upload dead letters, and
+        the schedules' dead letters when there are schedules."""
+        return 3 if self.schedules else 2
 
     def pricing_environment(self) -> dict[str, str]:
         """Variables both paths share (docs/protocol.md), except RESULT_BUCKET (an output)."""
@@ -177,6 +232,10 @@ class StackSettings:
             problems.append("jobTimeoutSeconds must be at least 60 (AWS Batch minimum)")
         if self.subnet_ids and not self.vpc_id:
             problems.append("subnetIds requires vpcId (the security group lives in that VPC)")
+        problems.extend(self._lane_problems())
+        problems.extend(self._fair_share_problems())
+        problems.extend(self._schedule_problems())
+        problems.extend(self._concurrency_problems())
         if self.notify_email and not _EMAIL.fullmatch(self.notify_email):
             problems.append(
                 f"notifyEmail must be an email address or empty, not {self.notify_email!r}"
@@ -188,6 +247,102 @@ class StackSettings:
             )
         if problems:
             raise ValueError("invalid stack configuration: " + "; ".join(problems))
+
+    def _lane_problems(self) -> list[str]:
+        problems = []
+        if self.urgent_max_vcpus < 0:
+            problems.append("urgentMaxVcpus must be 0 (no urgent lane) or more")
+        elif self.urgent_lane and self.urgent_max_vcpus < self.job_vcpus:
+            problems.append("urgentMaxVcpus must be 0 or at least jobVcpus")
+        if self.min_vcpus < 0:
+            problems.append("minVcpus must be 0 or more")
+        elif self.min_vcpus and self.use_fargate:
+            problems.append(
+                "minVcpus: Fargate has no instances to keep warm (a Fargate compute environment "
+                "has no minimum vCPUs); set minVcpus 0 or useFargate false"
+            )
+        elif self.min_vcpus > self.warm_lane_max_vcpus:
+            lane = "urgentMaxVcpus" if self.urgent_lane else "maxVcpus"
+            problems.append(f"minVcpus must be at most {lane} ({self.warm_lane_max_vcpus})")
+        # Fault 3: Fargate Spot runs X86_64 tasks only; an ARM64 job in a queue whose only
+        # capacity is Fargate Spot can never be placed and blocks the queue.
+        if self.use_fargate and self.use_spot and self.architecture == "arm64":
+            problems.append(
+                "useFargate with useSpot runs on Fargate Spot, which runs only X86_64 tasks: "
+                "use architecture x86_64, or useSpot false (Fargate on demand runs ARM64)"
+            )
+        return problems
+
+    @property
+    def warm_lane_max_vcpus(self) -> int:
+        """The ceiling of the compute environment that holds the warm floor (minVcpus)."""
+        return self.urgent_max_vcpus if self.urgent_lane else self.max_vcpus
+
+    def _fair_share_problems(self) -> list[str]:
+        problems = []
+        teams = [team for team, _ in self.fair_share]
+        if len(self.teams) > MAX_TEAMS:
+            problems.append(
+                f"fairShare has {len(self.teams)} teams; at most {MAX_TEAMS} (a queue holds at "
+                "most 500 active share identifiers)"
+            )
+        for team, weight in self.fair_share:
+            if not _SHARE_IDENTIFIER.fullmatch(team):
+                problems.append(
+                    f"fairShare: team {team!r} is not a valid share identifier (1 to 255 "
+                    "letters and digits, nothing else)"
+                )
+            if not MIN_WEIGHT <= weight <= MAX_WEIGHT:
+                problems.append(
+                    f"fairShare: the weight of {team!r} must be between {MIN_WEIGHT:g} and "
+                    f"{MAX_WEIGHT:g} (bigger = a larger share), not {weight:g}"
+                )
+        lowered = [t.lower() for t in teams]
+        if len(set(lowered)) != len(lowered):
+            problems.append("fairShare: team names must differ in more than letter case")
+        return problems
+
+    def _schedule_problems(self) -> list[str]:
+        problems = []
+        names = [entry.name for entry in self.schedules]
+        if len(set(names)) != len(names):
+            problems.append("schedules: every entry needs its own name")
+        for index, entry in enumerate(self.schedules):
+            where = f"schedules[{index}] ({entry.name or 'no name'})"
+            problems.extend(f"{where}: {p}" for p in schedule_entry_problems(entry, self))
+        if not 0 <= self.schedule_window_minutes <= MAX_SCHEDULE_WINDOW_MINUTES:
+            problems.append(
+                f"scheduleWindowMinutes must be 0 (off) to {MAX_SCHEDULE_WINDOW_MINUTES}"
+            )
+        return problems
+
+    def _concurrency_problems(self) -> list[str]:
+        problems = []
+        provisioned, reserved = (
+            self.lambda_provisioned_concurrency,
+            self.lambda_reserved_concurrency,
+        )
+        if provisioned < 0:
+            problems.append("lambdaProvisionedConcurrency must be 0 (none) or more")
+        elif reserved >= 0 and provisioned > reserved:
+            problems.append(
+                f"lambdaProvisionedConcurrency ({provisioned}) must be at most "
+                f"lambdaReservedConcurrency ({reserved}): provisioned instances come out of the "
+                "function's reserved concurrency"
+            )
+        # Fault 4: event source mappings do not count against reserved concurrency, so
+        # mappings allowed more concurrency than the function has would be throttled, and a
+        # throttled receive counts toward the parking limit. Each mapping needs at least
+        # MIN_MAPPING_CONCURRENCY (AWS's minimum).
+        needed = MIN_MAPPING_CONCURRENCY * self.failure_mappings
+        if 0 < reserved < needed:
+            problems.append(
+                f"lambdaReservedConcurrency {reserved} cannot carry the {self.failure_mappings} "
+                f"failure-queue mappings (each needs at least {MIN_MAPPING_CONCURRENCY} "
+                f"concurrent invocations, AWS's minimum): use -1, 0 (disabled) or at least "
+                f"{needed}"
+            )
+        return problems
 
     def _fargate_problems(self) -> list[str]:
         memory = FARGATE_MEMORY.get(self.job_vcpus)
@@ -206,15 +361,117 @@ class StackSettings:
         return []
 
 
+def schedule_entry_problems(entry: ScheduleEntry, settings: StackSettings) -> list[str]:
+    """What is wrong with one `schedules` entry (empty when nothing is)."""
+    problems = []
+    if not _SCHEDULE_NAME.fullmatch(entry.name):
+        problems.append("name must be 1 to 64 letters, digits, '-', '_' or '.'")
+    problems.extend(cron_problems(entry.cron))
+    try:
+        zoneinfo.ZoneInfo(entry.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"timezone {entry.timezone!r} is not an IANA time zone name")
+    problems.extend(book_problems(entry.book))
+    if entry.path not in SCHEDULE_PATHS:
+        problems.append(f"path must be one of {', '.join(SCHEDULE_PATHS)}, not {entry.path!r}")
+    elif entry.path == "urgent" and not settings.urgent_lane:
+        problems.append("path urgent needs the urgent lane (urgentMaxVcpus > 0)")
+    return problems
+
+
+def cron_problems(expression: str) -> list[str]:
+    """EventBridge Scheduler's cron(minutes hours day-of-month month day-of-week year): six
+    fields, one of day-of-month and day-of-week a '?'."""
+    found = _CRON.fullmatch(expression.strip())
+    if not found:
+        return [
+            f"cron {expression!r} is not cron(minutes hours day-of-month month day-of-week year)"
+        ]
+    fields = found.groups()
+    problems = []
+    if not all(_CRON_FIELD.fullmatch(field) for field in fields):
+        problems.append(f"cron {expression!r} holds characters cron expressions do not use")
+    day_of_month, day_of_week = fields[2], fields[4]
+    if (day_of_month == "?") == (day_of_week == "?"):
+        problems.append(
+            f"cron {expression!r}: exactly one of day-of-month and day-of-week must be '?'"
+        )
+    return problems
+
+
+def book_problems(book: str) -> list[str]:
+    """A book is a relative key under books/, ending in .csv (any letter case)."""
+    path = PurePosixPath(book)
+    if (
+        not book
+        or book.startswith("/")
+        or any(part in ("", ".", "..") for part in book.split("/"))
+        or "\\" in book
+        or any(ord(c) < 32 for c in book)
+    ):
+        return [f"book {book!r} must be a relative key under books/ (no '..', '.', '//')"]
+    if path.suffix.lower() != ".csv":
+        return [f"book {book!r} must end in .csv"]
+    if len(("books/" + book).encode()) > 1012:
+        return [f"book {book!r} is too long for an S3 key"]
+    return []
+
+
+def _fair_share(raw: Any) -> tuple[tuple[str, float], ...]:
+    if not raw:
+        return ()
+    if not isinstance(raw, dict):
+        raise ValueError(
+            "invalid stack configuration: fairShare must be a map of team to weight, e.g. "
+            "pulumi config set --path 'fairShare.risk' 3"
+        )
+    shares = []
+    for team, weight in raw.items():
+        try:
+            shares.append((str(team), float(weight)))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"invalid stack configuration: fairShare: the weight of {team!r} must be a "
+                f"number, not {weight!r}"
+            ) from None
+    return tuple(shares)
+
+
+def _schedules(raw: Any) -> tuple[ScheduleEntry, ...]:
+    if not raw:
+        return ()
+    fields = ("name", "cron", "timezone", "book", "path")
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise ValueError(
+            "invalid stack configuration: schedules must be a list of "
+            "{name, cron, timezone, book, path} entries"
+        )
+    entries = []
+    for index, entry in enumerate(raw):
+        missing = [f for f in fields if not isinstance(entry.get(f), str) or not entry.get(f)]
+        extra = sorted(set(entry) - set(fields))
+        if missing or extra:
+            raise ValueError(
+                f"invalid stack configuration: schedules[{index}] needs the text fields "
+                f"{', '.join(fields)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(extra)}" if extra else "")
+            )
+        entries.append(ScheduleEntry(**{f: entry[f].strip() for f in fields}))
+    return tuple(entries)
+
+
 def load_settings() -> StackSettings:
     """Read the project's config (Pulumi.yaml defaults underneath) plus aws:region, validate."""
     cfg = pulumi.Config()
     spec = schema()
 
     def value(key: str) -> Any:
-        kind = spec[key]["type"]
-        if kind == "boolean":
-            found: Any = cfg.get_bool(key)
+        kind = spec[key].get("type")
+        if kind is None:  # structured settings (a map, a list of maps): see Pulumi.yaml
+            found: Any = cfg.get_object(key)
+        elif kind == "boolean":
+            found = cfg.get_bool(key)
         elif kind == "integer":
             found = cfg.get_int(key)
         elif kind == "array":
@@ -246,6 +503,12 @@ def load_settings() -> StackSettings:
         job_timeout_seconds=int(value("jobTimeoutSeconds")),
         greeks=bool(value("greeks")),
         notify_email=str(value("notifyEmail")).strip(),
+        urgent_max_vcpus=int(value("urgentMaxVcpus")),
+        fair_share=_fair_share(value("fairShare")),
+        schedules=_schedules(value("schedules")),
+        schedule_window_minutes=int(value("scheduleWindowMinutes")),
+        lambda_provisioned_concurrency=int(value("lambdaProvisionedConcurrency")),
+        min_vcpus=int(value("minVcpus")),
     )
     settings.validate()
     return settings

@@ -28,6 +28,29 @@ def case_variants(text: str) -> list[str]:
 # wildcards are case-sensitive, so both triggers list every spelling.
 CSV_SUFFIXES = case_variants(".csv")
 
+# The input bucket's first key segments (docs/protocol.md, "Keys"): fast/ is the Lambda path
+# (S3 notification); normal/, urgent/ and auto/ are admitted into AWS Batch by the function
+# (EventBridge rules); books/ holds standing books that schedules copy into a path, never a job
+# by itself.
+FAST_PREFIX = "fast/"
+BATCH_PREFIXES = ("normal/", "urgent/", "auto/")
+BOOKS_PREFIX = "books/"
+# Every prefix a job's keys (input, status, results, work objects) can live under.
+JOB_PREFIXES = (FAST_PREFIX, *BATCH_PREFIXES)
+
+
+def sibling_urn(component: pulumi.ComponentResource, type_: str, name: str) -> pulumi.Output[str]:
+    """The URN a component of `type_` and `name` has (or had) beside `component`, under the same
+    parent: for aliases of resources that moved from it. Derived from the component's own URN,
+    so it follows the engine's URN format, whatever that makes of the root stack's type."""
+
+    def swap(urn: str) -> str:
+        head, qualified_type, _own_name = urn.rsplit("::", 2)
+        parents, _, _own_type = qualified_type.rpartition("$")
+        return f"{head}::{parents + '$' if parents else ''}{type_}::{name}"
+
+    return component.urn.apply(swap)
+
 
 def failure_queue(
     resource_name: str,

@@ -23,13 +23,19 @@ MAX_PARTS = "MAX_PARTS"
 GREEKS = "GREEKS"
 BOUNDS = "BOUNDS"
 LOG_LEVEL = "LOG_LEVEL"
-# Set by the stack on both: the Batch lanes' queues (URGENT_JOB_QUEUE empty: no urgent
-# lane), the job definition (no revision: the latest active one), and the fair-share teams
-# (comma-separated share identifiers; empty: FIFO queues).
+# Set by the stack on the Lambda function and on the job definition: where Batch jobs go
+# (the function admits uploads and scheduled runs, the manager submits its array and merge):
+# the normal lane's queue ARN, the urgent lane's ("" when the lane is off), the job definition
+# without a revision (its latest ACTIVE one), the fair-share teams (comma-separated share
+# identifiers, "" = FIFO queues: submit without a share identifier; else every job carries
+# the upload's team when listed, or "default"), and the stack's name, the value of the job tag
+# "mc-pricing:stack" every SubmitJob must carry (the roles may terminate only such jobs).
+# Batch drops empty variables from the job definition: absent reads as empty.
 JOB_QUEUE = "JOB_QUEUE"
 URGENT_JOB_QUEUE = "URGENT_JOB_QUEUE"
 JOB_DEFINITION = "JOB_DEFINITION"
 FAIR_SHARE = "FAIR_SHARE"
+STACK_NAME = "STACK_NAME"
 # Set by the stack on the job definition only.
 PRICING_WORKERS = "PRICING_WORKERS"
 # Set by the runtime on every Batch job it submits: its role, and the fence of the job's
@@ -49,24 +55,29 @@ AWS_BATCH_JOB_ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 AWS_BATCH_JOB_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
 
 # What each deployed path must be given by the stack: the contract with components/.
-_BOTH = frozenset(
-    {
-        RESULT_BUCKET,
-        THRESHOLD,
-        ENGINE,
-        MAX_ROWS,
-        MAX_BYTES,
-        GREEKS,
-        BOUNDS,
-        LOG_LEVEL,
-        JOB_QUEUE,
-        URGENT_JOB_QUEUE,
-        JOB_DEFINITION,
-        FAIR_SHARE,
-    }
+SUBMISSION_VARIABLES = frozenset(
+    {JOB_QUEUE, URGENT_JOB_QUEUE, JOB_DEFINITION, FAIR_SHARE, STACK_NAME}
 )
-LAMBDA_VARIABLES = _BOTH | {MAX_PARTS}
-BATCH_VARIABLES = _BOTH | {PRICING_WORKERS, AWS_REGION}
+LAMBDA_VARIABLES = (
+    frozenset({RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, LOG_LEVEL})
+    | SUBMISSION_VARIABLES
+)
+BATCH_VARIABLES = (
+    frozenset(
+        {
+            RESULT_BUCKET,
+            THRESHOLD,
+            ENGINE,
+            MAX_ROWS,
+            MAX_BYTES,
+            GREEKS,
+            LOG_LEVEL,
+            PRICING_WORKERS,
+            AWS_REGION,
+        }
+    )
+    | SUBMISSION_VARIABLES
+)
 
 # The stacks' defaults (Pulumi.yaml); tests/project/test_contract.py keeps them equal.
 DEFAULT_THRESHOLD = 200
@@ -95,10 +106,11 @@ class RuntimeConfig:
     bounds: bool = False
     log_level: str = DEFAULT_LOG_LEVEL
     job_queue: str = ""
-    urgent_job_queue: str = ""
     job_definition: str = ""
-    fair_share: tuple[str, ...] = ()
     region: str = ""
+    urgent_job_queue: str = ""  # "" = no urgent lane
+    fair_share: tuple[str, ...] = ()  # the teams' share identifiers; () = FIFO
+    stack_name: str = ""  # the job tag's value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> RuntimeConfig:
@@ -124,10 +136,11 @@ class RuntimeConfig:
             bounds=_boolean(environ, BOUNDS),
             log_level=log_level,
             job_queue=_text(environ, JOB_QUEUE),
-            urgent_job_queue=_text(environ, URGENT_JOB_QUEUE),
             job_definition=_text(environ, JOB_DEFINITION),
-            fair_share=tuple(t.strip() for t in _text(environ, FAIR_SHARE).split(",") if t.strip()),
             region=_text(environ, AWS_REGION),
+            urgent_job_queue=_text(environ, URGENT_JOB_QUEUE),
+            fair_share=tuple(t.strip() for t in _text(environ, FAIR_SHARE).split(",") if t.strip()),
+            stack_name=_text(environ, STACK_NAME),
         )
 
 

@@ -67,6 +67,8 @@ class Registered:
     urn: str = ""
     dependencies: list[str] = field(default_factory=list)  # URNs, explicit and from inputs
     aliases: list[dict[str, str]] = field(default_factory=list)  # {"urn"} or {"name", "parentUrn"}
+    # Resource options the engine acts on when a change replaces the resource.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,6 +115,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out["arn"] = f"arn:aws:s3:::{rid}"
         elif t == "aws:lambda/function:Function":
             out["arn"] = self._arn("lambda", f"function:{name}")
+            out["version"] = "7" if inputs.get("publish") else "$LATEST"
+        elif t == "aws:lambda/alias:Alias":
+            out["arn"] = self._arn("lambda", f"function:{inputs['functionName']}:{name}")
+        elif t == "aws:batch/schedulingPolicy:SchedulingPolicy":
+            out["arn"] = self._arn("batch", f"scheduling-policy/{name}")
+        elif t == "aws:scheduler/scheduleGroup:ScheduleGroup":
+            out["arn"] = self._arn("scheduler", f"schedule-group/{name}")
+        elif t == "aws:scheduler/schedule:Schedule":
+            group = inputs.get("groupName", "default")
+            out["arn"] = self._arn("scheduler", f"schedule/{group}/{name}")
         elif t == "aws:sqs/queue:Queue":
             out["arn"] = self._arn("sqs", name)
             rid = out["url"] = f"https://sqs.{self.run.region}.amazonaws.com/{ACCOUNT}/{name}"
@@ -196,6 +208,17 @@ class RecordingMonitor(MockMonitor):
                 registered.urn = response.urn
                 registered.dependencies = list(request.dependencies)
                 registered.aliases = [_alias(a) for a in request.aliases]
+                timeouts = request.customTimeouts
+                registered.options = {
+                    "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                    "retainOnDelete": request.retainOnDelete,
+                    "customTimeouts": {
+                        k: getattr(timeouts, k) for k in ("create", "update", "delete")
+                    }
+                    if timeouts
+                    else {},
+                }
         return response
 
 

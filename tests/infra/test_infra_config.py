@@ -25,8 +25,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:Depreca
 SCHEMA = PROJECT["config"]
 
 
+CE = "aws:batch/computeEnvironment:ComputeEnvironment"
+QUEUE = "aws:batch/jobQueue:JobQueue"
+
+
+def normal_environment(run: Run):
+    (found,) = [r for r in run.of_type(CE) if r.name in ("normal-compute", "normal-fargate")]
+    return found
+
+
+def urgent_environment(run: Run):
+    found = [r for r in run.of_type(CE) if r.name.startswith("normal-urgent-")]
+    return found[0] if found else None
+
+
 def compute(run: Run) -> dict:
-    return run.one("aws:batch/computeEnvironment:ComputeEnvironment").inputs["computeResources"]
+    return normal_environment(run).inputs["computeResources"]
 
 
 def lambda_env(run: Run) -> dict[str, str]:
@@ -41,19 +55,30 @@ def job_env(run: Run) -> dict[str, str]:
 
 
 def test_schema_declares_every_setting_with_type_default_and_description() -> None:
+    # The virtualenv the README and scripts/setup use (`pulumi install` creates it too).
     assert PROJECT["runtime"] == {
         "name": "python",
-        "options": {"toolchain": "pip", "virtualenv": "venv"},
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
     }
+    assert "python -m venv .venv" in (ROOT / "scripts" / "setup").read_text().replace(
+        '"$python"', "python"
+    )
     required = {
         "useSpot", "threshold", "maxVcpus", "lambdaMemoryMb", "lambdaTimeoutSeconds", "engine",
         "architecture", "vpcId", "subnetIds", "lambdaReservedConcurrency", "maxParts", "maxRows",
         "maxBytes", "useFargate", "greeks", "notifyEmail", "jobVcpus", "jobMemoryMb",
-        "jobTimeoutSeconds",
+        "jobTimeoutSeconds", "urgentMaxVcpus", "fairShare", "schedules", "scheduleWindowMinutes",
+        "lambdaProvisionedConcurrency", "minVcpus",
     }  # fmt: skip
     assert required <= set(SCHEMA)
+    # Structured settings declare no type: Pulumi's config types are scalars and arrays of
+    # scalars, and the CLI checks a stack value only against a declared type.
+    structured = {"fairShare": {}, "schedules": []}
     for key, schema in SCHEMA.items():
-        assert schema["type"] in ("boolean", "integer", "string", "array"), key
+        if key in structured:
+            assert "type" not in schema and schema["default"] == structured[key], key
+        else:
+            assert schema["type"] in ("boolean", "integer", "string", "array"), key
         assert "default" in schema, f"{key}: the CLI rejects a stack that lacks a value"
         assert len(schema["description"]) > 20, key
     assert SCHEMA["threshold"]["default"] == 200
@@ -63,6 +88,13 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
     assert SCHEMA["useFargate"] == {**SCHEMA["useFargate"], "type": "boolean", "default": False}
     assert SCHEMA["greeks"] == {**SCHEMA["greeks"], "type": "boolean", "default": False}
     assert SCHEMA["notifyEmail"] == {**SCHEMA["notifyEmail"], "type": "string", "default": ""}
+    for key, default in (
+        ("urgentMaxVcpus", 16),
+        ("scheduleWindowMinutes", 0),
+        ("lambdaProvisionedConcurrency", 0),
+        ("minVcpus", 0),
+    ):
+        assert SCHEMA[key] == {**SCHEMA[key], "type": "integer", "default": default}, key
 
 
 def test_defaults_deploy_on_a_new_account() -> None:
@@ -136,11 +168,16 @@ CAPACITY = {
 def test_capacity_variants(
     stack: str, use_fargate: bool, use_spot: bool, architecture: str
 ) -> None:
+    if use_fargate and use_spot and architecture == "arm64":
+        # Fault 3: Fargate Spot runs X86_64 tasks only; refused before anything is created.
+        with pytest.raises(ValueError, match="Fargate Spot, which runs only X86_64 tasks"):
+            run_program(stack, {"useFargate": True, "useSpot": True, "architecture": "arm64"})
+        return
     run = run_stack(
         stack,
         (("useFargate", use_fargate), ("useSpot", use_spot), ("architecture", architecture)),
     )
-    environment = run.one("aws:batch/computeEnvironment:ComputeEnvironment")
+    environment = normal_environment(run)
     resources = environment.inputs["computeResources"]
     definition, props = job_definition(run)
     assert resources["type"] == CAPACITY[use_fargate, use_spot]
@@ -161,9 +198,35 @@ def test_capacity_variants(
     instance_roles = [
         r for r in run.of_type("aws:iam/role:Role") if r.name == "normal-instance-role"
     ]
+    # The urgent lane (default urgentMaxVcpus 16): on-demand of the same kind first, then the
+    # normal lane's capacity; a higher priority than the normal queue, whose order is unchanged.
+    urgent = urgent_environment(run)
+    urgent_resources = urgent.inputs["computeResources"]
+    assert urgent_resources["type"] == ("FARGATE" if use_fargate else "EC2")
+    assert urgent_resources["maxVcpus"] == 16
+    queues = {q.name: q.inputs for q in run.of_type(QUEUE)}
+    assert [
+        o["computeEnvironment"] for o in queues["normal-queue"]["computeEnvironmentOrders"]
+    ] == [environment.state["arn"]]
+    assert [
+        o["computeEnvironment"] for o in queues["normal-urgent-queue"]["computeEnvironmentOrders"]
+    ] == [
+        urgent.state["arn"],
+        environment.state["arn"],
+    ]
+    assert [o["order"] for o in queues["normal-urgent-queue"]["computeEnvironmentOrders"]] == [1, 2]
+    assert queues["normal-urgent-queue"]["priority"] > queues["normal-queue"]["priority"]
     if use_fargate:
         assert environment.name == "normal-fargate"
+        assert urgent.name == "normal-urgent-fargate"
         assert set(resources) == {"type", "maxVcpus", "securityGroupIds", "subnets"}
+        # Fault 1: Batch refuses a Fargate environment's type change; the type is in the
+        # name prefix, so a useSpot toggle replaces the environment (a new name first).
+        assert environment.inputs["namePrefix"].endswith(
+            "-fargate-spot-" if use_spot else "-fargate-"
+        )
+        assert urgent.inputs["namePrefix"].endswith("-urgent-fargate-")
+        assert environment.options["replaceOnChanges"] == ["computeResources.type"]
         assert "updatePolicy" not in environment.inputs
         assert definition["platformCapabilities"] == ["FARGATE"]
         assert props["runtimePlatform"] == {
@@ -178,6 +241,10 @@ def test_capacity_variants(
         assert not run.of_type("aws:iam/instanceProfile:InstanceProfile")
     else:
         assert environment.name == "normal-compute"
+        assert urgent.name == "normal-urgent-compute"
+        assert urgent_resources["allocationStrategy"] == "BEST_FIT_PROGRESSIVE"
+        assert urgent_resources["instanceTypes"] == resources["instanceTypes"]
+        assert urgent_resources["instanceRole"] == resources["instanceRole"]
         families = {"x86_64": {"c5", "c6i", "c6a", "c7i"}, "arm64": {"c6g", "c7g"}}[architecture]
         assert set(resources["instanceTypes"]) == families
         assert resources["allocationStrategy"] == (
@@ -203,8 +270,17 @@ def test_update_policy_lets_running_jobs_reach_their_timeout(
     timeout_seconds: int, minutes: int
 ) -> None:
     run = run_stack("eu-west-1", (("jobTimeoutSeconds", timeout_seconds),))
-    policy = run.one("aws:batch/computeEnvironment:ComputeEnvironment").inputs["updatePolicy"]
-    assert policy == {"jobExecutionTimeoutMinutes": minutes, "terminateJobsOnUpdate": False}
+    for environment in run.of_type(CE):
+        policy = environment.inputs["updatePolicy"]
+        assert policy == {"jobExecutionTimeoutMinutes": minutes, "terminateJobsOnUpdate": False}
+        # Fault 6: the provider waits that long, plus instance replacement, for an update or
+        # delete of a busy environment (its default is 10 minutes).
+        busy = f"{minutes + 30}m"
+        assert environment.options["customTimeouts"] == {
+            "create": "30m",
+            "update": busy,
+            "delete": busy,
+        }
     definition, _ = job_definition(run)
     assert definition["timeout"]["attemptDurationSeconds"] == timeout_seconds
 

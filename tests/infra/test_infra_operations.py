@@ -1,5 +1,6 @@
-"""PricingOperations under mocks, for both stack files: failure routing into the Lambda, job
-events by email, metric filters against the runtime's log contract, alarms, dashboard, IAM."""
+"""FailureRouting and PricingMonitoring (the two halves of the former PricingOperations) under
+mocks, for both stack files: failure routing into the Lambda, job events by email, metric
+filters against the runtime's log contract, alarms, dashboard, IAM."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .policies import as_list
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
 
-COMPONENT = "mc-pricing:components:PricingOperations"
+COMPONENTS = ("mc-pricing:components:FailureRouting", "mc-pricing:components:PricingMonitoring")
 EMAIL = "ops@example.com"
 EVENTS = ROOT / "tests" / "events"
 RULE = "aws:cloudwatch/eventRule:EventRule"
@@ -50,9 +51,10 @@ def prefix(run: Run) -> str:
 
 
 def ops(run: Run, key: str, type_: str | None = None) -> Any:
-    (found,) = [
-        r for r in run.resources if r.name == f"ops-{key}" and (type_ is None or r.type == type_)
-    ]
+    """A resource the former PricingOperations created as `ops-<key>`, now in one of its two
+    halves (FailureRouting "failures", PricingMonitoring "monitoring")."""
+    names = {f"failures-{key}", f"monitoring-{key}"}
+    (found,) = [r for r in run.resources if r.name in names and (type_ is None or r.type == type_)]
     return found
 
 
@@ -79,8 +81,13 @@ def fast_failure_queue_arn(run: Run) -> str:
 
 
 def normal_dlq_arn(run: Run) -> str:
-    (upload,) = [t.inputs for t in run.of_type(TARGET) if t.inputs.get("batchTarget")]
+    """The upload rules' dead-letter queue (still named <p>-normal-failures)."""
+    upload = run.named("notifications-normal-upload-function").inputs
     return upload["deadLetterConfig"]["arn"]
+
+
+def queue_arns(run: Run) -> list[str]:
+    return [run.outputs["jobQueueArn"], run.outputs["urgentJobQueueArn"]]
 
 
 def parked_arn(run: Run) -> str:
@@ -217,15 +224,15 @@ def test_batch_failure_rule_pattern(run: Run) -> None:
     rule = ops(run, "batch-failed", RULE)
     assert rule.inputs["name"] == f"{prefix(run)}-batch-failed"
     assert rule.inputs.get("eventBusName") in (None, "default")
-    queue = run.outputs["jobQueueArn"]
     assert pattern(rule) == {
         "source": ["aws.batch"],
         "detail-type": ["Batch Job State Change"],
-        "detail": {"status": ["FAILED"], "jobQueue": [queue]},
+        "detail": {"status": ["FAILED"], "jobQueue": queue_arns(run)},
     }
-    assert event_matches(pattern(rule), batch_event("FAILED", queue))
-    assert not event_matches(pattern(rule), batch_event("SUCCEEDED", queue))
-    assert not event_matches(pattern(rule), batch_event("FAILED", queue + "-other"))
+    for queue in queue_arns(run):  # both lanes
+        assert event_matches(pattern(rule), batch_event("FAILED", queue))
+        assert not event_matches(pattern(rule), batch_event("SUCCEEDED", queue))
+        assert not event_matches(pattern(rule), batch_event("FAILED", queue + "-other"))
 
 
 def test_batch_failures_invoke_the_lambda(run: Run) -> None:
@@ -382,7 +389,7 @@ def operations_policies(run: Run) -> list[tuple[str, dict]]:
     return [
         (r.name, json.loads(r.inputs[properties[r.type]]))
         for r in run.resources
-        if r.type in properties and COMPONENT in r.urn
+        if r.type in properties and any(c in r.urn for c in COMPONENTS)
     ]
 
 
@@ -390,11 +397,11 @@ def test_every_statement_is_scoped_to_this_stack(emailed: Run) -> None:
     run = emailed
     docs = operations_policies(run)
     assert {name for name, _ in docs} == {
-        "ops-lambda-policy",
-        "ops-job-policy",
-        "ops-parked-policy",
-        "ops-notify-policy",
-        "ops-batch-events-policy",
+        "failures-lambda-policy",
+        "failures-job-policy",
+        "failures-parked-policy",
+        "monitoring-notify-policy",
+        "monitoring-batch-events-policy",
     }
     for name, doc in docs:
         for statement in doc["Statement"]:
@@ -427,7 +434,7 @@ def test_no_topic_without_notify_email(run: Run) -> None:
     for type_ in SNS_TYPES:
         assert not run.of_type(type_)
     assert run.outputs["alarmTopicArn"] is None
-    assert not [r for r in run.of_type(RULE) if r.name == "ops-job-failed"]
+    assert not [r for r in run.of_type(RULE) if r.name == "monitoring-job-failed"]
     for alarm in run.of_type(ALARM):
         assert not alarm.inputs.get("alarmActions"), alarm.name
 
@@ -568,7 +575,7 @@ def test_batch_state_changes_are_logged_and_counted(run: Run) -> None:
     assert pattern(rule) == {
         "source": ["aws.batch"],
         "detail-type": ["Batch Job State Change"],
-        "detail": {"jobQueue": [queue]},
+        "detail": {"jobQueue": queue_arns(run)},
     }
     group = ops(run, "batch-events", "aws:cloudwatch/logGroup:LogGroup")
     assert group.inputs["name"] == f"/aws/events/{prefix(run)}-batch-jobs"
@@ -692,7 +699,8 @@ def test_dashboard_references_the_real_resources(run: Run) -> None:
         ("ApproximateNumberOfMessagesVisible", "QueueName", q) for q in queue_names
     } <= references["AWS/SQS"]
     assert {name for name, *_ in references[namespace(run)]} == produced
-    rules = {r.inputs["name"] for r in run.of_type(RULE) if r.name.startswith("ops-")}
+    # Every rule of the stack: failure routing, monitoring and the upload rules.
+    rules = {r.inputs["name"] for r in run.of_type(RULE)}
     assert {rule for _, _, rule in references["AWS/Events"]} == rules
     (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
     assert sorted(alarm_widget["properties"]["alarms"]) == sorted(
@@ -703,21 +711,45 @@ def test_dashboard_references_the_real_resources(run: Run) -> None:
 # --- structure and outputs --------------------------------------------------------------------
 
 
-def test_component_owns_its_resources(emailed: Run) -> None:
+def test_components_own_their_resources(emailed: Run) -> None:
     run = emailed
-    component = run.one(COMPONENT)
-    mine = [r for r in run.resources if r.name.startswith("ops-")]
-    assert len(mine) > 40
-    for resource in mine:
-        assert resource.custom and COMPONENT in resource.urn, resource.name
-    assert component.urn
+    for component, prefix_ in zip(COMPONENTS, ("failures-", "monitoring-"), strict=True):
+        assert run.one(component).urn
+        mine = [r for r in run.resources if r.name.startswith(prefix_)]
+        assert mine
+        for resource in mine:
+            assert resource.custom and resource.urn.split("::")[2].endswith(
+                f"{component}${resource.type}"
+            ), resource.name
+    assert len([r for r in run.resources if r.name.startswith(("failures-", "monitoring-"))]) > 40
     assert {"dashboardName", "alarmTopicArn"} <= set(run.outputs)
+    assert not run.of_type("mc-pricing:components:PricingOperations")
+
+
+def test_split_resources_keep_their_deployed_identity(emailed: Run) -> None:
+    """Every resource of the former PricingOperations ("ops") is aliased to its name under it,
+    so a deployed stack keeps them (a renamed queue, rule or policy would be created anew and the
+    old one deleted: the parked queue with its messages, the alarms, the dashboard)."""
+    run = emailed
+    ops_urn = run.one(COMPONENTS[0]).urn.replace(
+        "mc-pricing:components:FailureRouting::failures",
+        "mc-pricing:components:PricingOperations::ops",
+    )
+    split = [
+        r for r in run.resources if r.name.startswith(("failures-", "monitoring-")) and r.custom
+    ]
+    new_ones = {"failures-schedule-redrive", "failures-schedule-failures-mapping"}
+    for resource in split:
+        if resource.name in new_ones:
+            continue
+        key = resource.name.split("-", 1)[1]
+        assert resource.aliases == [{"name": f"ops-{key}", "parentUrn": ops_urn}], resource.name
 
 
 def test_receive_counts_agree_with_the_runtime() -> None:
     """The runtime stops resuming a merge, and records the failure as final, on a receive
     before the redrive policy parks the message; `simulate` parks after as many receives."""
-    from components.operations import MAX_RECEIVES
+    from components.failure_routing import MAX_RECEIVES
     from runtime.adapters import lambda_handler
     from runtime.tools import emulator
 

@@ -11,7 +11,7 @@ import parliament.finding
 import pytest
 import yaml
 
-from .harness import ACCOUNT, STACKS, Run, run_stack
+from .harness import ACCOUNT, STACKS, Run, run_program, run_stack
 from .policies import RESOURCE_DOCUMENTS, as_list, policy_documents
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
@@ -36,6 +36,14 @@ PARLIAMENT_IGNORES = {
     ("RESOURCE_MISMATCH", "batch:SubmitJob"),
 }
 SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
+# Statements on `job/*` and the tag condition that makes them this stack's jobs only.
+JOB_TAG_CONDITIONS = {
+    "TerminateOwnJobs": lambda stack: {"StringEquals": {"aws:ResourceTag/mc-pricing:stack": stack}},
+    "TagOwnJobsOnSubmit": lambda stack: {
+        "StringEquals": {"aws:RequestTag/mc-pricing:stack": stack},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["mc-pricing:stack"]},
+    },
+}
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -157,6 +165,10 @@ def test_other_resources_are_this_stacks(run: Run) -> None:
                     continue
                 if resource == f"arn:aws:events:{run.region}:{ACCOUNT}:event-bus/default":
                     continue  # job events go to the region's default bus (docs/operations.md)
+                if resource == f"arn:aws:batch:{run.region}:{ACCOUNT}:job/*":
+                    # Batch jobs have ids, not names: this stack's are the ones with its tag.
+                    assert JOB_TAG_CONDITIONS[statement["Sid"]](prefix) == statement["Condition"]
+                    continue
                 assert resource.startswith("arn:aws:"), resource
                 assert f":{run.region}:{ACCOUNT}:" in resource, (doc.name, resource)
                 assert prefix in resource, (doc.name, resource)
@@ -172,50 +184,76 @@ def test_scoped_statements_per_role(run: Run) -> None:
         doc = json.loads(run.named(policy_name).inputs["policy"])
         grants: dict[str, set[str]] = {}
         for statement in doc["Statement"]:
-            assert "Condition" not in statement, statement["Sid"]
             for resource in as_list(statement["Resource"]):
                 if resource.startswith("arn:aws:s3:::"):
+                    assert "Condition" not in statement, statement["Sid"]
                     key = resource[len("arn:aws:s3:::") :]
                     grants.setdefault(key, set()).update(as_list(statement["Action"]))
         return grants
 
     read = {"s3:GetObject", "s3:GetObjectVersion"}
     write = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+    copy = {"s3:PutObject", "s3:AbortMultipartUpload"}  # scheduled runs copy books into a path
     result = read | write | {"s3:DeleteObjectVersion"}
     listing = {"s3:ListBucket", "s3:ListBucketVersions"}
     assert s3_grants("fast-policy") == {
-        f"{inp}/fast/*": read,
-        f"{inp}/normal/*": read,  # it records failures of normal-path jobs
+        f"{inp}/fast/*": read | copy,
+        f"{inp}/normal/*": read | copy,  # it admits normal uploads and records their failures
+        f"{inp}/urgent/*": read | copy,
+        f"{inp}/auto/*": read,
+        f"{inp}/books/*": read,  # the source of scheduled runs; never written
         f"{inp}/fast/_parts/*": write,
         f"{res}/fast/*": result,
         f"{res}/normal/*": result,
+        f"{res}/urgent/*": result,
+        f"{res}/auto/*": result,
         inp: listing,
         res: listing,
     }
     assert s3_grants("normal-job-policy") == {
         f"{inp}/normal/*": read,
+        f"{inp}/urgent/*": read,
+        f"{inp}/auto/*": read,
         f"{res}/normal/*": result,
+        f"{res}/urgent/*": result,
+        f"{res}/auto/*": result,
         inp: listing,
         res: listing,
     }
-    queue = run.outputs["jobQueueArn"]
-    definition = run.outputs["jobDefinitionArn"].rsplit(":", 1)[0]
-    for name in ("normal-job-policy", "normal-events-policy"):
-        doc = json.loads(run.named(name).inputs["policy"])
-        (submit,) = [s for s in doc["Statement"] if "batch:SubmitJob" in s["Action"]]
-        # The target submits the definition without a revision; the manager may name one.
-        assert submit["Resource"] == [queue, definition, definition + ":*"]
-        assert not any("batch:TagResource" in s["Action"] for s in doc["Statement"])
 
 
-def test_submit_job_resources_match_what_the_target_names(run: Run) -> None:
-    """The EventBridge target's job definition (no revision) and queue are both allowed."""
-    target = run.named("normal-submit-job").inputs
-    doc = json.loads(run.named("normal-events-policy").inputs["policy"])
-    (submit,) = doc["Statement"]
-    patterns = [re.escape(r).replace(r"\*", ".*") for r in submit["Resource"]]
-    for arn in (target["arn"], target["batchTarget"]["jobDefinition"]):
-        assert any(re.fullmatch(p, arn) for p in patterns), arn
+def batch_statements(run: Run, policy_name: str) -> dict[str, dict]:
+    doc = json.loads(run.named(policy_name).inputs["policy"])
+    return {
+        s["Sid"]: s for s in doc["Statement"] if any(a.startswith("batch:") for a in s["Action"])
+    }
+
+
+@pytest.mark.parametrize("overrides", [{}, {"urgentMaxVcpus": 0}, {"fairShare": {"risk": 2}}])
+def test_both_roles_submit_to_the_stacks_queues_and_control_only_its_jobs(overrides) -> None:
+    """What the function (admission) and the manager submit: the lanes' queues and the job
+    definition without a revision, or with one. TerminateJob only on jobs tagged as this
+    stack's, and TagResource only to put that one tag, with this value, on a new job."""
+    run = run_program("us-east-1", overrides)
+    stack = run.one("aws:ecr/repository:Repository").inputs["name"]
+    env = run.one("aws:lambda/function:Function").inputs["environment"]["variables"]
+    queues = [q for q in (env["JOB_QUEUE"], env["URGENT_JOB_QUEUE"]) if q]
+    definition = f"arn:aws:batch:{run.region}:{ACCOUNT}:job-definition/{env['JOB_DEFINITION']}"
+    assert definition == run.outputs["jobDefinitionArn"].rsplit(":", 1)[0]
+    jobs = f"arn:aws:batch:{run.region}:{ACCOUNT}:job/*"
+    for policy in ("fast-policy", "normal-job-policy"):
+        statements = batch_statements(run, policy)
+        assert set(statements) == {"SubmitJob", "TerminateOwnJobs", "TagOwnJobsOnSubmit"}
+        assert statements["SubmitJob"]["Action"] == ["batch:SubmitJob"]
+        assert statements["SubmitJob"]["Resource"] == [*queues, definition, definition + ":*"]
+        assert "Condition" not in statements["SubmitJob"]
+        for sid in ("TerminateOwnJobs", "TagOwnJobsOnSubmit"):
+            assert statements[sid]["Resource"] == [jobs]
+            assert statements[sid]["Condition"] == JOB_TAG_CONDITIONS[sid](stack)
+        assert statements["TerminateOwnJobs"]["Action"] == ["batch:TerminateJob"]
+        assert statements["TagOwnJobsOnSubmit"]["Action"] == ["batch:TagResource"]
+    # The tag's value is what the runtime is told (STACK_NAME).
+    assert env["STACK_NAME"] == stack
 
 
 def test_no_full_access_or_unexpected_managed_policies(run: Run) -> None:
@@ -233,7 +271,6 @@ def test_trust_policies_name_one_service(run: Run) -> None:
         "normal-instance-role": "ec2.amazonaws.com",
         "normal-execution-role": "ecs-tasks.amazonaws.com",
         "normal-job-role": "ecs-tasks.amazonaws.com",
-        "normal-events-role": "events.amazonaws.com",
     }
     roles = {
         r.name: json.loads(r.inputs["assumeRolePolicy"]) for r in run.of_type("aws:iam/role:Role")
@@ -349,9 +386,20 @@ def test_bucket_versioning_and_lifecycle(run: Run) -> None:
 
     # Only the temporary prefixes expire: never a user's upload or a current final result.
     assert expiring(inp) == {"fast/_parts/": {"days": 7}}
-    assert expiring(res) == {"fast/_work/": {"days": 7}, "normal/_work/": {"days": 7}}
-    assert whole_bucket(inp, "noncurrentVersionExpiration") == {"noncurrentDays": 30}
-    assert whole_bucket(res, "noncurrentVersionExpiration") == {"noncurrentDays": 7}
+    assert expiring(res) == {
+        f"{p}/_work/": {"days": 7} for p in ("fast", "normal", "urgent", "auto")
+    }
+
+    def noncurrent(bucket: str) -> dict[str, dict]:
+        return {
+            r["filter"]["prefix"]: r["noncurrentVersionExpiration"]
+            for r in rules(bucket)
+            if "noncurrentVersionExpiration" in r
+        }
+
+    # Fault 5: deleted parts are noncurrent versions; they go after a day, uploads after 30.
+    assert noncurrent(inp) == {"": {"noncurrentDays": 30}, "fast/_parts/": {"noncurrentDays": 1}}
+    assert noncurrent(res) == {"": {"noncurrentDays": 7}}
     for bucket in (inp, res):
         abort = whole_bucket(bucket, "abortIncompleteMultipartUpload")
         assert abort == {"daysAfterInitiation": 1}
@@ -367,7 +415,7 @@ def test_queues_are_encrypted(run: Run) -> None:
     for queue in queues:
         assert queue.inputs["sqsManagedSseEnabled"] is True, queue.name
     timeout = run.one("aws:lambda/function:Function").inputs["timeout"]
-    for queue in (run.named("fast-failures"), run.named("normal-failures")):
+    for queue in (run.named("fast-failures"), run.named("notifications-upload-failures")):
         assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600, queue.name
         # Consumed by the Lambda: AWS requires visibility >= the function timeout (6x advised).
         assert queue.inputs["visibilityTimeoutSeconds"] == min(43200, 6 * timeout), queue.name

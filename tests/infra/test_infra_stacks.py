@@ -18,6 +18,8 @@ COMPONENTS = [
     "mc-pricing:components:FastLambdaPath",
     "mc-pricing:components:InputNotifications",
     "mc-pricing:components:BatchArrayPath",
+    "mc-pricing:components:FailureRouting",
+    "mc-pricing:components:PricingMonitoring",
 ]
 CSV_SPELLINGS = {".csv", ".csV", ".cSv", ".cSV", ".Csv", ".CsV", ".CSv", ".CSV"}
 OUTPUTS = {
@@ -25,6 +27,7 @@ OUTPUTS = {
     "resultBucket",
     "fastFunctionName",
     "jobQueueArn",
+    "urgentJobQueueArn",
     "jobDefinitionArn",
     "imageUri",
     "region",
@@ -32,6 +35,9 @@ OUTPUTS = {
 
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
+
+RULE = "aws:cloudwatch/eventRule:EventRule"
+TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -83,6 +89,8 @@ def test_outputs(run: Run) -> None:
         f"arn:aws:batch:{run.region}:{ACCOUNT}:job-definition/"
     )
     assert out["fastFunctionName"] == run.one("aws:lambda/function:Function").inputs["name"]
+    assert out["urgentJobQueueArn"] == run.named("normal-urgent-queue").state["arn"]
+    assert out["scheduleGroupName"] is None  # no schedules in the stack files
 
 
 def test_exactly_one_of_each_component(run: Run) -> None:
@@ -125,24 +133,32 @@ def test_single_bucket_notification_carries_lambda_and_eventbridge(run: Run) -> 
     assert run.depends_on(notification, run.named("fast-s3-invoke"))
 
 
+LANES = ("normal", "urgent", "auto")
+
+
 @pytest.mark.parametrize(
-    ("key", "fast", "normal"),
+    ("key", "fast", "lane"),
     [
-        ("fast/1/a.csv", True, False),
-        ("fast/1/a.CSV", True, False),
-        ("fast/1/a.Csv", True, False),
-        ("fast/_parts/tok/part-00001.csv", True, False),
-        ("fast/1/a.csv.gz", False, False),
-        ("fast/1/a.txt", False, False),
-        ("normal/1/a.csv", False, True),
-        ("normal/1/a.CSV", False, True),
-        ("normal/1/deeper/b.cSv", False, True),
-        ("normal/1/a.xlsx", False, False),
-        ("other/a.csv", False, False),
+        ("fast/1/a.csv", True, None),
+        ("fast/1/a.CSV", True, None),
+        ("fast/1/a.Csv", True, None),
+        ("fast/_parts/tok/part-00001.csv", True, None),
+        ("fast/1/a.csv.gz", False, None),
+        ("fast/1/a.txt", False, None),
+        ("normal/1/a.csv", False, "normal"),
+        ("normal/1/a.CSV", False, "normal"),
+        ("normal/1/deeper/b.cSv", False, "normal"),
+        ("normal/1/a.xlsx", False, None),
+        ('normal/1/a"b\\c.csv', False, "normal"),  # the SDK escapes any key: no unsafe keys
+        ("urgent/1/a.csv", False, "urgent"),
+        ("urgent/1/a.CsV", False, "urgent"),
+        ("auto/1/a.csv", False, "auto"),
+        ("books/eod.csv", False, None),  # a standing book is never a job by itself
+        ("other/a.csv", False, None),
     ],
 )
 def test_csv_uploads_reach_their_path_in_any_letter_case(
-    key: str, fast: bool, normal: bool
+    key: str, fast: bool, lane: str | None
 ) -> None:
     run = run_stack("us-east-1")
     notification = run.one("aws:s3/bucketNotification:BucketNotification").inputs
@@ -150,9 +166,17 @@ def test_csv_uploads_reach_their_path_in_any_letter_case(
         key.startswith(t["filterPrefix"]) and key.endswith(t["filterSuffix"])
         for t in notification["lambdaFunctions"]
     )
-    rule = json.loads(run.named("normal-upload-rule").inputs["eventPattern"])
-    reaches_batch = any(wildcard_match(p["wildcard"], key) for p in rule["detail"]["object"]["key"])
-    assert (reaches_lambda, reaches_batch) == (fast, normal)
+    matched = [
+        name
+        for name in LANES
+        if any(
+            wildcard_match(p["wildcard"], key)
+            for p in json.loads(
+                run.named(f"notifications-{name}-upload-rule").inputs["eventPattern"]
+            )["detail"]["object"]["key"]
+        )
+    ]
+    assert (reaches_lambda, matched) == (fast, [lane] if lane else [])
 
 
 def wildcard_match(pattern: str, text: str) -> bool:
@@ -168,33 +192,15 @@ def wildcard_match(pattern: str, text: str) -> bool:
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
 
 
-@pytest.mark.parametrize(
-    ("key", "unsafe"),
-    [
-        ('normal/1/a"b.csv', True),
-        ("normal/1/a\\b.CSV", True),
-        ('normal/1/"x"/c.Csv', True),
-        ("normal/1/a'b (1).csv", False),
-        ("normal/1/a b.csv", False),
-        ('fast/1/a"b.csv', False),  # the fast path carries keys in S3 events, never a template
-        ('normal/1/a"b.txt', True),  # whatever the suffix; the consumer ignores non-CSV keys
-    ],
-)
-def test_keys_the_input_template_cannot_carry_go_to_the_failure_queue(
-    key: str, unsafe: bool
-) -> None:
-    run = run_stack("us-east-1")
-    rule = run.named("normal-unsafe-key-rule").inputs
-    pattern = json.loads(rule["eventPattern"])
-    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["bucket"] == {"name": [run.outputs["inputBucket"]]}
-    matched = any(wildcard_match(p["wildcard"], key) for p in pattern["detail"]["object"]["key"])
-    assert matched is unsafe
-    target = run.named("normal-unsafe-key-to-failures").inputs
-    assert target["rule"] == rule["name"]
-    dlq = run.named("normal-failures")
-    assert target["arn"] == dlq.state["arn"]
-    assert not target.get("inputTransformer") and not target.get("roleArn")
+def test_no_rule_sends_keys_around_the_function(run: Run) -> None:
+    """The former unsafe-key rule (keys with `"` or `\\` could not be carried in a Batch
+    target's parameters) and the events role that submitted Batch jobs are gone: every upload
+    rule invokes the function with the event as AWS sends it."""
+    names = {r.inputs["name"] for r in run.of_type(RULE)}
+    assert not [n for n in names if "unsafe" in n]
+    assert not [r for r in run.of_type("aws:iam/role:Role") if "events" in r.name]
+    for target in run.of_type(TARGET):
+        assert not target.inputs.get("batchTarget"), target.name
 
 
 def test_lambda_permission_for_the_input_bucket_only(run: Run) -> None:
@@ -234,55 +240,64 @@ def test_lambda_failures_go_to_encrypted_queue(run: Run) -> None:
     assert queue["sqsManagedSseEnabled"] is True
 
 
-def test_upload_rule_matches_normal_csv_in_input_bucket(run: Run) -> None:
-    rule = run.named("normal-upload-rule").inputs
+@pytest.mark.parametrize("lane", LANES)
+def test_upload_rules_match_their_prefix_in_the_input_bucket(lane: str) -> None:
+    run = run_stack("us-east-1")
+    rule = run.named(f"notifications-{lane}-upload-rule").inputs
     assert rule.get("eventBusName") in (None, "default")
+    assert rule["name"] == f"mc-pricing-us-east-1-{lane}-upload"
+    # One rule per prefix: eight wildcards each, as EventBridge accepted for the normal path.
     assert json.loads(rule["eventPattern"]) == {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
         "detail": {
             "bucket": {"name": [run.outputs["inputBucket"]]},
             "object": {
-                "key": [{"wildcard": f"normal/*{s}"} for s in sorted(CSV_SPELLINGS, reverse=True)]
+                "key": [{"wildcard": f"{lane}/*{s}"} for s in sorted(CSV_SPELLINGS, reverse=True)]
             },
         },
     }
 
 
-def test_rule_target_submits_manager_job_without_a_pinned_revision(run: Run) -> None:
-    target = run.named("normal-submit-job").inputs
-    assert target["rule"] == run.named("normal-upload-rule").inputs["name"]
-    assert target["arn"] == run.outputs["jobQueueArn"]
-    # The latest ACTIVE revision: a deploy that registers a new revision (and deregisters the
-    # old one) never leaves the target naming an inactive one.
-    definition = run.one("aws:batch/jobDefinition:JobDefinition")
-    assert target["batchTarget"]["jobDefinition"] == definition.state["arnPrefix"]
-    assert (
-        target["batchTarget"]["jobDefinition"] == run.outputs["jobDefinitionArn"].rsplit(":", 1)[0]
+@pytest.mark.parametrize("provisioned", [0, 2])
+@pytest.mark.parametrize("lane", LANES)
+def test_upload_rules_invoke_the_function_asynchronously(lane: str, provisioned: int) -> None:
+    """Admission is the function's: EventBridge hands it the S3 event (no transformer, no
+    Batch target, no role), retries what Lambda refuses, and dead-letters the rest."""
+    run = run_stack("us-east-1", (("lambdaProvisionedConcurrency", provisioned),))
+    rule = run.named(f"notifications-{lane}-upload-rule")
+    target = run.named(f"notifications-{lane}-upload-function")
+    function = run.one("aws:lambda/function:Function").inputs["name"]
+    qualifier = "live" if provisioned else None
+    expected_arn = f"arn:aws:lambda:{run.region}:{ACCOUNT}:function:{function}" + (
+        ":live" if provisioned else ""
     )
-    assert not re.search(r":\d+$", target["batchTarget"]["jobDefinition"])
-    assert target["batchTarget"]["jobName"]
-    assert target["roleArn"].endswith(f":role/{run.named('normal-events-role').inputs['name']}")
-    transformer = target["inputTransformer"]
-    paths = transformer["inputPaths"]
-    assert sorted(paths.values()) == ["$.detail.bucket.name", "$.detail.object.key"]
-    # Substitute the placeholders as EventBridge does (JSON strings) and read the result back.
-    sample = {"$.detail.bucket.name": "bucket-x", "$.detail.object.key": "normal/1/a b.csv"}
-    rendered = transformer["inputTemplate"]
-    for placeholder, path in paths.items():
-        rendered = rendered.replace(f"<{placeholder}>", json.dumps(sample[path]))
-    assert json.loads(rendered) == {
-        "Parameters": {"S3bucket": "bucket-x", "S3key": "normal/1/a b.csv"}
+    assert target.inputs["rule"] == rule.inputs["name"]
+    assert target.inputs["arn"] == expected_arn
+    assert not target.inputs.get("inputTransformer") and not target.inputs.get("roleArn")
+    assert target.inputs["retryPolicy"] == {
+        "maximumEventAgeInSeconds": 4 * 3600,
+        "maximumRetryAttempts": 40,
     }
-    assert target["retryPolicy"]["maximumRetryAttempts"] >= 1
-    dlq = run.named("normal-failures").inputs
-    assert target["deadLetterConfig"]["arn"] == f"arn:aws:sqs:{run.region}:{ACCOUNT}:{dlq['name']}"
+    dlq = run.named("notifications-upload-failures").inputs
+    assert target.inputs["deadLetterConfig"]["arn"] == (
+        f"arn:aws:sqs:{run.region}:{ACCOUNT}:{dlq['name']}"
+    )
+    permission = run.named(f"notifications-{lane}-upload-invoke")
+    assert {k: v for k, v in permission.inputs.items() if k != "qualifier"} == {
+        "action": "lambda:InvokeFunction",
+        "function": function,
+        "principal": "events.amazonaws.com",
+        "sourceArn": rule.state["arn"],
+    }
+    assert permission.inputs.get("qualifier") == qualifier
+    assert run.depends_on(target, permission)
 
 
-def test_dead_letter_queue_accepts_only_this_paths_rules(run: Run) -> None:
-    policy = json.loads(run.named("normal-failures-policy").inputs["policy"])
+def test_dead_letter_queue_accepts_only_the_upload_rules(run: Run) -> None:
+    policy = json.loads(run.named("notifications-upload-failures-policy").inputs["policy"])
     (statement,) = policy["Statement"]
-    rules = [run.named(n).inputs["name"] for n in ("normal-upload-rule", "normal-unsafe-key-rule")]
+    rules = [run.named(f"notifications-{lane}-upload-rule").inputs["name"] for lane in LANES]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == ["sqs:SendMessage"]
     assert statement["Condition"] == {
@@ -330,7 +345,10 @@ def test_job_environment_follows_protocol(run: Run) -> None:
         "resourceRequirements"
     ]
     assert env["RESULT_BUCKET"] == run.outputs["resultBucket"]
-    assert run.outputs["jobQueueArn"].endswith(f":job-queue/{env['JOB_QUEUE']}")
+    assert env["JOB_QUEUE"] == run.outputs["jobQueueArn"]  # an ARN: SubmitJob takes either
+    assert env["URGENT_JOB_QUEUE"] == run.outputs["urgentJobQueueArn"]
+    assert env["FAIR_SHARE"] == ""  # FIFO queues in the stack files
+    assert env["STACK_NAME"] == run.one("aws:ecr/repository:Repository").inputs["name"]
     assert f":job-definition/{env['JOB_DEFINITION']}:" in run.outputs["jobDefinitionArn"]
     definition = run.one("aws:batch/jobDefinition:JobDefinition").inputs
     assert "BATCH_MAX_ATTEMPTS" not in env and definition["retryStrategy"]["attempts"] == 3
@@ -345,7 +363,9 @@ def test_shared_settings_reach_both_paths(run: Run) -> None:
 
 
 def test_compute_environment_scales_from_zero(run: Run) -> None:
-    compute = run.one("aws:batch/computeEnvironment:ComputeEnvironment").inputs
+    for name in ("normal-compute", "normal-urgent-compute"):
+        assert run.named(name).inputs["computeResources"]["minVcpus"] == 0
+    compute = run.named("normal-compute").inputs
     resources = compute["computeResources"]
     assert compute["type"] == "MANAGED"
     assert resources["minVcpus"] == 0
@@ -354,7 +374,7 @@ def test_compute_environment_scales_from_zero(run: Run) -> None:
         f":instance-profile/{run.one('aws:iam/instanceProfile:InstanceProfile').inputs['name']}"
     )
     assert resources["subnets"] == ["subnet-default-a", "subnet-default-b"]
-    queue = run.one("aws:batch/jobQueue:JobQueue").inputs
+    queue = run.named("normal-queue").inputs
     (order,) = queue["computeEnvironmentOrders"]
     assert order["computeEnvironment"].startswith(f"arn:aws:batch:{run.region}:")
 
@@ -401,6 +421,23 @@ def test_moved_and_renamed_bucket_resources_keep_their_deployed_identity(run: Ru
     for bucket in ("input", "result"):
         policy = run.named(f"buckets-{bucket}-policy")
         assert [a["name"] for a in policy.aliases] == [f"buckets-{bucket}-tls-only"]
+
+
+def test_moved_upload_rule_and_dead_letter_queue_keep_their_deployed_identity(run: Run) -> None:
+    """The normal lane's upload rule, its dead-letter queue and the queue's policy moved from
+    BatchArrayPath to InputNotifications. A queue of the same name created anew would be the
+    same queue, which the old resource's deletion would then delete; a new queue policy would
+    be removed by the old one's deletion. The aliases make them the same resources."""
+    batch = run.one("mc-pricing:components:BatchArrayPath").urn
+    for new, old in (
+        ("notifications-normal-upload-rule", "normal-upload-rule"),
+        ("notifications-upload-failures", "normal-failures"),
+        ("notifications-upload-failures-policy", "normal-failures-policy"),
+    ):
+        assert {"name": old, "parentUrn": batch} in run.named(new).aliases, new
+    # The physical names stay what they were.
+    assert run.named("notifications-upload-failures").inputs["name"].endswith("-normal-failures")
+    assert run.named("notifications-normal-upload-rule").inputs["name"].endswith("-normal-upload")
 
 
 def test_components_gain_no_children_after_construction() -> None:
