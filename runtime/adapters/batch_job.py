@@ -85,7 +85,7 @@ def job_steps(config: RuntimeConfig) -> JobSteps:
         ObjectStore(),
         config,
         events=EventBridgeSink(),
-        batch=BatchQueue(config.job_definition, config.job_queue),
+        batch=BatchQueue(config.job_definition, config.job_queue, stack_name=config.stack_name),
     )
 
 

@@ -2,7 +2,8 @@
 
 Every job carries its attempt's fence (``JOB_FENCE``) and role (``BATCH_ROLE``) in its
 environment, so Batch's own state-change events name the attempt they are about; on a
-fair-share queue every job carries its share identifier.
+fair-share queue every job carries its share identifier; and every job carries the stack's
+tag (``mc-pricing:stack``), the only jobs the stack's roles may terminate.
 """
 
 from __future__ import annotations
@@ -23,14 +24,22 @@ log = logging.getLogger(__name__)
 ROLE_MANAGER = "manager"
 ROLE_CHILD = "child"
 ROLE_MERGE = "merge"
+STACK_TAG = "mc-pricing:stack"
 
 
 class BatchQueue:
     """The Batch calls of the protocol, on the lane's queue and the stack's definition."""
 
-    def __init__(self, job_definition: str, default_queue: str, client: Any | None = None):
+    def __init__(
+        self,
+        job_definition: str,
+        default_queue: str,
+        client: Any | None = None,
+        stack_name: str = "",
+    ) -> None:
         self.job_definition = job_definition
         self.default_queue = default_queue
+        self.stack_name = stack_name
         self._client = client
 
     @property
@@ -104,6 +113,8 @@ class BatchQueue:
         }
         if plan.share:
             request["shareIdentifier"] = plan.share
+        if self.stack_name:
+            request["tags"] = {STACK_TAG: self.stack_name}
         return self.client.submit_job(**request)["jobId"]
 
     def terminate(self, job_ids: list[str], reason: str) -> None:

@@ -9,6 +9,7 @@ import os
 import boto3
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from moto import mock_aws
 
 from tests.explorer.machine import LifecycleExplorer
 from tests.explorer.memory_s3 import MemoryS3
@@ -17,8 +18,19 @@ _HEALTH = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_t
 
 
 class MotoExplorer(LifecycleExplorer):
+    """A fresh moto AWS for every example."""
+
     def make_s3(self):
+        self.mock = mock_aws()
+        self.mock.start()
         return boto3.client("s3", region_name="us-east-1")
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            if hasattr(self, "mock"):
+                self.mock.stop()
 
 
 class MemoryExplorer(LifecycleExplorer):
@@ -26,8 +38,15 @@ class MemoryExplorer(LifecycleExplorer):
         return MemoryS3()
 
 
-def test_the_lifecycle_keeps_its_promises_against_moto(aws):
-    examples = int(os.environ.get("EXPLORER_MOTO_EXAMPLES", "25"))
+def test_the_lifecycle_keeps_its_promises_against_moto(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    examples = int(os.environ.get("EXPLORER_MOTO_EXAMPLES", "20"))
     run_state_machine_as_test(
         MotoExplorer,
         settings=settings(

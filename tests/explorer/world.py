@@ -72,6 +72,10 @@ class Faults:
 
     kill_after: int | None = None  # the process dies right after its Nth S3 call
     lose_response: int | None = None  # its Nth conditional write commits, then reads 412
+    # By name, for scenarios: dies right after writing a key ending so; loses the response
+    # of its first conditional write of a key ending so.
+    kill_after_writing: str | None = None
+    lose_response_writing: str | None = None
 
 
 class FaultyS3:
@@ -83,6 +87,7 @@ class FaultyS3:
         self.base, self.faults, self.world = base, faults, world
         self.calls = 0
         self.conditional_writes = 0
+        self.lost_named = False
 
     def __getattr__(self, name: str) -> Any:
         if name not in self._CALLS:
@@ -91,13 +96,20 @@ class FaultyS3:
 
         def call(**arguments: Any) -> Any:
             answer = method(**arguments)
+            key = str(arguments.get("Key", ""))
             if name == "put_object":
                 self.world.observe_put(arguments, answer)
             lost = False
             if name == "put_object" and ("IfMatch" in arguments or "IfNoneMatch" in arguments):
                 self.conditional_writes += 1
                 lost = self.conditional_writes == self.faults.lose_response
+                named = self.faults.lose_response_writing
+                if named and key.endswith(named) and not self.lost_named:
+                    lost = self.lost_named = True
             self._tick()
+            named = self.faults.kill_after_writing
+            if name == "put_object" and named and key.endswith(named):
+                raise Killed(f"killed after writing {key}")
             if lost:
                 raise ClientError(
                     {"Error": {"Code": "PreconditionFailed", "Message": "lost response"}},
@@ -185,7 +197,7 @@ class FakeBatch:
 
     def terminate_job(self, jobId: str, reason: str) -> dict:
         for job_id, record in self.jobs.items():
-            if job_id.partition(":")[0] == jobId and record.state == "SUBMITTED":
+            if job_id.partition(":")[0] == jobId and record.state in ("SUBMITTED", "ARRAY"):
                 record.terminated = reason
         return {}
 
