@@ -10,6 +10,7 @@
   attempt (its payload says which attempt of which job), and events EventBridge could not
   deliver; each ends what it is about ``failed``, or resumes a crashed merge.
 - Commands (``jobs cancel``, ``jobs retry``): ``{"source": "mc-pricing.command", ...}``.
+- Scheduled runs (EventBridge Scheduler): ``{"source": "mc-pricing.schedule", ...}``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # A failure record still failing after this many receives is recorded without resuming.
 _LAST_RECEIVE = 3
 COMMAND_SOURCE = "mc-pricing.command"
+SCHEDULE_SOURCE = "mc-pricing.schedule"
 COMMANDS = ("cancel", "retry")
 
 
@@ -155,6 +157,8 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
         return [handle_batch_event(steps, payload, request_id)]
     if payload.get("source") == COMMAND_SOURCE:
         return [_command_failed(steps, payload, reason, request_id)]
+    if payload.get("source") == SCHEDULE_SOURCE:
+        return [_schedule(steps, payload, request_id, failed=reason)]
     uploaded = object_created(payload)
     if uploaded is not None:
         bucket, key, version, sequencer = uploaded
@@ -215,6 +219,12 @@ def handle_dead_letter(
     """An EventBridge event its rule could not deliver to the function."""
     if event.get("source") == "aws.batch":
         return [handle_batch_event(steps, event, actor)]
+    if event.get("source") == SCHEDULE_SOURCE:  # a run Scheduler could not deliver
+        message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
+        reason = "could not be started by EventBridge Scheduler" + (
+            f": {message}" if message else ""
+        )
+        return [_schedule(steps, event, actor, failed=reason)]
     uploaded = object_created(event)
     if uploaded is None:
         return [StepOutcome(Action.IGNORED, "a dead letter that is not an S3 event")]
@@ -321,6 +331,23 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
     return steps.retry(key, step, actor, fence, force=bool(payload.get("force")))
 
 
+def _schedule(steps: JobSteps, payload: dict, actor: str, failed: str | None = None) -> StepOutcome:
+    """A scheduled run (``failed``: the reason it could not be started)."""
+    arguments = {
+        name: str(payload.get(field) or "")
+        for name, field in (
+            ("bucket", "inputBucket"),
+            ("schedule", "schedule"),
+            ("book", "book"),
+            ("path", "path"),
+            ("scheduled_time", "scheduledTime"),
+        )
+    }
+    if failed is not None:
+        return steps.schedule_failed(**arguments, reason=failed, actor=actor)
+    return steps.run_schedule(**arguments, actor=actor)
+
+
 # -- the entry point ----------------------------------------------------------------------
 
 
@@ -342,6 +369,8 @@ def handle(steps: JobSteps, event: dict[str, Any], request_id: str) -> dict[str,
             outcomes.append(handle_batch_event(steps, event, request_id))
         elif event.get("source") == COMMAND_SOURCE:
             outcomes.append(handle_command(steps, event, request_id))
+        elif event.get("source") == SCHEDULE_SOURCE:
+            outcomes.append(_schedule(steps, event, request_id))
         elif (uploaded := object_created(event)) is not None:
             bucket, key, version, sequencer = uploaded
             logs.annotate(inputKey=key)

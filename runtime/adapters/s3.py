@@ -48,6 +48,10 @@ class ObjectStore:
             raise
         return _info(response)
 
+    def get_with_metadata(self, bucket: str, key: str) -> tuple[bytes, dict[str, str]] | None:
+        found = self._get_object(bucket, key)
+        return (found["Body"].read(), found.get("Metadata", {})) if found else None
+
     def get(self, bucket: str, key: str, version: str | None = None) -> bytes | None:
         """The object's bytes (of ``version`` if given), or None if it does not exist."""
         found = self._get_object(bucket, key, **({"VersionId": version} if version else {}))
@@ -80,10 +84,15 @@ class ObjectStore:
         )
         return ObjectInfo(len(body), response["ETag"].strip('"'), response.get("VersionId"))
 
-    def put_if_absent(self, bucket: str, key: str, body: bytes) -> bool:
-        """Create the object unless it exists (S3 conditional write); True if we created it."""
+    def put_if_absent(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None
+    ) -> bool:
+        """Create the object unless it exists (S3 conditional write); True if we created it.
+        False also for a write whose answer was lost: compare the content if it matters."""
         try:
-            self.client.put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+            self.client.put_object(
+                Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", Metadata=metadata or {}
+            )
         except ClientError as exc:
             if _code(exc) in _PRECONDITION_CODES:
                 return False

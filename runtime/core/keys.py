@@ -72,6 +72,28 @@ def upload_problem(key: str) -> str | None:
     return None
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def scheduled_key(path: str, schedule: str, book: str, scheduled_time: str) -> str:
+    """Where a schedule's run of ``books/<book>`` goes: an ordinary upload of ``path``,
+    under a job id made of the schedule's name and its scheduled time (UTC, to the minute),
+    so every run of a schedule has its own key and a repeated delivery of one run the same.
+    NotAJobKey for anything that cannot make such a key."""
+    if path not in (FAST, NORMAL, URGENT):
+        raise NotAJobKey(f"a schedule's path is fast, normal or urgent, not {path!r}")
+    if not _SAFE_NAME.fullmatch(schedule):
+        raise NotAJobKey(f"schedule name {schedule!r}: letters, digits, '.', '_' and '-'")
+    segments = book.split("/")
+    if not is_csv(book) or any(s in ("", ".", "..", *RESERVED_SEGMENTS) for s in segments):
+        raise NotAJobKey(f"book {book!r} is not a .csv key under books/")
+    digits = re.sub(r"[^0-9]", "", scheduled_time)
+    if len(digits) < 12:
+        raise NotAJobKey(f"scheduled time {scheduled_time!r} is not an ISO 8601 time")
+    stamp = f"{digits[:8]}T{digits[8:12]}Z"
+    return f"{path}/{schedule}-{stamp}/{segments[-1]}"
+
+
 def job_token(bucket: str, key: str, version: str) -> str:
     """Identity of one upload: the same object gives the same token, a re-upload a new one."""
     digest = hashlib.sha256(f"{bucket}\n{key}\n{version}".encode()).hexdigest()

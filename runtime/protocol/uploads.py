@@ -28,6 +28,8 @@ from runtime.protocol.lifecycle import Begin, Fence, Outcome, Progress, Upload
 log = logging.getLogger(__name__)
 
 DELETED = "the upload was deleted before it could be priced"
+# The version of a scheduled run whose copy was never made (its job can only fail).
+NOT_STARTED = "not-started"
 # Object metadata naming the team an upload belongs to (fair share).
 TEAM_METADATA = "team"
 DEFAULT_SHARE = "default"
@@ -53,6 +55,50 @@ class Uploads(JobCore):
         if isinstance(begun, StepOutcome):
             return begun
         return self.run_upload(begun, actor)
+
+    # -- scheduled runs ----------------------------------------------------------------
+
+    def run_schedule(
+        self, bucket: str, schedule: str, book: str, path: str, scheduled_time: str, actor: str
+    ) -> StepOutcome:
+        """A schedule's run: copy the standing book ``books/<book>`` to the run's key, an
+        ordinary upload of ``path`` whose own event starts its job. The copy is created
+        once (``If-None-Match: *``): a repeated delivery of one run starts nothing more. A
+        missing book ends the run ``failed``, saying so."""
+        try:
+            key = keys.scheduled_key(path, schedule, book, scheduled_time)
+        except keys.NotAJobKey as exc:
+            return StepOutcome(Action.IGNORED, f"schedule {schedule!r}: {exc}")
+        logs.annotate(inputKey=key)
+        found = self.store.get_with_metadata(bucket, f"{keys.BOOKS}/{book}")
+        if found is None:
+            reason = f"the book s3://{bucket}/{keys.BOOKS}/{book} does not exist"
+            return self.fail_upload(bucket, key, reason, actor, version=NOT_STARTED)
+        body, metadata = found
+        created = self.store.put_if_absent(bucket, key, body, metadata)
+        detail = f"{schedule}: {key}" + ("" if created else " (started before)")
+        return StepOutcome(Action.SUBMITTED, detail)
+
+    def schedule_failed(
+        self,
+        bucket: str,
+        schedule: str,
+        book: str,
+        path: str,
+        scheduled_time: str,
+        reason: str,
+        actor: str,
+    ) -> StepOutcome:
+        """A run Scheduler could not start (its dead letter), or whose start failed on every
+        attempt: unless its copy exists (then its job has its own state), it ends ``failed``."""
+        try:
+            key = keys.scheduled_key(path, schedule, book, scheduled_time)
+        except keys.NotAJobKey as exc:
+            return StepOutcome(Action.IGNORED, f"schedule {schedule!r}: {exc}")
+        if self.store.head(bucket, key) is not None or self.status(key) is not None:
+            status = self.settle(key, actor)  # what its own route may have left undelivered
+            return StepOutcome(Action.DUPLICATE, f"{key}: the run started", None, status)
+        return self.fail_upload(bucket, key, f"the scheduled run {reason}", actor, NOT_STARTED)
 
     # -- the Batch lanes --------------------------------------------------------------
 

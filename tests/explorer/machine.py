@@ -98,6 +98,19 @@ def _upload(world: World, chooser: Chooser) -> str:
     return f"upload {key} body {body}"
 
 
+def _book_upload(world: World, chooser: Chooser) -> str:
+    body = chooser.choice(range(len(BODIES)))
+    world.s3.put_object(Bucket=INPUT, Key="books/eod.csv", Body=BODIES[body])
+    return f"book eod.csv body {body}"
+
+
+def _schedule(world: World, chooser: Chooser) -> str:
+    path = chooser.choice(("fast", "normal", "urgent"))
+    at = chooser.choice(("2026-12-01T22:30:00Z", "2026-12-02T22:30:00Z"))
+    world.fire_schedule("eod", "eod.csv", path, at)
+    return f"schedule eod {path} {at}"
+
+
 def _delete(world: World, chooser: Chooser) -> str:
     key = chooser.choice(KEYS)
     if key in world.keys_uploaded() and key not in world.deleted:
@@ -167,6 +180,8 @@ def _time(world: World, chooser: Chooser) -> str:
 ACTIONS: dict[str, tuple[int, Callable[[World, Chooser], str]]] = {
     "upload": (4, _upload),
     "delete": (1, _delete),
+    "book": (1, _book_upload),
+    "schedule": (1, _schedule),
     "deploy": (1, _deploy),
     "cancel": (1, _command("cancel")),
     "retry": (1, _command("retry")),
@@ -286,6 +301,9 @@ def check_settled(world: World) -> None:
     delivered = {detail["eventId"] for detail in world.delivered}
     missing = world.terminal_states - delivered
     assert not missing, f"I1: terminal states without their event: {sorted(missing)}"
+    for key in world.scheduled_runs - set(world.keys_uploaded()):  # never copied: failed
+        status = world.status(key)
+        assert status is not None and status["state"] == "failed", f"I4: run {key}: {status}"
     for key in world.keys_uploaded():
         latest = [u for u in world.uploads if u.key == key][-1]
         status = world.status(key)

@@ -206,7 +206,7 @@ class FakeBatch:
 class Pending:
     """An asynchronous invocation (or an SQS delivery) waiting for the function."""
 
-    kind: str  # s3 | eventbridge | batch-event | command | sqs
+    kind: str  # s3 | eventbridge | batch-event | command | schedule | sqs
     event: dict
     request_id: str
     attempt: int = 1
@@ -237,6 +237,7 @@ class World:
     may_repeat: set[str] = field(default_factory=set)
     terminal_states: set[str] = field(default_factory=set)  # event ids a status reached
     published_now: list[str] = field(default_factory=list)
+    scheduled_runs: set[str] = field(default_factory=set)  # the keys of runs fired
     steps_run: int = 0
 
     def __post_init__(self) -> None:
@@ -296,6 +297,19 @@ class World:
         self.s3.delete_object(Bucket=INPUT, Key=key)
         self.deleted.add(key)
 
+    def fire_schedule(self, name: str, book: str, path: str, at: str) -> None:
+        """EventBridge Scheduler invokes the function for one run of a schedule."""
+        payload = {
+            "source": "mc-pricing.schedule",
+            "schedule": name,
+            "book": book,
+            "path": path,
+            "inputBucket": INPUT,
+            "scheduledTime": at,
+        }
+        self.scheduled_runs.add(keys.scheduled_key(path, name, book, at))
+        self.pending.append(Pending("schedule", payload, self.request_id()))
+
     def command(self, name: str, key: str, force: bool = False) -> bool:
         status = self.status(key)
         wanted = lifecycle.RUNNING if name == "cancel" else lifecycle.FAILED
@@ -324,6 +338,8 @@ class World:
         every status written tells which terminal states were reached."""
         key, bucket = arguments["Key"], arguments["Bucket"]
         if bucket == INPUT:
+            if not keys.is_fast_part(key):  # a scheduled run's copy: an upload like any
+                self.uploads.append(Upload(key, answer["VersionId"], bytes(arguments["Body"])))
             self._notify(key, answer["VersionId"])
         elif key.endswith(keys.STATUS_SUFFIX):
             document = json.loads(arguments["Body"])

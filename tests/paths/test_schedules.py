@@ -1,0 +1,101 @@
+"""Scheduled runs through the real handlers: EventBridge Scheduler's payload in, an ordinary
+job out (tests/explorer's world plays Scheduler, Lambda and Batch)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from runtime.core import keys
+from tests.explorer.machine import check_always, check_settled, drain
+from tests.explorer.world import INPUT, Pending, World
+from tests.paths.test_trust import book, run, states
+
+AT = "2026-12-01T22:30:00Z"
+
+
+@pytest.fixture
+def world(aws) -> World:
+    return World(boto3.client("s3", region_name="us-east-1"))
+
+
+def settled(world: World) -> None:
+    drain(world)
+    check_always(world)
+    check_settled(world)
+
+
+@pytest.mark.parametrize("path", ["fast", "normal", "urgent"])
+def test_a_run_prices_a_copy_of_the_book_under_a_job_id_made_of_its_time(world, path):
+    world.s3.put_object(
+        Bucket=INPUT, Key="books/eod/risk.csv", Body=book(4), Metadata={"team": "risk"}
+    )
+    world.fire_schedule("eod-risk", "eod/risk.csv", path, AT)
+    settled(world)
+    key = f"{path}/eod-risk-20261201T2230Z/risk.csv"
+    copy = world.s3.head_object(Bucket=INPUT, Key=key)
+    assert copy["Metadata"] == {"team": "risk"}
+    assert world.status(key)["state"] == "done"
+    assert states(world, key) == ["done"]
+
+
+def test_a_run_delivered_twice_is_one_job(world):
+    world.s3.put_object(Bucket=INPUT, Key="books/eod.csv", Body=book(2))
+    world.fire_schedule("eod", "eod.csv", "normal", AT)
+    fired = world.pending[-1]
+    world.pending.append(Pending("schedule", fired.event, world.request_id()))
+    settled(world)
+    key = keys.scheduled_key("normal", "eod", "eod.csv", AT)
+    versions = world.s3.list_object_versions(Bucket=INPUT, Prefix=key)["Versions"]
+    assert len(versions) == 1
+    assert states(world, key) == ["done"]
+
+
+def test_a_missing_book_ends_the_run_failed_saying_so(world):
+    world.fire_schedule("eod", "eod.csv", "fast", AT)
+    settled(world)
+    key = keys.scheduled_key("fast", "eod", "eod.csv", AT)
+    status = world.status(key)
+    assert status["state"] == "failed"
+    assert "books/eod.csv does not exist" in status["error"]
+    assert states(world, key) == ["failed"]
+
+
+def test_a_run_scheduler_could_not_deliver_ends_failed(world):
+    world.s3.put_object(Bucket=INPUT, Key="books/eod.csv", Body=book(2))
+    world.fire_schedule("eod", "eod.csv", "normal", AT)
+    fired = world.pending.pop()
+    batch = {
+        "Records": [
+            {
+                "messageId": "m-1",
+                "body": __import__("json").dumps(fired.event),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {
+                    "ERROR_CODE": {"stringValue": "AWS.Scheduler.InternalServerError"}
+                },
+                "eventSource": "aws:sqs",
+            }
+        ]
+    }
+    world.pending.append(Pending("sqs", batch, world.request_id()))
+    run(world, "sqs")
+    settled(world)
+    key = keys.scheduled_key("normal", "eod", "eod.csv", AT)
+    status = world.status(key)
+    assert status["state"] == "failed" and "Scheduler" in status["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "schedule", "book_key", "at"),
+    [
+        ("books", "eod", "eod.csv", AT),
+        ("fast", "e od", "eod.csv", AT),
+        ("fast", "eod", "../eod.csv", AT),
+        ("fast", "eod", "eod.txt", AT),
+        ("fast", "eod", "eod.csv", "yesterday"),
+    ],
+)
+def test_a_run_that_cannot_make_a_key_is_refused_by_rule(path, schedule, book_key, at):
+    with pytest.raises(keys.NotAJobKey):
+        keys.scheduled_key(path, schedule, book_key, at)
