@@ -314,13 +314,23 @@ class Uploads(JobCore):
         status = decision.status or {}
         fence = Fence(upload.token, 1)
         if decision.outcome not in (Outcome.BEGUN, Outcome.REPLACED) and reason == DELETED:
-            # The job of an upload that vanished: one that got as far as its parts carries
-            # on without it (they are copies); one that never split can never finish.
-            runner = lifecycle.plan_of(status).runner if "plan" in status else keys.FAST
-            if self.load_manifest(runner, upload.token) is not None:
+            # The job of an upload that vanished: one whose parts were all written carries
+            # on without it (they are copies); one that never finished its split never can.
+            if lifecycle.owns(status, fence) and self._split_complete(status):
                 self.settle(key, actor)
                 return StepOutcome(Action.DUPLICATE, f"{key}: its parts carry on", None, status)
         return self.fail(JobRef(bucket, key, fence), reason, actor)
+
+    def _split_complete(self, status: dict) -> bool:
+        """Whether the job's manifest and every part it names were written."""
+        manifest = self.load_manifest(lifecycle.plan_of(status).runner, status["token"])
+        if manifest is None:
+            return False
+        bucket = manifest.part_bucket(self.bucket)
+        return all(
+            self.store.head(bucket, manifest.part_key(index)) is not None
+            for index in range(manifest.parts)
+        )
 
     # -- pricing or splitting an upload -----------------------------------------------
 

@@ -359,3 +359,14 @@ def test_the_status_names_one_result_version_and_no_other_stays(world):
     assert world.versions(keys.result_key(FAST)) == [status["resultVersion"]]
     assert lifecycle.Fence.of(status).attempt == 1
     assert RESULT
+
+
+def test_a_start_killed_in_its_split_whose_upload_is_then_deleted_ends_failed(world):
+    world.threshold = 2
+    world.upload(FAST, book(7))
+    run(world, "s3", Faults(kill_after_writing="part-00001.csv"))  # 2 of 4 parts written
+    world.delete(FAST)
+    settled(world)  # the start's retry finds no upload and an unfinished split
+    status = world.status(FAST)
+    assert status["state"] == "failed" and "deleted" in status["error"]
+    assert states(world, FAST) == ["failed"]
