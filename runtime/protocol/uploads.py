@@ -323,6 +323,9 @@ class Uploads(JobCore):
                 self.clock(),
                 rows=manifest.rows,
                 parts_total=manifest.parts,
+                # Missing parts are recorded with the count they go with (monotone): none
+                # done yet, so a re-run split never lowers a count a part raised.
+                parts_done=0,
                 missing_parts=tuple(lifecycle.missing_parts(manifest.parts, [])),
             ),
         )
