@@ -70,6 +70,15 @@ def object_created(event: dict[str, Any]) -> tuple[str, str, str | None, str | N
     return bucket, found["key"], found.get("version-id"), found.get("sequencer")
 
 
+def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
+    """An EventBridge key, decoded should it arrive URL-encoded the way S3's notifications
+    encode keys: the decoded key when the key as given names no object."""
+    decoded = unquote_plus(key)
+    if decoded != key and steps.store.head(bucket, key) is None:
+        return decoded
+    return key
+
+
 @cache
 def _steps() -> JobSteps:
     # Built once per container, so warm invocations reuse the clients and engine.
@@ -158,6 +167,7 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
     uploaded = object_created(payload)
     if uploaded is not None:
         bucket, key, version, sequencer = uploaded
+        key = _existing_key(steps, bucket, key)
         return [
             steps.fail_upload(bucket, key, f"the upload {reason}", request_id, version, sequencer)
         ]
@@ -221,6 +231,7 @@ def handle_dead_letter(
     bucket, key, version, sequencer = uploaded
     if not keys.is_csv(key):
         return [StepOutcome(Action.IGNORED, f"{key}: not a .csv file")]
+    key = _existing_key(steps, bucket, key)
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
     reason = "could not start a job for this upload" + (f": {message}" if message else "")
     return [steps.fail_upload(bucket, key, reason, actor, version, sequencer)]
@@ -367,4 +378,4 @@ def _admit(
         return StepOutcome(Action.IGNORED, f"{key}: {exc}")
     if lane not in keys.BATCH_LANES:
         return StepOutcome(Action.IGNORED, f"{key}: the {lane} lane is not started by EventBridge")
-    return steps.admit(bucket, key, actor, version, sequencer)
+    return steps.admit(bucket, _existing_key(steps, bucket, key), actor, version, sequencer)
