@@ -343,25 +343,29 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)
     outcomes = []
+    # Each outcome is logged inside its job's context, so its line carries the job's token.
     with logs.job_context():
         if event.get("source") == "aws.batch":
-            outcomes.append(handle_batch_event(steps, event, request_id))
+            outcomes.append(_logged(handle_batch_event(steps, event, request_id)))
         elif event.get("source") == COMMAND_SOURCE:
-            outcomes.append(handle_command(steps, event, request_id))
+            outcomes.append(_logged(handle_command(steps, event, request_id)))
         elif (uploaded := object_created(event)) is not None:
             bucket, key, version, sequencer = uploaded
             logs.annotate(inputKey=key)
-            outcomes.append(_admit(steps, bucket, key, request_id, version, sequencer))
+            outcomes.append(_logged(_admit(steps, bucket, key, request_id, version, sequencer)))
     for bucket, key, version, sequencer in s3_records(event):
         with logs.job_context(inputKey=key):
             try:
                 outcome = handle_object(steps, bucket, key, request_id, version, sequencer)
             except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
                 outcome = StepOutcome(Action.IGNORED, f"{key}: {exc}")
-            outcomes.append(outcome)
-    for outcome in outcomes:
-        log.info("%s: %s", outcome.action, outcome.detail)
+            outcomes.append(_logged(outcome))
     return {"outcomes": [{"action": str(o.action), "detail": o.detail} for o in outcomes]}
+
+
+def _logged(outcome: StepOutcome) -> StepOutcome:
+    log.info("%s: %s", outcome.action, outcome.detail)
+    return outcome
 
 
 def _admit(
