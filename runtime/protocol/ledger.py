@@ -121,11 +121,16 @@ class Ledger:
                 raise OutboxBusy(f"{input_key}: {claimed.reason}")
             return
         document = claimed.status or {}
-        delivered = []
-        for entry in document.get("outbox", []):
-            self._perform(entry)
-            delivered.append(entry["id"])
-        self.apply(input_key, Delivered(claimant, tuple(delivered)))
+        delivered: list[str] = []
+        try:
+            for entry in document.get("outbox", []):
+                self._perform(entry)
+                delivered.append(entry["id"])
+        finally:
+            # What was delivered leaves the outbox and the claim ends, even when a delivery
+            # failed: the next actor of the job (first of all this one's retry, which may
+            # present another claimant) delivers the rest at once, not after the lease.
+            self.apply(input_key, Delivered(claimant, tuple(delivered)))
 
     def _perform(self, entry: dict) -> None:
         if entry["kind"] == "event":
