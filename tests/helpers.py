@@ -245,3 +245,23 @@ def exhausted(
 ) -> dict:
     """Lambda's on-failure record for an S3 notification whose every attempt failed."""
     return lambda_on_failure(s3_notification(bucket, key, version), request_id, error)
+
+
+# -- the keys and files most path tests use ---------------------------------------------------
+
+FAST_KEY = "fast/20261124-0900/book.csv"
+NORMAL_KEY = "normal/20261124-0900/book.csv"
+
+
+def priced(data: bytes) -> bytes:
+    """The result of pricing ``data`` as one file."""
+    from runtime.core.csvio import read_table
+    from runtime.core.pricing import price_table
+    from tests.conftest import serialised
+
+    return price_table(read_table(data), serialised()).csv
+
+
+def first_rows(data: bytes, rows: int) -> bytes:
+    """The header and the first ``rows`` rows of a file."""
+    return "".join(data.decode().splitlines(keepends=True)[: rows + 1]).encode()

@@ -206,3 +206,34 @@ def test_an_url_encoded_key_from_eventbridge_finds_the_upload(
     assert run_job(steps, job_env(manager), key).action == "priced"
     assert read(s3, keys.result_key(key)) is not None
     assert status_of(s3, "normal/my+job/a%2Bb+book.csv") is None
+
+
+class ManagerKilled(Exception):
+    pass
+
+
+def test_a_duplicate_manager_submits_nothing_and_a_retried_manager_resubmits(
+    make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=50)
+    upload(s3, KEY, sample_bytes)
+    assert admit(steps, KEY).action == "submitted"
+    manager = recorded_jobs(s3, KEY)["manager"]
+    # The manager's host is reclaimed after it split, before it submitted anything.
+    real_submit = steps.batch.submit_parts
+
+    def killed(*args, **kwargs):
+        steps.batch.submit_parts = real_submit
+        raise ManagerKilled("Host EC2 (instance i-0abc) terminated.")
+
+    steps.batch.submit_parts = killed
+    with pytest.raises(ManagerKilled):
+        run_job(steps, job_env(manager), KEY)
+    # Batch's retry of the same job (same id) finds the manifest and submits once.
+    assert run_job(steps, job_env(manager, attempt=2), KEY).action == "split"
+    assert run_job(steps, job_env(manager, attempt=3), KEY).action == "duplicate"
+    # A manager the status did not record (not the admitted one) does nothing.
+    other = {**job_env(manager), "AWS_BATCH_JOB_ID": "manager-2"}
+    assert run_job(steps, other, KEY).action == "duplicate"
+    assert len(submitted_jobs()) == 3
+    assert status_of(s3, KEY)["batchJobs"].keys() == {"manager", "array", "merge"}
