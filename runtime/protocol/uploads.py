@@ -276,7 +276,8 @@ class Uploads(JobCore):
             # The job of an upload that vanished: one that got as far as its parts carries
             # on without it (they are copies); one that never split can never finish.
             runner = lifecycle.plan_of(status).runner if "plan" in status else keys.FAST
-            if self.load_manifest(runner, upload.token) is not None:
+            manifest = self.load_manifest(runner, upload.token)
+            if manifest is not None and self._split_complete(manifest):
                 self.settle(key, actor)
                 return StepOutcome(Action.DUPLICATE, f"{key}: its parts carry on", None, status)
         return self.fail(JobRef(bucket, key, fence), reason, actor)
@@ -386,6 +387,14 @@ class Uploads(JobCore):
 
         with ThreadPoolExecutor(_UPLOAD_THREADS) as pool:
             list(pool.map(write, only if only is not None else range(manifest.parts)))
+
+    def _split_complete(self, manifest: Manifest) -> bool:
+        """Whether every part of the split was written: a split that died half-way leaves
+        parts that nothing would ever write once its upload is gone."""
+        bucket = manifest.part_bucket(self.bucket)
+        prefix = manifest.part_key(0).rpartition("/")[0] + "/"
+        written = keys.indexes_in(self.store.list_keys(bucket, prefix), prefix, ".csv")
+        return written >= set(range(manifest.parts))
 
     def _share(self, metadata: dict[str, str]) -> str:
         """The fair-share identifier of an upload: its ``team`` metadata when the stack
