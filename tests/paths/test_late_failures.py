@@ -17,6 +17,7 @@ from tests.helpers import (
     all_keys,
     batch_failure,
     exhausted,
+    fast_parts,
     fence_of,
     first_rows,
     lambda_on_failure,
@@ -239,3 +240,46 @@ def test_a_result_written_by_a_lost_attempt_is_taken_back_by_whoever_settles_nex
     assert steps.cancel(FAST_KEY, "cancel:2", "user", fence).action == "cancelled"
     assert versions_of(s3, keys.result_key(FAST_KEY)) == []
     assert [e["state"] for e in events] == ["cancelled"]
+
+
+def test_an_upload_deleted_while_its_split_wrote_its_parts_ends_failed_on_the_retry(
+    make_steps, s3, sample_bytes, events
+):
+    """The start died after the manifest and some parts; the user deleted the upload before
+    Lambda's retry. The parts never written would never be priced: the job must end."""
+    steps = make_steps(threshold=30)
+    upload(s3, FAST_KEY, sample_bytes)
+    version = version_of(s3, FAST_KEY)
+    real_put = steps.store.put
+
+    def killed_after_two_parts(bucket, key, *args, **kwargs):
+        if keys.is_fast_part(key) and not key.endswith(("part-00000.csv", "part-00001.csv")):
+            raise MemoryError("killed")
+        return real_put(bucket, key, *args, **kwargs)
+
+    steps.store.put = killed_after_two_parts
+    with contextlib.suppress(MemoryError):
+        handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1", version)
+    steps.store.put = real_put
+    token = fence_of(s3, FAST_KEY).token
+    assert len(fast_parts(s3, token)) == 2  # of 4
+    s3.delete_object(Bucket=INPUT_BUCKET, Key=FAST_KEY)
+    assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1", version).action == "failed"
+    assert "deleted before it could be priced" in status_of(s3, FAST_KEY)["error"]
+    assert [e["state"] for e in events] == ["failed"]
+
+
+def test_an_upload_deleted_after_its_split_finished_carries_on_with_its_parts(
+    make_steps, s3, sample_bytes, events
+):
+    steps = make_steps(threshold=30)
+    upload(s3, FAST_KEY, sample_bytes)
+    version = version_of(s3, FAST_KEY)
+    assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1", version).action == "split"
+    s3.delete_object(Bucket=INPUT_BUCKET, Key=FAST_KEY)
+    # A duplicate of the upload's event: the parts are copies, the job goes on.
+    assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-2", version).action == "duplicate"
+    for part in fast_parts(s3, fence_of(s3, FAST_KEY).token):
+        handle_object(steps, INPUT_BUCKET, part)
+    assert read(s3, keys.result_key(FAST_KEY)) == priced(sample_bytes)
+    assert [e["state"] for e in events] == ["done"]
