@@ -11,11 +11,14 @@ from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.helpers import (
     FAST_KEY,
     NORMAL_KEY,
+    admit,
     batch_failure,
     exhausted,
     fast_parts,
     fence_of,
     job_env,
+    lambda_on_failure,
+    object_created,
     priced,
     read,
     recorded_jobs,
@@ -25,6 +28,7 @@ from tests.helpers import (
     sqs_event,
     status_of,
     upload,
+    version_of,
     versions_of,
 )
 
@@ -160,3 +164,28 @@ def test_a_retry_of_a_normal_job_submits_only_the_failed_parts(
     assert run_job(steps, job_env(retried["merge"]), NORMAL_KEY).action == "merged"
     assert read(s3, keys.result_key(NORMAL_KEY)) == priced(sample_bytes)
     assert [(e["state"], e["attempt"]) for e in events] == [("failed", 1), ("done", 2)]
+
+
+def test_late_failures_of_an_upload_never_fail_its_retried_job(
+    make_steps, s3, sample_bytes, events
+):
+    """The start's on-failure record, a dead letter and a Batch event of attempt 1, all
+    delivered again after the retry began attempt 2, change nothing."""
+    steps = make_steps(threshold=50)
+    upload(s3, NORMAL_KEY, sample_bytes)
+    version = version_of(s3, NORMAL_KEY)
+    admit(steps, NORMAL_KEY)
+    manager = recorded_jobs(s3, NORMAL_KEY)["manager"]
+    killed = batch_failure(manager, "Essential container in task exited", "OutOfMemoryError")
+    lambda_handler.handle_batch_event(steps, killed, "req-1")
+    assert retry(steps, NORMAL_KEY, fence_of(s3, NORMAL_KEY)).action == "reopened"
+    assert run_job(steps, job_env(recorded_jobs(s3, NORMAL_KEY)["manager"]), NORMAL_KEY).action == (
+        "split"
+    )
+    dead_letter = object_created(INPUT_BUCKET, NORMAL_KEY, version)
+    record = lambda_on_failure(dead_letter, "req-2", "Rate exceeded", "ClientException")
+    lambda_handler.handle_sqs(steps, sqs_event(dead_letter, record)["Records"])
+    assert lambda_handler.handle_batch_event(steps, killed, "req-3").action == "stopped"
+    status = status_of(s3, NORMAL_KEY)
+    assert (status["state"], status["attempt"]) == ("running", 2)
+    assert [(e["state"], e["attempt"]) for e in events] == [("failed", 1)]
