@@ -179,9 +179,8 @@ def test_late_failures_of_an_upload_never_fail_its_retried_job(
     killed = batch_failure(manager, "Essential container in task exited", "OutOfMemoryError")
     lambda_handler.handle_batch_event(steps, killed, "req-1")
     assert retry(steps, NORMAL_KEY, fence_of(s3, NORMAL_KEY)).action == "reopened"
-    assert run_job(steps, job_env(recorded_jobs(s3, NORMAL_KEY)["manager"]), NORMAL_KEY).action == (
-        "split"
-    )
+    manager_2 = recorded_jobs(s3, NORMAL_KEY)["manager"]
+    assert run_job(steps, job_env(manager_2), NORMAL_KEY).action == "split"
     dead_letter = object_created(INPUT_BUCKET, NORMAL_KEY, version)
     record = lambda_on_failure(dead_letter, "req-2", "Rate exceeded", "ClientException")
     lambda_handler.handle_sqs(steps, sqs_event(dead_letter, record)["Records"])
