@@ -50,7 +50,8 @@ class Uploads(JobCore):
         refused = self._refuse_key(bucket, key)
         if refused:
             return refused
-        begun = self._begin(bucket, key, version, sequencer, self.plan_from_config(keys.FAST))
+        plan = self.plan_from_config(keys.FAST)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor)
         if isinstance(begun, StepOutcome):
             return begun
         return self.run_upload(begun, actor)
@@ -74,7 +75,7 @@ class Uploads(JobCore):
         lane = keys.path_of(key)
         info = self.store.head(bucket, key)
         plan = self.plan_from_config(lane, self._share(info.metadata if info else {}))
-        begun = self._begin(bucket, key, version, sequencer, plan, info)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor, info)
         if isinstance(begun, StepOutcome):
             return begun
         status, fence = begun
@@ -167,6 +168,7 @@ class Uploads(JobCore):
         version: str | None,
         sequencer: str | None,
         plan: lifecycle.Plan,
+        actor: str,
         info: object = None,
     ) -> tuple[dict, Fence] | StepOutcome:
         """The job of the key's current upload, begun if no step did yet: (status, fence)
@@ -205,11 +207,13 @@ class Uploads(JobCore):
             return StepOutcome(Action.SUPERSEDED, f"{key}: {decision.reason}")
         status = decision.status or {}
         if decision.outcome in (Outcome.BEGUN, Outcome.REPLACED):
-            self.settle(key, upload.token)  # the replaced job's event, its stale results
+            self.settle(key, actor)  # the replaced job's event, its stale results
             return status, fence
         if lifecycle.owns(status, fence):  # a duplicate event, or a crashed start's retry
             return status, fence
-        self.settle(key, upload.token)
+        # Settled as this step's actor: the retry of an invocation that died delivering the
+        # job's event holds the same claim on the outbox, and delivers it at once.
+        self.settle(key, actor)
         return StepOutcome(
             Action.DUPLICATE,
             f"upload {upload.token}: the job is "
