@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -265,3 +266,19 @@ def priced(data: bytes) -> bytes:
 def first_rows(data: bytes, rows: int) -> bytes:
     """The header and the first ``rows`` rows of a file."""
     return "".join(data.decode().splitlines(keepends=True)[: rows + 1]).encode()
+
+
+def as_lambda(call, attempts: int = 3):
+    """Run one invocation's ``call`` as Lambda runs an asynchronous invocation: when it fails
+    because another actor holds the job's outbox (OutboxBusy), Lambda retries it (same
+    request id) once that actor delivered."""
+    from runtime.protocol.ledger import OutboxBusy
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except OutboxBusy:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")

@@ -13,6 +13,7 @@ from runtime.adapters import lambda_handler
 from runtime.adapters.lambda_handler import handle_object
 from runtime.core import keys
 from runtime.protocol.events import EventDeliveryError
+from runtime.protocol.lifecycle import Delivered
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.helpers import FAST_KEY, fast_parts, read, s3_notification, status_of, upload
 
@@ -168,3 +169,41 @@ def test_every_log_line_of_a_job_carries_its_token(aws, monkeypatch, s3, sample_
         (token, FAST_KEY)
     }
     assert [line["detail"]["state"] for line in capture.lines if "detail" in line] == ["done"]
+
+
+class Killed(BaseException):
+    """The process is gone (a timeout, SIGKILL): nothing after this point runs."""
+
+
+def test_an_event_whose_deliverer_died_is_delivered_by_the_invocations_retry(
+    make_steps, s3, sample_bytes, events
+):
+    """The start was killed while it delivered the done event, holding the outbox's lease;
+    Lambda's retry (the same request id) is the same deliverer and delivers it at once."""
+    steps = make_steps(threshold=200)
+    upload(s3, FAST_KEY, sample_bytes)
+
+    class DiesDelivering:
+        def publish(self, detail: dict) -> None:
+            raise Killed()
+
+    real_apply = steps.ledger.apply
+
+    def dead_after_the_claim(input_key, fact):
+        if isinstance(fact, Delivered):
+            raise Killed()
+        return real_apply(input_key, fact)
+
+    steps.ledger.events, steps.ledger.apply = DiesDelivering(), dead_after_the_claim
+    with pytest.raises(Killed):
+        handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1")
+    steps.ledger.events, steps.ledger.apply = events, real_apply
+    status = status_of(s3, FAST_KEY)
+    assert (status["state"], len(status["outbox"]), status["outboxClaim"]["by"]) == (
+        "done",
+        1,
+        "req-1",
+    )
+    assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1").action == "duplicate"
+    assert events.states() == [(FAST_KEY, "done")]
+    assert status_of(s3, FAST_KEY)["outbox"] == []
