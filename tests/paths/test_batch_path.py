@@ -237,3 +237,26 @@ def test_a_duplicate_manager_submits_nothing_and_a_retried_manager_resubmits(
     assert run_job(steps, other, KEY).action == "duplicate"
     assert len(submitted_jobs()) == 3
     assert status_of(s3, KEY)["batchJobs"].keys() == {"manager", "array", "merge"}
+
+
+def test_the_urgent_lane_runs_on_its_own_queue_and_fails_by_rule_when_off(
+    make_steps, s3, sample_bytes, events
+):
+    key = "urgent/20261124-0900/portfolio.csv"
+    upload(s3, key, sample_bytes)
+    off = make_steps(threshold=50)  # the stack's default: no urgent queue
+    assert admit(off, key).action == "failed"
+    assert (
+        status_of(s3, key)["error"] == "the urgent lane is off in this stack (urgentMaxVcpus = 0)"
+    )
+    assert submitted_jobs() == [] and events.states() == [(key, "failed")]
+
+    upload(s3, key, sample_bytes)  # the lane is on: its jobs go to the urgent queue
+    on = make_steps(threshold=50, job_queue="pricing-normal", urgent_job_queue=JOB_QUEUE)
+    assert run_manager(on, s3, key).action == "split"
+    assert status_of(s3, key)["plan"]["queue"] == JOB_QUEUE
+    assert {job["jobQueue"].rpartition("/")[2] for job in submitted_jobs()} == {JOB_QUEUE}
+    jobs = recorded_jobs(s3, key)
+    run_children(on, jobs["array"], key)
+    assert run_job(on, job_env(jobs["merge"]), key).action == "merged"
+    assert events.states() == [(key, "failed"), (key, "done")]
