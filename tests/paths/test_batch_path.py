@@ -260,3 +260,30 @@ def test_the_urgent_lane_runs_on_its_own_queue_and_fails_by_rule_when_off(
     run_children(on, jobs["array"], key)
     assert run_job(on, job_env(jobs["merge"]), key).action == "merged"
     assert events.states() == [(key, "failed"), (key, "done")]
+
+
+def test_an_upload_takes_its_teams_fair_share_and_keeps_it_for_every_job(
+    make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=50, fair_share=("desk-a", "desk-b"))
+    client = steps.batch.client
+    requests: list[dict] = []
+    real_submit = client.submit_job
+
+    def submit_job(**request):
+        requests.append(request)
+        return real_submit(**{k: v for k, v in request.items() if k != "shareIdentifier"})
+
+    client.submit_job = submit_job  # moto's queue has no scheduling policy
+    s3.put_object(Bucket=INPUT_BUCKET, Key=KEY, Body=sample_bytes, Metadata={"team": "desk-b"})
+    run_manager(steps, s3, KEY)
+    assert status_of(s3, KEY)["plan"]["share"] == "desk-b"
+    roles = [
+        job_environment({"container": r["containerOverrides"]})["BATCH_ROLE"] for r in requests
+    ]
+    assert roles == ["manager", "child", "merge"]
+    assert {request.get("shareIdentifier") for request in requests} == {"desk-b"}
+    other = "normal/20261124-0900/other.csv"
+    s3.put_object(Bucket=INPUT_BUCKET, Key=other, Body=sample_bytes, Metadata={"team": "x"})
+    admit(steps, other)
+    assert status_of(s3, other)["plan"]["share"] == "default"  # a team the stack does not know
