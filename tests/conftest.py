@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import boto3
@@ -80,8 +80,13 @@ class RecordedEvents(list):
 
 
 @pytest.fixture
-def events() -> RecordedEvents:
-    return RecordedEvents()
+def events() -> Iterator[RecordedEvents]:
+    """The job events the steps publish; a test fails if any terminal state of an attempt
+    (its eventId) was published twice."""
+    recorded = RecordedEvents()
+    yield recorded
+    ids = [event["eventId"] for event in recorded]
+    assert len(ids) == len(set(ids)), f"a job event was published more than once: {ids}"
 
 
 @pytest.fixture

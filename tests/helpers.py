@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import quote_plus
 
+import boto3
+
 from runtime.core import keys
+from runtime.environment import BatchContext
+from runtime.protocol.lifecycle import Fence
+from runtime.tools import local_cloud
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 
 
@@ -98,3 +104,181 @@ def lambda_on_failure(
         error_message=error_message,
         error_type=error_type,
     )
+
+
+# -- the job protocol's view ----------------------------------------------------------------
+
+
+def fence_of(s3, input_key: str) -> Fence:
+    """The attempt the key's status describes now."""
+    status = status_of(s3, input_key)
+    assert status is not None, f"{input_key} has no status"
+    return Fence.of(status)
+
+
+def version_of(s3, key: str, bucket: str = INPUT_BUCKET) -> str:
+    """The current version id of an object (the input bucket is versioned)."""
+    return s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+
+
+def versions_of(s3, key: str, bucket: str = RESULT_BUCKET) -> list[dict]:
+    """Every version of exactly ``key``, newest first."""
+    listed = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    return [v for v in listed.get("Versions", []) if v["Key"] == key]
+
+
+def fast_parts(s3, token: str, attempt: int | None = None) -> list[str]:
+    """The fast parts written for a job (of one attempt, if given), in part order."""
+    prefix = keys.fast_parts_prefix(token) + (f"{attempt}/" if attempt else "")
+    listed = s3.list_objects_v2(Bucket=INPUT_BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def price_parts(steps, manifest, fence: Fence, indexes=None, actor: str = "worker") -> list[str]:
+    """Price parts (all by default) without merging, as workers that finish first do."""
+    chosen = range(manifest.parts) if indexes is None else indexes
+    return [
+        steps.price_part(manifest, fence, index, f"{actor}-{index}", merge=False).action
+        for index in chosen
+    ]
+
+
+# -- the Batch lanes --------------------------------------------------------------------------
+
+
+def submitted_jobs() -> list[dict]:
+    """Every Batch job submitted so far, described, oldest first."""
+    return local_cloud.submitted_jobs(boto3.client("batch"))
+
+
+def job_env(job: dict, index: int | None = None, attempt: int = 1) -> dict[str, str]:
+    """The environment Batch gives a submitted job's container (an array child's with its
+    index): the runtime's overrides and Batch's own variables."""
+    environment = {
+        **local_cloud.job_environment(job),
+        "AWS_BATCH_JOB_ID": job["jobId"] + (f":{index}" if index is not None else ""),
+        "AWS_BATCH_JOB_ATTEMPT": str(attempt),
+    }
+    if index is not None:
+        environment["AWS_BATCH_JOB_ARRAY_INDEX"] = str(index)
+    return environment
+
+
+def run_job(steps, env: dict, key: str):
+    """One Batch job of the normal path, with the environment Batch would give it."""
+    from runtime.adapters import batch_job
+
+    return batch_job.run(steps, INPUT_BUCKET, key, BatchContext.from_env(env))
+
+
+def admit(steps, key: str, actor: str = "admit-request"):
+    """What the function does with EventBridge's Object Created event for the upload at
+    ``key``: begin its job and submit its manager job."""
+    version = steps.store.head(INPUT_BUCKET, key)
+    return steps.admit(INPUT_BUCKET, key, actor, version.version if version else None)
+
+
+def recorded_jobs(s3, key: str) -> dict[str, dict]:
+    """The Batch jobs the key's status recorded, by role, as Batch describes them."""
+    ids = status_of(s3, key)["batchJobs"]
+    found = boto3.client("batch").describe_jobs(jobs=list(ids.values()))["jobs"]
+    described = {job["jobId"]: job for job in found}
+    return {role: described[job_id] for role, job_id in ids.items()}
+
+
+def run_manager(steps, s3, key: str):
+    """Admit the upload, then run the manager job the function submitted."""
+    admitted = admit(steps, key)
+    assert admitted.action in ("submitted", "duplicate"), admitted
+    return run_job(steps, job_env(recorded_jobs(s3, key)["manager"]), key)
+
+
+def children(job: dict) -> list[int]:
+    """The array indexes of a pricing job (a single part is one plain job)."""
+    size = (job.get("arrayProperties") or {}).get("size")
+    return list(range(size)) if size else [None]  # type: ignore[list-item]
+
+
+def run_children(steps, job: dict, key: str, indexes=None, attempt: int = 1) -> list[str]:
+    """Run a pricing job's children (all by default), as Batch would."""
+    chosen = children(job) if indexes is None else indexes
+    return [run_job(steps, job_env(job, index, attempt), key).action for index in chosen]
+
+
+def run_batch_job(steps, s3, key: str) -> list[str]:
+    """The whole normal path of an upload: admit, manager, children, merge."""
+    outcome = run_manager(steps, s3, key)
+    if outcome.action != "split":
+        return [outcome.action]
+    jobs = recorded_jobs(s3, key)
+    actions = run_children(steps, jobs["array"], key)
+    return [*actions, run_job(steps, job_env(jobs["merge"]), key).action]
+
+
+def batch_failure(job: dict, reason: str, container_reason: str = "", index: int | None = None):
+    """EventBridge's "Batch Job State Change" FAILED event for a described job (an array
+    child's with ``index``; the array's parent's when the job is an array without one)."""
+    array = {"index": index} if index is not None else {}
+    if "arrayProperties" in job and index is None:
+        array = {"size": job["arrayProperties"]["size"], "statusSummary": {}}
+    environment = [
+        {"name": name, "value": value} for name, value in local_cloud.job_environment(job).items()
+    ]
+    return aws_event(
+        "batch-job-state-change-failed",
+        job_id=job["jobId"] + (f":{index}" if index is not None else ""),
+        token=local_cloud.job_environment(job).get("JOB_FENCE", ""),
+        bucket=job["parameters"]["S3bucket"],
+        key=job["parameters"]["S3key"],
+        status_reason=reason,
+        container_reason=container_reason,
+        environment=environment,
+        array_properties=array,
+    )
+
+
+def exhausted(
+    bucket: str,
+    key: str,
+    request_id: str,
+    error: str = "Task timed out",
+    version: str | None = None,
+) -> dict:
+    """Lambda's on-failure record for an S3 notification whose every attempt failed."""
+    return lambda_on_failure(s3_notification(bucket, key, version), request_id, error)
+
+
+# -- the keys and files most path tests use ---------------------------------------------------
+
+FAST_KEY = "fast/20261124-0900/book.csv"
+NORMAL_KEY = "normal/20261124-0900/book.csv"
+
+
+def priced(data: bytes) -> bytes:
+    """The result of pricing ``data`` as one file."""
+    from runtime.core.csvio import read_table
+    from runtime.core.pricing import price_table
+    from tests.conftest import serialised
+
+    return price_table(read_table(data), serialised()).csv
+
+
+def first_rows(data: bytes, rows: int) -> bytes:
+    """The header and the first ``rows`` rows of a file."""
+    return "".join(data.decode().splitlines(keepends=True)[: rows + 1]).encode()
+
+
+def as_lambda(call, attempts: int = 3):
+    """Run one invocation's ``call`` as Lambda runs an asynchronous invocation: when it fails
+    because another actor holds the job's outbox (OutboxBusy), Lambda retries it (same
+    request id) once that actor delivered."""
+    from runtime.protocol.ledger import OutboxBusy
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except OutboxBusy:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")

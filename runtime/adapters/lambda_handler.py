@@ -72,6 +72,15 @@ def object_created(event: dict[str, Any]) -> tuple[str, str, str | None, str | N
     return bucket, found["key"], found.get("version-id"), found.get("sequencer")
 
 
+def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
+    """An EventBridge key, decoded should it arrive URL-encoded the way S3's notifications
+    encode keys: the decoded key when the key as given names no object."""
+    decoded = unquote_plus(key)
+    if decoded != key and steps.store.head(bucket, key) is None:
+        return decoded
+    return key
+
+
 @cache
 def _steps() -> JobSteps:
     # Built once per container, so warm invocations reuse the clients and engine.
@@ -162,6 +171,7 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
     uploaded = object_created(payload)
     if uploaded is not None:
         bucket, key, version, sequencer = uploaded
+        key = _existing_key(steps, bucket, key)
         return [
             steps.fail_upload(bucket, key, f"the upload {reason}", request_id, version, sequencer)
         ]
@@ -231,6 +241,7 @@ def handle_dead_letter(
     bucket, key, version, sequencer = uploaded
     if not keys.is_csv(key):
         return [StepOutcome(Action.IGNORED, f"{key}: not a .csv file")]
+    key = _existing_key(steps, bucket, key)
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
     reason = "could not start a job for this upload" + (f": {message}" if message else "")
     return [steps.fail_upload(bucket, key, reason, actor, version, sequencer)]
@@ -364,27 +375,31 @@ def handle(steps: JobSteps, event: dict[str, Any], request_id: str) -> dict[str,
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)
     outcomes = []
+    # Each outcome is logged inside its job's context, so its line carries the job's token.
     with logs.job_context():
         if event.get("source") == "aws.batch":
-            outcomes.append(handle_batch_event(steps, event, request_id))
+            outcomes.append(_logged(handle_batch_event(steps, event, request_id)))
         elif event.get("source") == COMMAND_SOURCE:
-            outcomes.append(handle_command(steps, event, request_id))
+            outcomes.append(_logged(handle_command(steps, event, request_id)))
         elif event.get("source") == SCHEDULE_SOURCE:
-            outcomes.append(_schedule(steps, event, request_id))
+            outcomes.append(_logged(_schedule(steps, event, request_id)))
         elif (uploaded := object_created(event)) is not None:
             bucket, key, version, sequencer = uploaded
             logs.annotate(inputKey=key)
-            outcomes.append(_admit(steps, bucket, key, request_id, version, sequencer))
+            outcomes.append(_logged(_admit(steps, bucket, key, request_id, version, sequencer)))
     for bucket, key, version, sequencer in s3_records(event):
         with logs.job_context(inputKey=key):
             try:
                 outcome = handle_object(steps, bucket, key, request_id, version, sequencer)
             except keys.NotAJobKey as exc:  # nothing to do for it, and a retry would not help
                 outcome = StepOutcome(Action.IGNORED, f"{key}: {exc}")
-            outcomes.append(outcome)
-    for outcome in outcomes:
-        log.info("%s: %s", outcome.action, outcome.detail)
+            outcomes.append(_logged(outcome))
     return {"outcomes": [{"action": str(o.action), "detail": o.detail} for o in outcomes]}
+
+
+def _logged(outcome: StepOutcome) -> StepOutcome:
+    log.info("%s: %s", outcome.action, outcome.detail)
+    return outcome
 
 
 def _admit(
@@ -401,4 +416,4 @@ def _admit(
         return StepOutcome(Action.IGNORED, f"{key}: {exc}")
     if lane not in keys.BATCH_LANES:
         return StepOutcome(Action.IGNORED, f"{key}: the {lane} lane is not started by EventBridge")
-    return steps.admit(bucket, key, actor, version, sequencer)
+    return steps.admit(bucket, _existing_key(steps, bucket, key), actor, version, sequencer)

@@ -124,10 +124,18 @@ class Ledger:
                 return
             if claimed.outcome is Outcome.REFUSED:
                 raise OutboxBusy(f"{input_key}: {claimed.reason}")
-            delivered = []
-            for entry in (claimed.status or {}).get("outbox", []):
-                self._perform(entry)
-                delivered.append(entry["id"])
+            delivered: list[str] = []
+            try:
+                for entry in (claimed.status or {}).get("outbox", []):
+                    self._perform(entry)
+                    delivered.append(entry["id"])
+            except Exception:
+                # What was delivered leaves the outbox and the claim ends even when a
+                # delivery failed, so the next actor (first of all this one's retry, which
+                # may present another claimant) delivers the rest at once, not after the
+                # lease. (A process that dies here holds the claim until the lease ends.)
+                self.apply(input_key, Delivered(claimant, tuple(delivered)))
+                raise
             self.apply(input_key, Delivered(claimant, tuple(delivered)))
 
     def _perform(self, entry: dict) -> None:

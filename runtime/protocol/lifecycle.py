@@ -634,9 +634,11 @@ def _is_newer(fact: Begin, current: dict) -> bool:
     sequencers when both are known (they order one key's events), else the key's version
     list (newest first), else the fact's (its event is the latest word on the key)."""
     ours, theirs = fact.upload.sequencer, current.get("sequencer")
-    if ours and theirs and ours != theirs:  # hex strings: the shorter one padded with zeros
+    if ours and theirs and ours != theirs:
+        # Hex strings of possibly different lengths: S3's rule is to right-pad the shorter
+        # one with zeros, then compare lexicographically.
         width = max(len(ours), len(theirs))
-        return ours.rjust(width, "0") > theirs.rjust(width, "0")
+        return ours.upper().ljust(width, "0") > theirs.upper().ljust(width, "0")
     other = current.get("version")
     order = list(fact.versions)
     if fact.upload.version in order and other in order:

@@ -255,6 +255,8 @@ class Uploads(JobCore):
             return status, fence
         if lifecycle.owns(status, fence):  # a duplicate event, or a crashed start's retry
             return status, fence
+        # Settled as this step's actor: the retry of an invocation that died delivering the
+        # job's event holds the same claim on the outbox, and delivers it at once.
         self.settle(key, actor)
         return StepOutcome(
             Action.DUPLICATE,
@@ -314,23 +316,14 @@ class Uploads(JobCore):
         status = decision.status or {}
         fence = Fence(upload.token, 1)
         if decision.outcome not in (Outcome.BEGUN, Outcome.REPLACED) and reason == DELETED:
-            # The job of an upload that vanished: one whose parts were all written carries
-            # on without it (they are copies); one that never finished its split never can.
-            if lifecycle.owns(status, fence) and self._split_complete(status):
+            # The job of an upload that vanished: one that got as far as its parts carries
+            # on without it (they are copies); one that never split can never finish.
+            runner = lifecycle.plan_of(status).runner if "plan" in status else keys.FAST
+            manifest = self.load_manifest(runner, upload.token)
+            if lifecycle.owns(status, fence) and manifest and self._split_complete(manifest):
                 self.settle(key, actor)
                 return StepOutcome(Action.DUPLICATE, f"{key}: its parts carry on", None, status)
         return self.fail(JobRef(bucket, key, fence), reason, actor)
-
-    def _split_complete(self, status: dict) -> bool:
-        """Whether the job's manifest and every part it names were written."""
-        manifest = self.load_manifest(lifecycle.plan_of(status).runner, status["token"])
-        if manifest is None:
-            return False
-        bucket = manifest.part_bucket(self.bucket)
-        return all(
-            self.store.head(bucket, manifest.part_key(index)) is not None
-            for index in range(manifest.parts)
-        )
 
     # -- pricing or splitting an upload -----------------------------------------------
 
@@ -374,6 +367,9 @@ class Uploads(JobCore):
                 self.clock(),
                 rows=manifest.rows,
                 parts_total=manifest.parts,
+                # Missing parts are recorded with the count they go with (monotone): none
+                # done yet, so a re-run split never lowers a count a part raised.
+                parts_done=0,
                 missing_parts=tuple(lifecycle.missing_parts(manifest.parts, [])),
             ),
         )
@@ -434,6 +430,14 @@ class Uploads(JobCore):
 
         with ThreadPoolExecutor(self.upload_threads) as pool:
             list(pool.map(write, only if only is not None else range(manifest.parts)))
+
+    def _split_complete(self, manifest: Manifest) -> bool:
+        """Whether every part of the split was written: a split that died half-way leaves
+        parts that nothing would ever write once its upload is gone."""
+        bucket = manifest.part_bucket(self.bucket)
+        prefix = manifest.part_key(0).rpartition("/")[0] + "/"
+        written = keys.indexes_in(self.store.list_keys(bucket, prefix), prefix, ".csv")
+        return written >= set(range(manifest.parts))
 
     def _share(self, metadata: dict[str, str]) -> str:
         """The fair-share identifier of an upload: its ``team`` metadata when the stack

@@ -109,12 +109,12 @@ def _patch_price_part(part_faults: set[tuple[str, int | None]]) -> None:
 
     price_part = JobSteps.price_part
 
-    def faulty_price_part(self, manifest, index, claimant):
+    def faulty_price_part(self, manifest, fence, index, *args, **kwargs):
         if (PART_ERROR, index) in part_faults:
             raise InjectedFault(f"injected fault part-error:{index}")
         if (PART_KILL, index) in part_faults or (SPOT, index) in part_faults:
             kill_this_process()
-        return price_part(self, manifest, index, claimant)
+        return price_part(self, manifest, fence, index, *args, **kwargs)
 
     JobSteps.price_part = faulty_price_part  # type: ignore[method-assign]
 
@@ -129,10 +129,10 @@ def _patch_merge(state_dir: Path | None, times: int) -> None:
 
     merge, put = JobSteps.merge, ObjectStore.put
 
-    def faulty_merge(self, manifest, claimant):
+    def faulty_merge(self, *args, **kwargs):
         token = _MERGING.set(True)
         try:
-            return merge(self, manifest, claimant)
+            return merge(self, *args, **kwargs)
         finally:
             _MERGING.reset(token)
 

@@ -6,7 +6,7 @@ explicit flags override it; ``--endpoint-url URL`` is the embedded AWS of
 ``simulate --keep`` or ``python -m runtime.tools.local_cloud`` (the local stack's names),
 where what AWS would run next (Lambda invocations, Batch jobs) is run by the emulator.
 
-- ``list``: the newest status objects under ``fast/`` and ``normal/`` of the result bucket;
+- ``list``: the newest status objects of every lane (``fast/``, ``normal/``, ``urgent/``...);
 - ``show KEY``: one job's status, and where its result or error is;
 - ``cancel KEY``: the function cancels the running attempt (status ``cancelled``, one job
   event; the remaining parts stop, nothing publishes, its Batch jobs are terminated);
@@ -36,7 +36,7 @@ from runtime.cli import CommandError
 from runtime.core import keys
 from runtime.protocol import lifecycle as states
 
-_STATUS_PREFIXES = (f"{keys.FAST}/", f"{keys.NORMAL}/")
+_STATUS_PREFIXES = tuple(f"{lane}/" for lane in keys.PATHS)
 # Statuses read by ``list`` at most (the newest first), however many the bucket holds.
 _LIST_SCAN = 500
 

@@ -104,11 +104,11 @@ def wait_for_result(
         shown = 0
         while True:
             status = store.get_json(result_bucket, keys.status_key(key)) or {}
-            if status.get("parts_total") and advance is None:
-                advance = stack.enter_context(progress_bar(status["parts_total"], "part"))
-            if advance is not None and status.get("parts_done", 0) > shown:
-                advance(status["parts_done"] - shown)
-                shown = status["parts_done"]
+            if status.get("partsTotal") and advance is None:
+                advance = stack.enter_context(progress_bar(status["partsTotal"], "part"))
+            if advance is not None and status.get("partsDone", 0) > shown:
+                advance(status["partsDone"] - shown)
+                shown = status["partsDone"]
             state = status.get("state")
             if state == "done":
                 break
@@ -124,8 +124,8 @@ def wait_for_result(
             if time.monotonic() > deadline:
                 raise CommandError(
                     f"no result after {timeout:.0f} s; the job is still "
-                    f"{state or 'not started'} ({status.get('parts_done', 0)}/"
-                    f"{status.get('parts_total', 0)} parts)"
+                    f"{state or 'not started'} ({status.get('partsDone', 0)}/"
+                    f"{status.get('partsTotal', 0)} parts)"
                 )
             time.sleep(poll_seconds)
     result = store.get(result_bucket, keys.result_key(key))

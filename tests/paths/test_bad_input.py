@@ -17,9 +17,8 @@ from runtime.cli import main as cli_main
 from runtime.core import keys
 from runtime.core.csvio import read_table
 from runtime.tools.generate import generate_portfolio
-from runtime.tools.local_cloud import INPUT_BUCKET, job_environment
-from tests.helpers import all_keys, read, status_of, upload
-from tests.paths.test_batch_path import run_job, submitted_jobs
+from runtime.tools.local_cloud import INPUT_BUCKET
+from tests.helpers import all_keys, read, run_batch_job, status_of, upload
 
 HEADER = (
     "id,todaysDate,settlementDate,optionType,underlying,strike,riskFreeRate,volatility,maturityDate"
@@ -194,13 +193,7 @@ def run_fast(steps, s3, key: str) -> None:
 
 
 def run_normal(steps, s3, key: str) -> None:
-    if run_job(steps, {"AWS_BATCH_JOB_ID": "manager"}, key).action != "split":
-        return
-    array_job, merge_job = submitted_jobs()
-    for index in range(array_job["arrayProperties"]["size"]):
-        child = {**job_environment(array_job), "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
-        run_job(steps, child, key)
-    run_job(steps, job_environment(merge_job), key)
+    run_batch_job(steps, s3, key)
 
 
 @pytest.mark.parametrize("path", ["fast", "normal"])

@@ -109,4 +109,6 @@ def test_an_s3_event_through_awslambdaric_writes_the_result(tmp_path, threshold)
         else:
             assert (outcome["action"], outcome["detail"]) == ("split", "3 parts")
             listed = s3.list_objects_v2(Bucket=INPUT_BUCKET, Prefix=keys.FAST_PARTS_PREFIX)
-            assert len(listed["Contents"]) == 3
+            parts = sorted(item["Key"] for item in listed["Contents"])
+            token = keys.parse_fast_part_key(parts[0])[0]
+            assert parts == [keys.fast_part_key(token, 1, index) for index in range(3)]

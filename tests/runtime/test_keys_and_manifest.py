@@ -1,10 +1,12 @@
 """Pure job-protocol helpers: planning parts, naming keys, merging in order."""
 
+import dataclasses
+
 import pytest
 
 from runtime.core import keys
-from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, merge_results, plan_parts
-from runtime.protocol.status import missing_parts
+from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest, merge_results, plan_parts
+from runtime.protocol.lifecycle import missing_parts
 
 
 @pytest.mark.parametrize(
@@ -45,9 +47,10 @@ def test_tokens_follow_the_upload_identity():
 
 
 def test_part_keys_round_trip_and_stay_where_they_must():
-    key = keys.fast_part_key("tok", 42)
-    assert key.startswith("fast/_parts/") and key.endswith(".csv")
-    assert keys.parse_fast_part_key(key) == ("tok", 42)
+    key = keys.fast_part_key("tok", 3, 42)
+    assert key == "fast/_parts/tok/3/part-00042.csv"
+    assert keys.parse_fast_part_key(key) == ("tok", 3, 42)
+    assert keys.is_fast_part(key) and key.startswith(keys.fast_parts_prefix("tok"))
     assert not keys.batch_part_key("tok", 1).startswith("normal/_parts")
     assert keys.batch_part_key("tok", 1).startswith(keys.work_prefix("normal", "tok"))
     results = keys.results_prefix("fast", "tok")
@@ -59,14 +62,58 @@ def test_part_keys_round_trip_and_stay_where_they_must():
         keys.part_result_key("fast", "other", 5),
     ]
     assert keys.indexes_in(listed, results, ".csv") == {7}
-    for stray in ("fast/_parts/tok/notes.txt", "fast/_parts/tok/part-x.csv", "fast/_parts/p.csv"):
+    for stray in (
+        "fast/_parts/tok/notes.txt",
+        "fast/_parts/tok/part-00001.csv",  # no attempt
+        "fast/_parts/tok/1/part-x.csv",
+        "fast/_parts/tok/0/part-00001.csv",
+        "fast/_parts/tok/a/part-00001.csv",
+        "fast/_parts/tok/1/part-00001.txt",
+        "fast/_parts/tok/1/part-00001.csv/x.csv",
+        "fast/_parts//1/part-00001.csv",
+        "fast/_parts/p.csv",
+        "normal/_parts/tok/1/part-00001.csv",
+    ):
         with pytest.raises(keys.NotAJobKey):
             keys.parse_fast_part_key(stray)
 
 
-def test_path_of_accepts_only_the_two_paths():
-    assert keys.path_of("fast/a/b.csv") == "fast"
-    assert keys.path_of("normal/a/b.csv") == "normal"
+def test_merge_locks_are_per_attempt():
+    first, second = keys.lock_key("fast", "tok", 1), keys.lock_key("fast", "tok", 2)
+    assert first != second
+    assert first.startswith(keys.work_prefix("fast", "tok")) and first.endswith(".lock")
+
+
+def manifest(runner: str) -> Manifest:
+    return Manifest(
+        token="tok",
+        runner=runner,
+        input_bucket="in",
+        input_key=f"{runner}/x/book.csv",
+        version="v1",
+        engine="lsm",
+        rows=25,
+        part_rows=[10, 10, 5],
+        result_header=["id", "price", "stdError", "error"],
+        split_attempt=2,
+    )
+
+
+def test_a_manifest_knows_where_each_attempts_part_is_and_is_written_once():
+    fast, normal = manifest("fast"), manifest("normal")
+    assert fast.part_key(1) == keys.fast_part_key("tok", 2, 1)  # the split's attempt
+    assert fast.part_key(1, 3) == keys.fast_part_key("tok", 3, 1)  # a retry's copy
+    assert normal.part_key(1) == normal.part_key(1, 3) == keys.batch_part_key("tok", 1)
+    assert (fast.part_bucket("results"), normal.part_bucket("results")) == ("in", "results")
+    assert [normal.part_range(i) for i in range(3)] == [range(0, 10), range(10, 20), range(20, 25)]
+    assert Manifest.from_dict({**fast.to_dict(), "unknown": 1}) == fast
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.rows = 3  # type: ignore[misc]
+
+
+def test_path_of_accepts_only_the_lanes():
+    for lane in ("fast", "normal", "urgent", "auto"):
+        assert keys.path_of(f"{lane}/a/b.csv") == lane
     with pytest.raises(ValueError):
         keys.path_of("other/a.csv")
 

@@ -86,7 +86,9 @@ def test_4_a_forged_part_never_reaches_the_result():
 
 
 def test_5_an_upper_case_csv_is_priced_on_both_paths():
-    for path in keys.PATHS:
+    # The runners: Lambda (fast/) and Batch (normal/; urgent/ takes the same route on its own
+    # queue, which the local stack does not have).
+    for path in keys.RUNNERS:
         outcome = run_simulation(
             SAMPLE.read_bytes(), "BOOK.CSV", path, threshold=50, workers=2, engine=ENGINE
         )
@@ -99,7 +101,7 @@ def test_6_line_breaks_inside_quoted_fields_keep_rows_in_equal_rows_out():
     data = ("\n".join([lines[0] + ",note", *rows]) + "\n").encode()
     outcome = run_simulation(data, "notes.csv", "normal", threshold=7, workers=2, engine=ENGINE)
     records = read_table(outcome.result, is_result=True).records
-    assert outcome.status["parts_total"] == 5 and len(records) == 30
+    assert outcome.status["partsTotal"] == 5 and len(records) == 30
     assert [r[9] for r in records] == [f"a\r{i}\r\nb" for i in range(30)]
 
 

@@ -10,21 +10,28 @@ from pathlib import Path
 import boto3
 import pytest
 
-from runtime.adapters import batch_job
+from runtime.adapters.lambda_handler import command, handle_command, handle_object
 from runtime.cli import CommandError
 from runtime.core import keys
-from runtime.environment import BatchContext
+from runtime.protocol.events import EventDeliveryError
 from runtime.tools import jobs as jobs_module
 from runtime.tools.cli import main as tools_main
 from runtime.tools.jobs import Jobs, Target
-from runtime.tools.local_cloud import (
-    INPUT_BUCKET,
-    JOB_DEFINITION,
-    JOB_QUEUE,
-    RESULT_BUCKET,
+from runtime.tools.local_cloud import INPUT_BUCKET, JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET
+from tests.helpers import (
+    fast_parts,
+    fence_of,
+    job_env,
+    price_parts,
+    read,
+    recorded_jobs,
+    run_children,
+    run_job,
+    run_manager,
+    status_of,
     submitted_jobs,
+    upload,
 )
-from tests.helpers import read, status_of, upload
 
 FAST_KEY = "fast/20261124-0900/book.csv"
 NORMAL_KEY = "normal/20261124-0900/book.csv"
@@ -39,29 +46,21 @@ STACK = Target(
 
 
 class FakeLambda:
-    def __init__(self) -> None:
+    """The stack's function, invoked asynchronously: records each invocation, and (given
+    steps) handles the command as the function would, before the invoke returns."""
+
+    def __init__(self, steps=None) -> None:
         self.invocations: list[dict] = []
+        self.steps = steps
 
     def invoke(self, **request) -> dict:
         self.invocations.append(request)
+        if self.steps is not None:
+            handle_command(self.steps, json.loads(request["Payload"]), "function-request")
         return {"StatusCode": 202}
 
-
-class FakeBatch:
-    """Describes jobs in the states given; records cancel and terminate calls."""
-
-    def __init__(self, states: dict[str, str]) -> None:
-        self.states = states
-        self.calls: list[tuple[str, str]] = []
-
-    def describe_jobs(self, jobs: list[str]) -> dict:
-        return {"jobs": [{"jobId": j, "status": self.states[j]} for j in jobs if j in self.states]}
-
-    def cancel_job(self, jobId: str, reason: str) -> None:
-        self.calls.append(("cancel", jobId))
-
-    def terminate_job(self, jobId: str, reason: str) -> None:
-        self.calls.append(("terminate", jobId))
+    def commands(self) -> list[dict]:
+        return [json.loads(call["Payload"]) for call in self.invocations]
 
 
 @pytest.fixture
@@ -73,14 +72,26 @@ def jobs(aws, make_steps):
 
 
 def start(make_steps, s3, key: str, data: bytes, threshold: int = 40):
+    """The upload's job begun as the stack begins it: the fast lane's start, or the Batch
+    lanes' admission and manager."""
     upload(s3, key, data)
-    return make_steps(threshold=threshold).start(INPUT_BUCKET, key, max_parts=100)
+    steps = make_steps(threshold=threshold)
+    if keys.path_of(key) == keys.FAST:
+        return steps.start(INPUT_BUCKET, key, "req-start")
+    return run_manager(steps, s3, key)
+
+
+def fail_part(steps, s3, key: str, index: int, error: str) -> None:
+    """Part ``index`` of the key's running job failed for good."""
+    fence = fence_of(s3, key)
+    manifest = steps.load_manifest(status_of(s3, key)["plan"]["runner"], fence.token)
+    steps.part_failed(manifest, fence, index, error, final=True, actor="failure-route")
 
 
 def test_list_and_show_a_running_and_a_failed_job(jobs, make_steps, s3, sample_bytes):
     steps = make_steps(threshold=40)
-    manifest = start(make_steps, s3, FAST_KEY, sample_bytes).manifest
-    steps.price_part(manifest, 0, claimant=None)
+    split = start(make_steps, s3, FAST_KEY, sample_bytes)
+    price_parts(steps, split.manifest, split.fence, [0])
     start(make_steps, s3, NORMAL_KEY, b"id,strike\n1,2\n")  # rejected: failed at once
 
     assert jobs.list(None, 10) == 0
@@ -95,128 +106,171 @@ def test_list_and_show_a_running_and_a_failed_job(jobs, make_steps, s3, sample_b
     jobs.lines.clear()
     jobs.show(f"s3://{INPUT_BUCKET}/{NORMAL_KEY}")
     shown = "\n".join(jobs.lines)
-    assert "state    failed" in shown and "missing required column(s)" in shown
+    assert "state    failed (attempt 1)" in shown and "missing required column(s)" in shown
     assert f"s3://{RESULT_BUCKET}/{keys.error_key(NORMAL_KEY)}" in shown
     jobs.lines.clear()
     jobs.show(keys.status_key(FAST_KEY), as_json=True)
-    assert json.loads("\n".join(jobs.lines))["missing_parts"] == [1, 2]
+    assert json.loads("\n".join(jobs.lines))["missingParts"] == [1, 2]
 
 
-def test_retry_of_a_failed_fast_job_invokes_only_the_missing_parts(
+def test_list_shows_the_jobs_of_every_lane(jobs, make_steps, s3, sample_bytes):
+    urgent = "urgent/20261124-0900/book.csv"
+    upload(s3, urgent, sample_bytes)
+    make_steps(threshold=40).fail_upload(INPUT_BUCKET, urgent, "the upload failed", "req-1")
+    start(make_steps, s3, FAST_KEY, sample_bytes)
+    assert jobs.list(None, 10) == 0
+    assert sorted(row.split()[-1] for row in jobs.lines[1:]) == [FAST_KEY, urgent]
+
+
+def test_show_tells_the_attempt_its_earlier_attempts_and_what_is_still_owed(
     jobs, make_steps, s3, sample_bytes
 ):
     steps = make_steps(threshold=40)
-    manifest = start(make_steps, s3, FAST_KEY, sample_bytes).manifest
-    steps.price_part(manifest, 0, claimant=None)
-    steps.record_part_failure(manifest, 1, "failed on all 3 attempts: boom", final=True)
-    fake = FakeLambda()
-    jobs.clients["lambda"] = fake
+    start(make_steps, s3, FAST_KEY, sample_bytes)
+    fail_part(steps, s3, FAST_KEY, 1, "failed on all 3 attempts: boom")
+    handle_command(steps, command("retry", FAST_KEY, str(fence_of(s3, FAST_KEY))), "req-1")
 
-    assert jobs.retry(FAST_KEY) == 0
-    assert status_of(s3, FAST_KEY)["state"] == "running"
+    class Refusing:
+        def publish(self, detail: dict) -> None:
+            raise EventDeliveryError("EventBridge refused it")
+
+    steps.ledger.events = Refusing()
+    with pytest.raises(EventDeliveryError):  # attempt 2 fails; its event cannot go out
+        fail_part(steps, s3, FAST_KEY, 2, "failed on all 3 attempts: bang")
+    jobs.show(FAST_KEY)
+    shown = "\n".join(jobs.lines)
+    assert "state    failed (attempt 2)" in shown
+    assert "earlier  attempt 1 failed: part-00001 failed: failed on all 3 attempts: boom" in shown
+    assert "failed   part-00002 (attempt 2): failed on all 3 attempts: bang" in shown
+    assert "pending  1 job event(s) or stop(s) to deliver" in shown
+
+
+def test_retry_of_a_failed_fast_job_rewrites_only_the_missing_parts(
+    jobs, make_steps, s3, sample_bytes
+):
+    steps = make_steps(threshold=40)
+    split = start(make_steps, s3, FAST_KEY, sample_bytes)
+    price_parts(steps, split.manifest, split.fence, [0])
+    fail_part(steps, s3, FAST_KEY, 1, "failed on all 3 attempts: boom")
+    jobs.clients["lambda"] = fake = FakeLambda()
+
+    assert jobs.retry(FAST_KEY, wait=0) == 0
+    assert jobs.lines[-1] == f"retry of {FAST_KEY} requested"
+    (call,) = fake.invocations
+    assert (call["FunctionName"], call["InvocationType"]) == (STACK.function_name, "Event")
+    (payload,) = fake.commands()
+    assert (payload["source"], payload["command"], payload["inputKey"]) == (
+        "mc-pricing.command",
+        "retry",
+        FAST_KEY,
+    )
+    assert (payload["fence"], payload["force"]) == (f"{split.fence.token}.1", False)
+    assert status_of(s3, FAST_KEY)["state"] == "failed"  # the function has not run it yet
+    # What the function then does with the command: attempt 2 writes only the parts without
+    # a result, whose events price them and merge.
+    assert handle_command(steps, payload, "req-1").action == "reopened"
+    assert status_of(s3, FAST_KEY)["attempt"] == 2
     assert read(s3, keys.error_key(FAST_KEY)) is None
-    assert [call["InvocationType"] for call in fake.invocations] == ["Event", "Event"]
-    assert {call["FunctionName"] for call in fake.invocations} == {STACK.function_name}
-    invoked = [
-        json.loads(call["Payload"])["Records"][0]["s3"]["object"]["key"]
-        for call in fake.invocations
-    ]
-    assert invoked == [manifest.part_keys[1], manifest.part_keys[2]]
-    # What Lambda then does with those events: the job ends done.
-    from runtime.adapters.lambda_handler import handle_object
-
-    actions = [handle_object(steps, INPUT_BUCKET, key).action for key in invoked]
+    again = fast_parts(s3, split.fence.token, attempt=2)
+    assert again == [split.manifest.part_key(i, 2) for i in (1, 2)]
+    actions = [handle_object(steps, INPUT_BUCKET, key).action for key in again]
     assert actions == ["part-priced", "merged"]
     assert status_of(s3, FAST_KEY)["state"] == "done"
 
 
-def test_retry_of_an_unsplit_fast_job_invokes_the_upload_event(jobs, make_steps, s3):
-    upload(s3, FAST_KEY, b"id,strike\n1,2\n")
-    make_steps().fail_upload(INPUT_BUCKET, FAST_KEY, "the upload failed on all 3 attempts")
-    jobs.clients["lambda"] = fake = FakeLambda()
-    jobs.retry(FAST_KEY)
-    (call,) = fake.invocations
-    assert json.loads(call["Payload"])["Records"][0]["s3"]["object"]["key"] == FAST_KEY
+def test_retry_of_an_unsplit_fast_job_prices_the_upload_again(jobs, make_steps, s3, sample_bytes):
+    upload(s3, FAST_KEY, sample_bytes)
+    steps = make_steps(threshold=200)
+    steps.fail_upload(INPUT_BUCKET, FAST_KEY, "the upload failed on all 3 attempts", "req-1")
+    jobs.clients["lambda"] = FakeLambda(steps)
+    assert jobs.retry(FAST_KEY, force=True, wait=5) == 0
+    assert jobs.lines[-1] == f"{FAST_KEY}: done (attempt 2)"
+    status = status_of(s3, FAST_KEY)
+    assert (status["state"], status["force"]) == ("done", True)
+    assert read(s3, keys.result_key(FAST_KEY)) is not None
 
 
 def test_retry_of_a_failed_normal_job_submits_only_the_failed_parts(
     jobs, make_steps, s3, sample_bytes
 ):
     steps = make_steps(threshold=40)
-    upload(s3, NORMAL_KEY, sample_bytes)
-    batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, BatchContext.from_env({}))
-    manifest = steps.load_manifest(keys.NORMAL, status_of(s3, NORMAL_KEY)["token"])
-    steps.price_part(manifest, 0, claimant=None)
-    steps.price_part(manifest, 2, claimant=None)
-    steps.record_part_failure(manifest, 1, "attempt 1: OSError: disk full", final=True)
-    before = {job["jobId"] for job in submitted_jobs(boto3.client("batch"))}
+    start(make_steps, s3, NORMAL_KEY, sample_bytes)
+    run_children(steps, recorded_jobs(s3, NORMAL_KEY)["array"], NORMAL_KEY, [0, 2])
+    fail_part(steps, s3, NORMAL_KEY, 1, "attempt 1: OSError: disk full")
+    before = {job["jobId"] for job in submitted_jobs()}
+    jobs.clients["lambda"] = FakeLambda(steps)
 
-    assert jobs.retry(NORMAL_KEY) == 0
-    new = [j for j in submitted_jobs(boto3.client("batch")) if j["jobId"] not in before]
-    pricing, merge = new
-    environment = {e["name"]: e["value"] for e in pricing["container"]["environment"]}
-    assert environment["PART_INDEXES"] == "1" and "arrayProperties" not in pricing
-    assert status_of(s3, NORMAL_KEY)["batch_jobs"] == {
+    assert jobs.retry(NORMAL_KEY, wait=5) == 0
+    new = [j for j in submitted_jobs() if j["jobId"] not in before]
+    pricing, merge = sorted(new, key=lambda job: job_env(job)["BATCH_ROLE"])
+    assert job_env(pricing)["PART_INDEXES"] == "1" and "arrayProperties" not in pricing
+    assert status_of(s3, NORMAL_KEY)["batchJobs"] == {
         "array": pricing["jobId"],
         "merge": merge["jobId"],
     }
     # Batch then runs them: the job ends done.
-    child = BatchContext.from_env({**environment, "AWS_BATCH_JOB_ID": pricing["jobId"]})
-    batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, child)
-    merge_env = {e["name"]: e["value"] for e in merge["container"]["environment"]}
-    merged = batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, BatchContext.from_env(merge_env))
-    assert merged.action == "merged" and status_of(s3, NORMAL_KEY)["state"] == "done"
-
-
-def test_retry_after_a_failed_merge_submits_only_a_merge_that_can_claim(
-    jobs, make_steps, s3, sample_bytes
-):
-    steps = make_steps(threshold=40)
-    upload(s3, NORMAL_KEY, sample_bytes)
-    batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, BatchContext.from_env({}))
-    token = status_of(s3, NORMAL_KEY)["token"]
-    manifest = steps.load_manifest(keys.NORMAL, token)
-    for index in range(manifest.parts):
-        steps.price_part(manifest, index, claimant=None)
-    # The merge job claimed the lock, then was killed (out of memory: Batch does not retry).
-    steps.store.put_if_absent(RESULT_BUCKET, keys.lock_key(keys.NORMAL, token), b"batch-merge-1")
-    steps.fail_job(NORMAL_KEY, token, "the merge job 1 failed: OutOfMemoryError", keys.NORMAL)
-    before = {job["jobId"] for job in submitted_jobs(boto3.client("batch"))}
-
-    jobs.retry(NORMAL_KEY)
-    (merge,) = [j for j in submitted_jobs(boto3.client("batch")) if j["jobId"] not in before]
-    environment = {e["name"]: e["value"] for e in merge["container"]["environment"]}
-    assert (environment["BATCH_ROLE"], environment["JOB_TOKEN"]) == ("merge", token)
-    context = BatchContext.from_env({**environment, "AWS_BATCH_JOB_ID": merge["jobId"]})
-    assert batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, context).action == "merged"
+    assert run_children(steps, pricing, NORMAL_KEY) == ["part-priced"]
+    assert run_job(steps, job_env(merge), NORMAL_KEY).action == "merged"
     assert status_of(s3, NORMAL_KEY)["state"] == "done"
 
 
-def test_cancel_of_a_normal_job_cancels_queued_and_terminates_started_batch_jobs(
-    jobs, make_steps, s3, sample_bytes, events
+def test_retry_after_a_failed_merge_submits_only_a_merge_with_its_own_claim(
+    jobs, make_steps, s3, sample_bytes
 ):
     steps = make_steps(threshold=40)
-    upload(s3, NORMAL_KEY, sample_bytes)
-    batch_job.run(steps, INPUT_BUCKET, NORMAL_KEY, BatchContext.from_env({}))
-    submitted = status_of(s3, NORMAL_KEY)["batch_jobs"]
-    fake = FakeBatch({submitted["array"]: "RUNNING", submitted["merge"]: "PENDING"})
-    jobs.clients["batch"] = fake
+    start(make_steps, s3, NORMAL_KEY, sample_bytes)
+    run_children(steps, recorded_jobs(s3, NORMAL_KEY)["array"], NORMAL_KEY)
+    fence = fence_of(s3, NORMAL_KEY)
+    # The merge job claimed the lock, then was killed (out of memory: Batch does not retry).
+    steps.store.put_if_absent(RESULT_BUCKET, keys.lock_key(keys.NORMAL, fence.token, 1), b"m-1")
+    steps.fail_fence(NORMAL_KEY, fence, "the merge job m-1 failed: OutOfMemoryError", "route")
+    before = {job["jobId"] for job in submitted_jobs()}
+    jobs.clients["lambda"] = FakeLambda(steps)
 
-    assert jobs.cancel(NORMAL_KEY) == 0
-    assert sorted(fake.calls) == [("cancel", submitted["merge"]), ("terminate", submitted["array"])]
+    jobs.retry(NORMAL_KEY, wait=5)
+    (merge,) = [j for j in submitted_jobs() if j["jobId"] not in before]
+    environment = job_env(merge)
+    assert (environment["BATCH_ROLE"], environment["JOB_FENCE"]) == ("merge", f"{fence.token}.2")
+    assert run_job(steps, environment, NORMAL_KEY).action == "merged"
+    assert status_of(s3, NORMAL_KEY)["state"] == "done"
+
+
+def test_cancel_of_a_normal_job_stops_its_batch_jobs(jobs, make_steps, s3, sample_bytes, events):
+    steps = make_steps(threshold=40)
+    start(make_steps, s3, NORMAL_KEY, sample_bytes)
+    submitted = recorded_jobs(s3, NORMAL_KEY)
+    fence = fence_of(s3, NORMAL_KEY)
+    jobs.clients["lambda"] = fake = FakeLambda(steps)
+
+    assert jobs.cancel(NORMAL_KEY, wait=5) == 0
+    assert jobs.lines[0] == f"cancelled {NORMAL_KEY} (job {fence})"
+    assert fake.commands()[0]["fence"] == str(fence)
     assert status_of(s3, NORMAL_KEY)["state"] == "cancelled"
-    assert jobs.lines[0].startswith(f"cancelled {NORMAL_KEY}")
+    # TerminateJob for each of them: a queued job never starts, a running one is stopped.
+    ids = [job["jobId"] for job in submitted.values()]
+    stopped = boto3.client("batch").describe_jobs(jobs=ids)["jobs"]
+    assert {job["statusReason"] for job in stopped} == {f"job {fence} is cancelled"}
     # The children still running stop without pricing; nothing publishes.
-    manifest = steps.load_manifest(keys.NORMAL, status_of(s3, NORMAL_KEY)["token"])
-    assert steps.price_part(manifest, 0, claimant=None).action == "stopped"
+    manifest = steps.load_manifest(keys.NORMAL, fence.token)
+    assert steps.price_part(manifest, fence, 0, "child", merge=False).action == "stopped"
     assert read(s3, keys.result_key(NORMAL_KEY)) is None
+    assert [e["state"] for e in events] == ["cancelled"]
+
+
+def test_a_cancel_the_function_has_not_run_yet_is_requested(jobs, make_steps, s3, sample_bytes):
+    start(make_steps, s3, FAST_KEY, sample_bytes)
+    jobs.clients["lambda"] = FakeLambda()
+    assert jobs.cancel(FAST_KEY, wait=0) == 0
+    fence = fence_of(s3, FAST_KEY)
+    assert jobs.lines == [f"cancel of {FAST_KEY} (job {fence}) requested"]
+    assert status_of(s3, FAST_KEY)["state"] == "running"
 
 
 @pytest.mark.parametrize(
     ("command", "message"),
     [
         (["show", "fast/nope.csv"], "no job for fast/nope.csv"),
-        (["show", "elsewhere/x.csv"], "is not under fast/ or normal/"),
+        (["show", "elsewhere/x.csv"], "is not under fast/, normal/, urgent/, auto/"),
         (["cancel", FAST_KEY], f"{FAST_KEY} is not running: the job is failed"),
         (["retry", NORMAL_KEY], f"only a failed job can be retried: {NORMAL_KEY} is running"),
     ],
@@ -224,8 +278,7 @@ def test_cancel_of_a_normal_job_cancels_queued_and_terminates_started_batch_jobs
 def test_job_command_errors_are_one_line(
     aws, make_steps, s3, sample_bytes, capsys, command, message
 ):
-    upload(s3, FAST_KEY, b"id\n1\n")
-    make_steps().start(INPUT_BUCKET, FAST_KEY, max_parts=10)  # rejected: failed
+    start(make_steps, s3, FAST_KEY, b"id\n1\n")  # rejected: failed
     start(make_steps, s3, NORMAL_KEY, sample_bytes)  # split: running
     flags = ["--input-bucket", INPUT_BUCKET, "--result-bucket", RESULT_BUCKET]
     assert tools_main(["jobs", *command, *flags, "--region", "us-east-1"]) == 1
@@ -234,14 +287,14 @@ def test_job_command_errors_are_one_line(
     assert "\n" not in err
 
 
-def test_retry_of_a_fast_job_without_the_function_says_what_is_missing(
+def test_a_job_command_without_the_function_says_what_is_missing(
     aws, make_steps, s3, sample_bytes, capsys
 ):
-    manifest = start(make_steps, s3, FAST_KEY, sample_bytes).manifest
-    make_steps().record_part_failure(manifest, 0, "boom", final=True)
+    start(make_steps, s3, FAST_KEY, sample_bytes)
+    fail_part(make_steps(), s3, FAST_KEY, 0, "boom")
     flags = ["--result-bucket", RESULT_BUCKET, "--region", "us-east-1"]
     assert tools_main(["jobs", "retry", FAST_KEY, *flags]) == 1
-    assert "needs the function: --function-name or --stack" in capsys.readouterr().err
+    assert "need the function: --function-name or --stack" in capsys.readouterr().err
     assert status_of(s3, FAST_KEY)["state"] == "failed"  # nothing reopened
 
 
@@ -317,8 +370,8 @@ class Statuses:
 def test_submit_wait_names_each_terminal_state(tmp_path, capsys, final, message):
     from runtime.tools.submit import wait_for_result
 
-    running = {"state": "running", "parts_total": 3, "parts_done": 1}
-    store = Statuses({}, running, {**running, "parts_done": 2}, {**running, **final})
+    running = {"state": "running", "partsTotal": 3, "partsDone": 1}
+    store = Statuses({}, running, {**running, "partsDone": 2}, {**running, **final})
     with pytest.raises(CommandError, match=message):
         wait_for_result(store, "b", FAST_KEY, Path(tmp_path / "out"), 60, poll_seconds=0)
     assert not (tmp_path / "out").exists()
@@ -327,8 +380,8 @@ def test_submit_wait_names_each_terminal_state(tmp_path, capsys, final, message)
 def test_submit_wait_downloads_a_done_job_with_plain_progress_lines(tmp_path, capsys):
     from runtime.tools.submit import wait_for_result
 
-    running = {"state": "running", "parts_total": 3, "parts_done": 1}
-    store = Statuses(running, {**running, "state": "done", "parts_done": 3, "seconds": 1.5})
+    running = {"state": "running", "partsTotal": 3, "partsDone": 1}
+    store = Statuses(running, {**running, "state": "done", "partsDone": 3, "seconds": 1.5})
     store.get = lambda bucket, key: b"id,price,stdError,error\n1,2.5,0.01,\n"
     wait_for_result(store, "b", FAST_KEY, Path(tmp_path / "out"), 60, poll_seconds=0)
     err = capsys.readouterr().err

@@ -41,13 +41,15 @@ def test_sample_through_each_path_equals_price_on_the_whole_file(
         SAMPLE.read_bytes(), SAMPLE.name, path, threshold=threshold, workers=2, engine=ENGINE
     )
     assert outcome.error is None
-    assert outcome.status["state"] == "done" and outcome.status["parts_total"] == parts
+    assert outcome.status["state"] == "done" and outcome.status["partsTotal"] == parts
     assert outcome.result == whole_file_result
     merged = [m for m in outcome.timeline.messages() if m.startswith("merged")]
     assert merged == [f"merged: 100 rows from {parts} parts"]
     if path == "fast":
         assert outcome.timeline.count("lambda") == parts + 1  # the splitter and each part
     else:
+        # EventBridge's Object Created event: the function admits the upload.
+        assert outcome.timeline.messages("lambda")[0].startswith("submitted: manager job ")
         assert outcome.timeline.count("batch child") == parts
         assert outcome.timeline.events[-2][1] == "batch merge"
     # The one job event, as the stack's default bus carries it.
@@ -62,7 +64,7 @@ def test_sample_through_each_path_equals_price_on_the_whole_file(
 def test_four_thousand_rows_through_the_normal_path_merge_in_order():
     data = generate_portfolio(4_000)
     outcome = run_simulation(data, "big.csv", "normal", threshold=1000, workers=2, engine="qdfp")
-    assert outcome.status["state"] == "done" and outcome.status["parts_total"] == 4
+    assert outcome.status["state"] == "done" and outcome.status["partsTotal"] == 4
     result = read_table(outcome.result, is_result=True)
     assert [record[0] for record in result.records] == [str(i) for i in range(1, 4_001)]
     assert all(record[-1] == "" for record in result.records)
