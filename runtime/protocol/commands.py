@@ -11,6 +11,7 @@ state.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from runtime.core import keys
 from runtime.core.csvio import read_table
@@ -18,7 +19,7 @@ from runtime.protocol import lifecycle
 from runtime.protocol.core import Action, JobRef, StepOutcome
 from runtime.protocol.lifecycle import Cancel, Fence, Outcome, Reopen
 from runtime.protocol.parts import Parts
-from runtime.protocol.uploads import DELETED, Uploads
+from runtime.protocol.uploads import DELETED, URGENT_OFF, Uploads
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ class Commands(Uploads, Parts):
         fence = Fence.of(status)
         plan = lifecycle.plan_of(status)
         job = JobRef.of(status)
+        if status.get("path") == keys.URGENT:  # the lane's queue now, on or off
+            plan = replace(plan, queue=self.config.urgent_job_queue)
+            if not plan.queue:
+                return self.fail(job, URGENT_OFF, actor)
         manifest = self.load_manifest(plan.runner, fence.token)
         if manifest is None:
             if plan.runner == keys.FAST:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 DELETED = "the upload was deleted before it could be priced"
 # The version of a scheduled run whose copy was never made (its job can only fail).
 NOT_STARTED = "not-started"
+URGENT_OFF = "the urgent lane is off in this stack (urgentMaxVcpus = 0)"
 # Object metadata naming the team an upload belongs to (fair share).
 TEAM_METADATA = "team"
 DEFAULT_SHARE = "default"
@@ -125,9 +126,7 @@ class Uploads(JobCore):
         status, fence = begun
         job = JobRef.of(status)
         if lane == keys.URGENT and not plan.queue:
-            return self.fail(
-                job, "the urgent lane is off in this stack (urgentMaxVcpus = 0)", actor
-            )
+            return self.fail(job, URGENT_OFF, actor)
         if status.get("batchJobs", {}).get("manager"):
             return StepOutcome(Action.DUPLICATE, "the manager job was submitted", None, status)
         manager = self.batch.submit_manager(fence, job.input_bucket, job.input_key, plan)
@@ -292,6 +291,9 @@ class Uploads(JobCore):
             return refused
         info = self.store.head(bucket, key)
         current = (info.version or info.etag) if info else None
+        if not version and not current:  # no version named, no current object: an
+            # unversioned bucket's deleted upload, which can only be the status' own
+            version = (self.status(key) or {}).get("version")
         version = version or current or "deleted"
         upload = Upload(
             bucket,
@@ -415,17 +417,18 @@ class Uploads(JobCore):
         self, manifest: Manifest, table: Table, attempt: int, only: list[int] | None = None
     ) -> None:
         """Write the parts (``only`` those) for ``attempt``, as the manifest planned them,
-        skipping those already there (a retried splitter, a duplicate start)."""
+        skipping those already there as written (a retried splitter, a duplicate start); one
+        that something else wrote over is written again, so its event comes."""
         bucket = manifest.part_bucket(self.bucket)
 
         def write(index: int) -> None:
             key = manifest.part_key(index, attempt)
-            if self.store.head(bucket, key) is not None:
-                return
             rows = manifest.part_range(index)
             body = _part_body(table, rows)
             if manifest.part_sha256 and _digest(body) != manifest.part_sha256[index]:
                 raise RuntimeError(f"{keys.part_name(index)} differs from the manifest's")
+            if self.store.head(bucket, key) is not None and self.store.get(bucket, key) == body:
+                return
             self.store.put(bucket, key, body)
 
         with ThreadPoolExecutor(self.upload_threads) as pool:

@@ -370,3 +370,17 @@ def test_a_start_killed_in_its_split_whose_upload_is_then_deleted_ends_failed(wo
     status = world.status(FAST)
     assert status["state"] == "failed" and "deleted" in status["error"]
     assert states(world, FAST) == ["failed"]
+
+
+def test_an_urgent_upload_while_the_lane_is_off_fails_and_so_does_its_retry(world):
+    world.urgent = False
+    world.upload("urgent/trust/book.csv", book(1))
+    settled(world)
+    status = world.status("urgent/trust/book.csv")
+    assert status["state"] == "failed" and "urgent lane is off" in status["error"]
+    assert world.command("retry", "urgent/trust/book.csv")
+    settled(world)
+    status = world.status("urgent/trust/book.csv")
+    assert (status["state"], status["attempt"]) == ("failed", 2)
+    assert "urgent lane is off" in status["error"]
+    assert not world.batch.jobs  # nothing went to the normal queue instead
