@@ -3,7 +3,7 @@
 ``apply`` reads ``<input key>-status.json``, asks ``lifecycle.decide`` for the next document
 and writes it with a compare-and-swap (``If-Match`` its ETag, ``If-None-Match: *`` when it
 is new), backing off with jitter when another writer won. A write whose response was lost
-looks refused; re-reading, the writer finds its step in the document and knows it stands.
+looks refused; deciding again, the lifecycle finds the step in the document it wrote.
 
 ``settle`` performs what a job owes the world once its state changed, and is safe to call
 by anyone, any number of times: it delivers the outbox (job events, stops of Batch jobs),
@@ -83,7 +83,6 @@ class Ledger:
     def apply(self, input_key: str, fact: Fact) -> Decision:
         """Decide ``fact`` on the current status and write the decision."""
         key = keys.status_key(input_key)
-        step = getattr(fact, "step", None)
         delay = _BACKOFF_FIRST
         for _ in range(SWAP_ATTEMPTS):
             current, etag = self.store.get_json_tagged(self.bucket, key)
@@ -92,11 +91,9 @@ class Ledger:
                 return decision
             if self.store.put_json_if(self.bucket, key, decision.document, etag):
                 return decision
-            if step is not None:
-                written, _ = self.store.get_json_tagged(self.bucket, key)
-                if written is not None and step in written.get("steps", []):
-                    # Our write committed; the answer was lost and the retry refused.
-                    return Decision(decision.outcome, written, decision.reason, current)
+            # Another writer won, or our write committed and its answer was lost (the SDK's
+            # retry then fails the condition): deciding again on what is there now, the
+            # lifecycle finds our step in it and answers REPLAYED.
             self.sleep(random.uniform(0, delay))
             delay = min(_BACKOFF_CAP, delay * 2)
         raise ConcurrentUpdateError(f"s3://{self.bucket}/{key}: too many concurrent writers")

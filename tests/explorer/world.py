@@ -137,6 +137,16 @@ class FaultyS3:
             raise Killed(f"killed after S3 call {self.calls}")
 
 
+def check_own_attempt(document: dict) -> None:
+    """I6: an attempt ends only by an actor of that attempt (its publish step names the
+    fence it acted for): a late result or failure of another attempt never ends it."""
+    last = (document.get("steps") or [""])[-1]
+    if document["state"] in (lifecycle.DONE, lifecycle.FAILED) and last.startswith("publish:"):
+        acted_for = last.split(":")[1]
+        ended = str(lifecycle.Fence.of(document))
+        assert acted_for == ended, f"I6: attempt {ended} ended by an actor of {acted_for}"
+
+
 class RecordingEvents:
     """EventBridge's PutEvents, refusing while ``refusing`` is set."""
 
@@ -343,6 +353,7 @@ class World:
             self._notify(key, answer["VersionId"])
         elif key.endswith(keys.STATUS_SUFFIX):
             document = json.loads(arguments["Body"])
+            check_own_attempt(document)
             if document["state"] in lifecycle.TERMINAL_STATES:
                 fence = lifecycle.Fence.of(document)
                 self.terminal_states.add(f"{fence}:{document['state']}")
