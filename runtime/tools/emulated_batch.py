@@ -286,7 +286,8 @@ class EmulatedBatch:
     # -- running units --------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Start units while a slot is free and one is runnable, in the scheduler's order."""
+        """Start units while a slot is free and one is runnable, in the scheduler's order
+        (what the runtime terminated is read once, before)."""
         self._resolve()
         while len(self.running) < self.capacity:
             runnable = {
@@ -299,12 +300,7 @@ class EmulatedBatch:
             unit = next_unit(runnable, self.policies, self.started)
             if unit is None:
                 return
-            task = runnable[unit]
-            reason = self._terminated([task.job.job_id]).get(task.job.job_id)
-            if reason:  # terminated since it became runnable
-                self._terminate(task.job, reason)
-                continue
-            self._start(task)
+            self._start(runnable[unit])
 
     def _start(self, task: Task) -> None:
         task.state = RUNNING

@@ -150,9 +150,6 @@ def create_stack(s3, iam, batch) -> None:
     )
 
 
-_BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-
-
 def job_environment(job: dict) -> dict[str, str]:
     """The environment a described Batch job's container gets (overrides included)."""
     return {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
@@ -167,21 +164,25 @@ def job_queues(batch) -> list[dict]:
     ]
 
 
+# ListJobs with a filter returns jobs in any status (it ignores jobStatus): one call per queue
+# instead of one per status. Every job name matches "*".
+_EVERY_JOB = [{"name": "JOB_NAME", "values": ["*"]}]
+
+
 def submitted_jobs(batch) -> list[dict]:
     """The jobs submitted to the local queues, described, oldest first."""
     ids = []
     for queue in job_queues(batch):
-        for status in _BATCH_STATUSES:
-            pages = batch.get_paginator("list_jobs").paginate(
-                jobQueue=queue["jobQueueName"], jobStatus=status
-            )
-            for page in pages:
-                # Array children are listed too, as "<parent id>:<index>"; the emulator
-                # runs those itself.
-                ids.extend(
-                    job["jobId"] for job in page["jobSummaryList"] if ":" not in job["jobId"]
-                )
-    jobs_found = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+        pages = batch.get_paginator("list_jobs").paginate(
+            jobQueue=queue["jobQueueName"], filters=_EVERY_JOB
+        )
+        for page in pages:
+            # Array children are listed too, as "<parent id>:<index>"; the emulator runs
+            # those itself.
+            ids.extend(job["jobId"] for job in page["jobSummaryList"] if ":" not in job["jobId"])
+    jobs_found = []
+    for start in range(0, len(ids), 100):  # DescribeJobs takes 100 ids at most
+        jobs_found.extend(batch.describe_jobs(jobs=ids[start : start + 100])["jobs"])
     return sorted(jobs_found, key=lambda job: job["createdAt"])
 
 
