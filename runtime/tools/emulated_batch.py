@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime.environment import AWS_BATCH_JOB_ARRAY_INDEX, BATCH_ROLE, JOB_SHARE, BatchContext
 from runtime.tools.aws_events import batch_attempt
@@ -58,9 +58,7 @@ from runtime.tools.local_cloud import (
     job_queues,
     submitted_jobs,
 )
-
-if TYPE_CHECKING:  # the emulator composes this service: no import at run time
-    from runtime.tools.emulator import Timeline
+from runtime.tools.timeline import Timeline
 
 _KILLED_EXIT_CODE = 137  # what Batch reports for a container killed by SIGKILL
 

@@ -27,14 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime.tools.aws_events import FUNCTION_ARN, on_failure_record, sqs_batch
 from runtime.tools.faults import Fault
 from runtime.tools.local_cloud import FUNCTION_NAME
-
-if TYPE_CHECKING:  # the emulator composes this service: no import at run time
-    from runtime.tools.emulator import Timeline
+from runtime.tools.timeline import Timeline
 
 # Lambda's asynchronous invocation config in the stack: 2 retries.
 LAMBDA_ATTEMPTS = 3

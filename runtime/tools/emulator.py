@@ -23,17 +23,16 @@ or polls; the emulator loops over its own work). This module composes the servic
   a file at that moment), ``on_invoked(emulator, invocation, kind, payload)`` after each
   Lambda invocation.
 - Job events: the runtime's PutEvents reach a queue through a rule (see local_cloud); the
-  emulator reads it after every step and shows each event in the timeline.
+  emulator reads it after every step and shows each event in the timeline
+  (``runtime.tools.timeline``, which every service writes to).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,7 @@ from runtime.tools.local_cloud import (
     URGENT_JOB_QUEUE,
     LocalCloud,
 )
+from runtime.tools.timeline import Timeline, format_event
 
 # What other code reads from here, the services' names included: the stack's retry settings
 # (tests compare them with components/), the invocation, and the event builders.
@@ -119,40 +119,6 @@ def runtime_environment(
     if listed:
         environment["FAIR_SHARE"] = ",".join(listed)
     return environment
-
-
-# -- the timeline -----------------------------------------------------------------------
-
-
-@dataclass
-class Timeline:
-    """What happened when, relative to the upload."""
-
-    started: float = field(default_factory=time.perf_counter)
-    events: list[tuple[float, str, str]] = field(default_factory=list)
-    echo: Callable[[str], None] | None = None
-
-    def add(self, actor: str, message: str) -> None:
-        entry = (time.perf_counter() - self.started, actor, message)
-        self.events.append(entry)
-        if self.echo:
-            self.echo(format_event(entry))
-
-    def count(self, actor_prefix: str) -> int:
-        return sum(1 for _, actor, _ in self.events if actor.startswith(actor_prefix))
-
-    def messages(self, actor_prefix: str = "") -> list[str]:
-        return [message for _, actor, message in self.events if actor.startswith(actor_prefix)]
-
-    def starts(self) -> list[str]:
-        """The Batch units' start lines, in the order they started ("child 3 started
-        (queue urgent, share risk)")."""
-        return [message for message in self.messages("batch") if " started (queue " in message]
-
-
-def format_event(entry: tuple[float, str, str]) -> str:
-    seconds, actor, message = entry
-    return f"{seconds:8.2f}s  {actor:<14} {message}"
 
 
 # -- the emulator -----------------------------------------------------------------------
