@@ -40,10 +40,13 @@ STACK_NAME = "STACK_NAME"
 PRICING_WORKERS = "PRICING_WORKERS"
 # Set by the runtime on every Batch job it submits: its role, and the fence of the job's
 # attempt (the upload's token and the attempt number, "token.attempt"), which Batch's
-# state-change events carry back; PART_INDEXES on a retry's child that re-prices only some
+# state-change events carry back; JOB_SHARE, the job's fair-share identifier (only with fair
+# share: the shareIdentifier it was submitted with, which the job's environment keeps where
+# tools and metrics can read it); PART_INDEXES on a retry's child that re-prices only some
 # parts (array index i prices part PART_INDEXES[i]).
 BATCH_ROLE = "BATCH_ROLE"
 JOB_FENCE = "JOB_FENCE"
+JOB_SHARE = "JOB_SHARE"
 PART_INDEXES = "PART_INDEXES"
 # Set by AWS (and, on Batch on EC2, where ECS does not, by the stack: AWS_REGION).
 AWS_REGION = "AWS_REGION"

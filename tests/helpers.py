@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from urllib.parse import quote_plus
 
 import boto3
 
 from runtime.core import keys
 from runtime.environment import BatchContext
 from runtime.protocol.lifecycle import Fence
-from runtime.tools import local_cloud
+from runtime.tools import aws_events, local_cloud
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 
 
@@ -52,28 +51,27 @@ def aws_event(name: str, **values: object) -> dict:
     return json.loads(text)
 
 
+# The events below come from the one builder the emulator uses (runtime/tools/aws_events.py);
+# tests/tools/test_aws_events.py keeps its shapes equal to the real ones in tests/events.
+# Each carries its fixture's sequencer: all events a test builds for one key then have the
+# same one, so the key's versions, not the order the test builds them in, tell which upload
+# is newer (a test about sequencers passes its own to the steps).
+S3_SEQUENCER = "0055AED6DCD90281E5"
+EVENTBRIDGE_SEQUENCER = "00617F08299329D189"
+FAILURES_QUEUE = "mc-pricing-us-east-1-fast-failures"
+
+
 def s3_notification(bucket: str, key: str, version: str | None = None) -> dict:
     """An S3 notification as Lambda receives it: the key URL-encoded, as S3 sends it; the
     version id as a versioned bucket sends it (None: left out, as an unversioned one)."""
-    event = aws_event(
-        "s3-notification", bucket=bucket, key=quote_plus(key, safe="/"), version=version or ""
-    )
-    if version is None:
-        del event["Records"][0]["s3"]["object"]["versionId"]
-    return event
+    return aws_events.s3_event(bucket, key, version, S3_SEQUENCER)
 
 
 def sqs_event(*bodies: dict, receive_count: int = 1, attributes: dict | None = None) -> dict:
     """An SQS batch as the event source mapping delivers it, one record per body."""
     return {
         "Records": [
-            aws_event(
-                "sqs-record",
-                message_id=f"message-{i}",
-                body=json.dumps(body),
-                receive_count=str(receive_count),
-                message_attributes=attributes or {},
-            )
+            aws_events.sqs_record(body, f"message-{i}", receive_count, FAILURES_QUEUE, attributes)
             for i, body in enumerate(bodies)
         ]
     }
@@ -81,12 +79,7 @@ def sqs_event(*bodies: dict, receive_count: int = 1, attributes: dict | None = N
 
 def object_created(bucket: str, key: str, version: str | None = None) -> dict:
     """EventBridge's "Object Created" event for an S3 upload (None: no version id)."""
-    event = aws_event(
-        "eventbridge-s3-object-created", bucket=bucket, key=key, version=version or ""
-    )
-    if version is None:
-        del event["detail"]["object"]["version-id"]
-    return event
+    return aws_events.object_created_event(bucket, key, version, EVENTBRIDGE_SEQUENCER)
 
 
 def lambda_on_failure(
@@ -97,13 +90,8 @@ def lambda_on_failure(
 ) -> dict:
     """Lambda's on-failure destination record for an asynchronous invocation of ``payload``
     whose every attempt failed."""
-    return aws_event(
-        "lambda-destination-on-failure",
-        request_id=request_id,
-        request_payload=payload,
-        error_message=error_message,
-        error_type=error_type,
-    )
+    error = {"errorMessage": error_message, "errorType": error_type}
+    return aws_events.on_failure_record(payload, request_id, error, 3)
 
 
 # -- the job protocol's view ----------------------------------------------------------------
@@ -218,23 +206,8 @@ def run_batch_job(steps, s3, key: str) -> list[str]:
 def batch_failure(job: dict, reason: str, container_reason: str = "", index: int | None = None):
     """EventBridge's "Batch Job State Change" FAILED event for a described job (an array
     child's with ``index``; the array's parent's when the job is an array without one)."""
-    array = {"index": index} if index is not None else {}
-    if "arrayProperties" in job and index is None:
-        array = {"size": job["arrayProperties"]["size"], "statusSummary": {}}
-    environment = [
-        {"name": name, "value": value} for name, value in local_cloud.job_environment(job).items()
-    ]
-    return aws_event(
-        "batch-job-state-change-failed",
-        job_id=job["jobId"] + (f":{index}" if index is not None else ""),
-        token=local_cloud.job_environment(job).get("JOB_FENCE", ""),
-        bucket=job["parameters"]["S3bucket"],
-        key=job["parameters"]["S3key"],
-        status_reason=reason,
-        container_reason=container_reason,
-        environment=environment,
-        array_properties=array,
-    )
+    attempt = aws_events.batch_attempt(time.time(), 137, reason, container_reason or None)
+    return aws_events.batch_state_change(job, reason, [attempt], index)
 
 
 def exhausted(

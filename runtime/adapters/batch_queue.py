@@ -2,8 +2,10 @@
 
 Every job carries its attempt's fence (``JOB_FENCE``) and role (``BATCH_ROLE``) in its
 environment, so Batch's own state-change events name the attempt they are about; on a
-fair-share queue every job carries its share identifier; and every job carries the stack's
-tag (``mc-pricing:stack``), the only jobs the stack's roles may terminate.
+fair-share queue every job carries its share identifier, in SubmitJob and in its environment
+(``JOB_SHARE``, which the events and the local emulator see: moto drops the former); and
+every job carries the stack's tag (``mc-pricing:stack``), the only jobs the stack's roles may
+terminate.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from runtime.core.manifest import Manifest
-from runtime.environment import BATCH_ROLE, JOB_FENCE, PART_INDEXES, format_part_indexes
+from runtime.environment import (
+    BATCH_ROLE,
+    JOB_FENCE,
+    JOB_SHARE,
+    PART_INDEXES,
+    format_part_indexes,
+)
 from runtime.protocol.lifecycle import Fence, Plan
 
 log = logging.getLogger(__name__)
@@ -100,7 +108,10 @@ class BatchQueue:
         environment: dict[str, str] | None = None,
         **options: Any,
     ) -> str:
-        variables = {BATCH_ROLE: role, JOB_FENCE: str(fence), **(environment or {})}
+        variables = {BATCH_ROLE: role, JOB_FENCE: str(fence)}
+        if plan.share:
+            variables[JOB_SHARE] = plan.share
+        variables.update(environment or {})
         request: dict[str, Any] = {
             "jobName": name,
             "jobQueue": plan.queue or self.default_queue,

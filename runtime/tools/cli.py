@@ -29,6 +29,29 @@ def _fault(text: str) -> Fault:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def fair_share_weights(text: str) -> dict[str, float]:
+    """``risk=3,trading=1``: each team's weight, as the stack's ``fairShare`` setting."""
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        team, _, raw = item.partition("=")
+        team = team.strip()
+        try:
+            weight = float(raw)
+        except ValueError:
+            weight = 0.0
+        if not team.isalnum() or len(team) > 255 or not weight > 0:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected TEAM=WEIGHT, a team of letters and digits and a weight "
+                "above 0 (e.g. risk=3,trading=1)"
+            )
+        if team in weights:
+            raise argparse.ArgumentTypeError(f"team {team!r} is given twice")
+        weights[team] = weight
+    if not weights:
+        raise argparse.ArgumentTypeError("expected TEAM=WEIGHT,... (e.g. risk=3,trading=1)")
+    return weights
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,9 +60,36 @@ def _parser() -> argparse.ArgumentParser:
         "simulate", help="run the deployed event flow on this machine against a local S3"
     )
     simulate.add_argument("input", type=Path)
-    simulate.add_argument("--path", choices=PATHS, required=True)
+    simulate.add_argument(
+        "--path",
+        choices=PATHS,
+        required=True,
+        help="the lane to upload to: fast (Lambda), normal or urgent (Batch; the urgent "
+        "queue's priority 10 starts its jobs before the normal queue's)",
+    )
     simulate.add_argument("--threshold", type=positive_int, default=None)
-    simulate.add_argument("--workers", type=positive_int, default=4)
+    simulate.add_argument(
+        "--workers", type=positive_int, default=4, help="warm Lambda containers (default 4)"
+    )
+    simulate.add_argument(
+        "--capacity",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="Batch job slots, the compute environment's size in 1-vCPU jobs, shared by "
+        "both queues (default: --workers); the next job or array child starts when one frees",
+    )
+    simulate.add_argument(
+        "--fair-share",
+        type=fair_share_weights,
+        default=None,
+        metavar="TEAM=W,...",
+        help="fair share between teams on both Batch queues, as the stack's fairShare "
+        "(e.g. risk=3,trading=1; uploads of other teams run in the share 'default', weight 1)",
+    )
+    simulate.add_argument(
+        "--team", help="the upload's 'team' metadata (its share with --fair-share)"
+    )
     simulate.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
     simulate.add_argument(
         "--greeks", action="store_true", help="the stack setting greeks: add the Greek columns"
@@ -120,6 +170,9 @@ def main(argv: list[str]) -> int:
                 keep=args.keep,
                 logs=args.logs,
                 greeks=args.greeks,
+                capacity=args.capacity,
+                fair_share=args.fair_share,
+                team=args.team,
             )
         if args.command == "jobs":
             from runtime.tools.jobs import main as jobs

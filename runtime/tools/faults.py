@@ -16,6 +16,7 @@ entrypoint runs. The emulator (``runtime.tools.emulator``) decides what AWS does
 from __future__ import annotations
 
 import contextvars
+import inspect
 import os
 import signal
 import sys
@@ -108,13 +109,17 @@ def _patch_price_part(part_faults: set[tuple[str, int | None]]) -> None:
     from runtime.protocol.steps import JobSteps
 
     price_part = JobSteps.price_part
+    # Whatever else the step takes (its fence, its actor, whether to merge), the part is
+    # its ``index`` argument: read by name, so the fault follows the protocol's signature.
+    signature = inspect.signature(price_part)
 
-    def faulty_price_part(self, manifest, fence, index, *args, **kwargs):
+    def faulty_price_part(self, *args, **kwargs):
+        index = signature.bind(self, *args, **kwargs).arguments["index"]
         if (PART_ERROR, index) in part_faults:
             raise InjectedFault(f"injected fault part-error:{index}")
         if (PART_KILL, index) in part_faults or (SPOT, index) in part_faults:
             kill_this_process()
-        return price_part(self, manifest, fence, index, *args, **kwargs)
+        return price_part(self, *args, **kwargs)
 
     JobSteps.price_part = faulty_price_part  # type: ignore[method-assign]
 

@@ -2,6 +2,12 @@
 moto's server on 127.0.0.1 (S3, EventBridge, SQS, and Batch with ``use_docker: False`` so
 submitted jobs are only recorded; the emulator runs them).
 
+The local stack: versioned input and result buckets, the normal lane's queue (priority 1)
+and the urgent lane's (priority 10), as the stack's ``components/batch_array.py``, on one
+compute environment, and the job definition. The queues carry no scheduling policy: moto's
+SubmitJob drops ``shareIdentifier``, so the emulator takes the fair-share weights from the
+simulation and each job's share from its ``JOB_SHARE`` variable.
+
 The runtime reaches it through ``AWS_ENDPOINT_URL``, which boto3 honours itself, so the
 code under test is exactly the code that runs in the cloud.
 
@@ -24,15 +30,33 @@ from dataclasses import dataclass
 
 import boto3
 
+from runtime.tools.faults import BATCH_ATTEMPTS
+
 REGION = "us-east-1"
 INPUT_BUCKET = "pricing-input-local"
 RESULT_BUCKET = "pricing-result-local"
 JOB_QUEUE = "pricing-local"
+URGENT_JOB_QUEUE = "pricing-local-urgent"
+# The stack's queue priorities (components/batch_array.py): Batch starts a higher-priority
+# queue's jobs first on the capacity both queues share.
+QUEUE_PRIORITIES = {JOB_QUEUE: 1, URGENT_JOB_QUEUE: 10}
+# The lane each queue serves, for what the emulator shows.
+QUEUE_LANES = {JOB_QUEUE: "normal", URGENT_JOB_QUEUE: "urgent"}
 JOB_DEFINITION = "pricing-local"
 FUNCTION_NAME = "pricing-local-fast"
 # The emulator's own observer of job events (not part of the deployed stack): a rule on
 # the runtime's events, targeting a queue the emulator reads.
 JOB_EVENTS = "pricing-local-job-events"
+# The job definition's retry strategy (components/batch_array.py): these status reasons (a
+# host reclaimed, Spot or not) are retried, up to BATCH_ATTEMPTS attempts; anything else exits.
+RETRY_STATUS_REASONS = ("Host EC2*", "Your Spot Task was interrupted*")
+RETRY_STRATEGY = {
+    "attempts": BATCH_ATTEMPTS,
+    "evaluateOnExit": [
+        *({"onStatusReason": reason, "action": "retry"} for reason in RETRY_STATUS_REASONS),
+        {"onReason": "*", "action": "exit"},
+    ],
+}
 
 # moto accepts any credentials; these only keep boto3 from looking for real ones.
 _FAKE_CREDENTIALS = {
@@ -90,7 +114,8 @@ class LocalCloud:
 
 
 def create_stack(s3, iam, batch) -> None:
-    """The deployed stack's buckets, job queue and job definition, in a local AWS."""
+    """The deployed stack's buckets, job queues (normal and urgent) and job definition, in a
+    local AWS."""
     for bucket in (INPUT_BUCKET, RESULT_BUCKET):
         s3.create_bucket(Bucket=bucket)
     for bucket in (INPUT_BUCKET, RESULT_BUCKET):  # as the stack: both buckets versioned
@@ -102,14 +127,15 @@ def create_stack(s3, iam, batch) -> None:
     environment = batch.create_compute_environment(
         computeEnvironmentName="pricing-local", type="UNMANAGED", state="ENABLED", serviceRole=role
     )
-    batch.create_job_queue(
-        jobQueueName=JOB_QUEUE,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
-        ],
-    )
+    for queue, priority in QUEUE_PRIORITIES.items():
+        batch.create_job_queue(
+            jobQueueName=queue,
+            state="ENABLED",
+            priority=priority,
+            computeEnvironmentOrder=[
+                {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
+            ],
+        )
     batch.register_job_definition(
         jobDefinitionName=JOB_DEFINITION,
         type="container",
@@ -124,22 +150,39 @@ def create_stack(s3, iam, batch) -> None:
     )
 
 
-_BATCH_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
-
-
 def job_environment(job: dict) -> dict[str, str]:
     """The environment a described Batch job's container gets (overrides included)."""
     return {e["name"]: e["value"] for e in job.get("container", {}).get("environment", [])}
 
 
+def job_queues(batch) -> list[dict]:
+    """The local AWS's job queues, described (name, ARN, priority)."""
+    return [
+        queue
+        for page in batch.get_paginator("describe_job_queues").paginate()
+        for queue in page["jobQueues"]
+    ]
+
+
+# ListJobs with a filter returns jobs in any status (it ignores jobStatus): one call per queue
+# instead of one per status. Every job name matches "*".
+_EVERY_JOB = [{"name": "JOB_NAME", "values": ["*"]}]
+
+
 def submitted_jobs(batch) -> list[dict]:
-    """The jobs submitted to the local queue, described, oldest first."""
+    """The jobs submitted to the local queues, described, oldest first."""
     ids = []
-    for status in _BATCH_STATUSES:
-        for page in batch.get_paginator("list_jobs").paginate(jobQueue=JOB_QUEUE, jobStatus=status):
-            # Array children are listed too, as "<parent id>:<index>"; we run those ourselves.
+    for queue in job_queues(batch):
+        pages = batch.get_paginator("list_jobs").paginate(
+            jobQueue=queue["jobQueueName"], filters=_EVERY_JOB
+        )
+        for page in pages:
+            # Array children are listed too, as "<parent id>:<index>"; the emulator runs
+            # those itself.
             ids.extend(job["jobId"] for job in page["jobSummaryList"] if ":" not in job["jobId"])
-    jobs_found = batch.describe_jobs(jobs=ids)["jobs"] if ids else []
+    jobs_found = []
+    for start in range(0, len(ids), 100):  # DescribeJobs takes 100 ids at most
+        jobs_found.extend(batch.describe_jobs(jobs=ids[start : start + 100])["jobs"])
     return sorted(jobs_found, key=lambda job: job["createdAt"])
 
 

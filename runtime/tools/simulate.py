@@ -2,9 +2,11 @@
 
 The emulator (``runtime.tools.emulator``) plays S3 notifications, Lambda (warm containers,
 async retries, the on-failure destination and its event source mapping), EventBridge and
-Batch (retry strategy, dependencies, job state change events); the handlers are the real
-ones. Faults (``runtime.tools.faults``) make parts fail or processes die, so the failure
-paths can be watched. The job events the runtime publishes are shown in the timeline.
+Batch (the normal and urgent queues and their priorities, FIFO or fair share between teams,
+``capacity`` job slots, retry strategy, dependencies, job state change events); the
+handlers are the real ones. Faults (``runtime.tools.faults``) make parts fail or processes
+die, so the failure paths can be watched. The job events the runtime publishes, and when
+each Batch job or child starts, are shown in the timeline.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.engines import DEFAULT_ENGINE
+from runtime.protocol.uploads import TEAM_METADATA
 from runtime.tools.emulator import Emulator, Timeline, format_event, runtime_environment
 from runtime.tools.faults import Fault, check_faults
 from runtime.tools.local_cloud import (
@@ -86,14 +89,22 @@ def run_simulation(
     keep: Callable[[LocalCloud, SimulationResult], None] | None = None,
     logs: Path | None = None,
     greeks: bool = False,
+    *,
+    capacity: int | None = None,
+    fair_share: Mapping[str, float] | None = None,
+    team: str | None = None,
+    on_started: Callable[..., None] | None = None,
 ) -> SimulationResult:
-    """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` and run the whole flow
-    (against the server at ``endpoint``, or a fresh embedded one); ``keep`` is called with
-    the cloud and the outcome before the cloud stops."""
+    """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` (with ``team`` as its
+    ``team`` metadata) and run the whole flow (against the server at ``endpoint``, or a
+    fresh embedded one): ``workers`` Lambda containers, ``capacity`` Batch slots (default
+    ``workers``), fair share between the teams of ``fair_share`` (team -> weight; None:
+    FIFO queues). ``keep`` is called with the cloud and the outcome before the cloud stops."""
     check_faults(list(faults or []), path)
     with _cloud(endpoint) as cloud:
         cloud.create_stack()
-        environment = runtime_environment(cloud, threshold, engine, greeks)
+        teams = tuple(fair_share or ())
+        environment = runtime_environment(cloud, threshold, engine, greeks, teams)
         key = f"{path}/{time.strftime('%Y%m%d-%H%M%S')}/{name}"
         timeline = Timeline(echo=echo)
         store = ObjectStore(cloud.client("s3"))
@@ -106,9 +117,14 @@ def run_simulation(
             watch={key},
             on_invoked=on_invoked,
             logs=logs,
+            capacity=capacity,
+            fair_share=fair_share,
+            on_started=on_started,
         ) as emulator:
-            store.put(INPUT_BUCKET, key, data)
-            timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes)")
+            metadata = {TEAM_METADATA: team} if team else None
+            store.put(INPUT_BUCKET, key, data, metadata=metadata)
+            of_team = f", team {team}" if team else ""
+            timeline.add("user", f"uploaded s3://{INPUT_BUCKET}/{key} ({len(data)} bytes{of_team})")
             emulator.run([emulator.upload_event(key)])
             emulator.drain_job_events()
             wall = time.perf_counter() - timeline.started
@@ -141,6 +157,9 @@ def simulate(
     keep: bool = False,
     logs: Path | None = None,
     greeks: bool = False,
+    capacity: int | None = None,
+    fair_share: Mapping[str, float] | None = None,
+    team: str | None = None,
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result; otherwise one line with
     the status' reason (failed, cancelled, superseded) or what is missing."""
@@ -152,6 +171,8 @@ def simulate(
     out = writable_output(out or input_path.with_name(input_path.name + "-result"))
     if workers < 1:
         raise CommandError("--workers must be at least 1")
+    if capacity is not None and capacity < 1:
+        raise CommandError("--capacity must be at least 1")
     if threshold is not None and threshold < 1:
         raise CommandError("--threshold must be at least 1")
     try:
@@ -159,8 +180,11 @@ def simulate(
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     injected = f", faults {', '.join(map(str, faults))}" if faults else ""
+    shares = ", ".join(f"{t}={w:g}" for t, w in fair_share.items()) if fair_share else ""
+    shared = f", fair share {shares}" if shares else ""
+    slots = f", {capacity or workers} Batch slot(s)" if path != "fast" else ""
     print(
-        f"simulating the {path} path for {input_path} (engine {engine}{injected})",
+        f"simulating the {path} path for {input_path} (engine {engine}{slots}{shared}{injected})",
         file=sys.stderr,
     )
 
@@ -182,6 +206,9 @@ def simulate(
             keep=keep_serving if keep else None,
             logs=logs,
             greeks=greeks,
+            capacity=capacity,
+            fair_share=fair_share,
+            team=team,
         )
     except LocalCloudUnavailable as exc:
         raise CommandError(str(exc)) from exc

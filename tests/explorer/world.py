@@ -39,7 +39,7 @@ from runtime.environment import BatchContext, RuntimeConfig, parse_part_indexes
 from runtime.protocol import lifecycle
 from runtime.protocol.events import EventDeliveryError
 from runtime.protocol.steps import JobSteps
-from runtime.tools.emulator import (
+from runtime.tools.aws_events import (
     batch_state_change,
     object_created_event,
     on_failure_record,
