@@ -6,18 +6,21 @@ The reasons are what a user reads in the status object (``autoPath``/``autoReaso
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from runtime.planning.paths import FAST, NORMAL, PathPlan
 
 
 def usd_text(usd: float) -> str:
-    """Dollars with three significant digits, however small ($0.0000123)."""
-    if usd >= 0.01:
-        return f"${usd:,.2f}" if usd >= 100 else f"${usd:.4f}".rstrip("0").rstrip(".")
+    """Dollars a person reads: cents above $100, else three significant digits, however
+    small ($0.0000667), never in exponent notation."""
     if usd <= 0:
         return "$0"
-    return f"${usd:.3g}" if usd >= 1e-4 else f"${usd:.2e}"
+    if usd >= 100:
+        return f"${usd:,.2f}"
+    decimals = max(2, 2 - math.floor(math.log10(usd)))
+    return f"${usd:.{decimals}f}"
 
 
 def seconds_text(seconds: float) -> str:
