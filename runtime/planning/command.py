@@ -30,8 +30,10 @@ USAGE_ERROR = 2
 class _OneLineParser(argparse.ArgumentParser):
     """Bad arguments: one line and exit 2, like every other input problem here."""
 
+    stream: TextIO | None = None
+
     def error(self, message: str) -> NoReturn:
-        print(f"error: plan: {message}", file=sys.stderr)
+        print(f"error: plan: {message}", file=self.stream or sys.stderr)
         raise SystemExit(USAGE_ERROR)
 
 
@@ -56,7 +58,7 @@ _SETTING_FLAGS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(stream: TextIO | None = None) -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m runtime plan",
         description="Estimate CPU time, wall time and USD of a CSV file on each path.",
@@ -71,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--use-fargate", action=argparse.BooleanOptionalAction, default=None)
     for flag, (_, kind, text) in _SETTING_FLAGS.items():
         parser.add_argument(flag, type=kind, help=text)
+    parser.stream = stream
     return parser
 
 
@@ -97,7 +100,7 @@ def settings_from(args: argparse.Namespace, directory: Path) -> tuple[PlanSettin
 
 def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out, err = stdout or sys.stdout, stderr or sys.stderr
-    args = _parser().parse_args(list(argv))
+    args = _parser(err).parse_args(list(argv))
     try:
         settings, source = settings_from(args, Path.cwd())
         price_table(settings.region, settings.architecture, settings.price_table)  # check first

@@ -196,11 +196,13 @@ def part_speed(cores: float, rows: int, engine: str, lat: Latencies) -> float:
     """How many of this machine's cores a part of ``rows`` rows gets from ``cores`` vCPUs."""
     if cores < 1:
         return cores * lat.cpu_speed  # Lambda below 1,769 MB: a share of one vCPU
-    workers = max(1, min(int(cores), rows // MIN_ROWS_PER_WORKER.get(engine, 8)))
+    workers = _workers(cores, rows, engine)
     return (1.0 + (workers - 1) * lat.parallel_efficiency) * lat.cpu_speed
 
 
 def _workers(cores: float, rows: int, engine: str) -> int:
+    """Pricing workers a part starts (runtime/engines/parallel.py): one per whole vCPU, but
+    only as many as have enough rows."""
     return max(1, min(int(cores), rows // MIN_ROWS_PER_WORKER.get(engine, 8)))
 
 
@@ -281,7 +283,7 @@ def fast_path(
     engine = model.engine(settings.engine)
     memory = settings.lambda_memory_mb
     cores = memory / LAMBDA_MB_PER_VCPU
-    cold = lat.lambda_sandbox + engine.lambda_cold
+    cold = engine.lambda_cold  # billed INIT; the sandbox before it is not billed
     part_get, part_put = _requests(model, "fast.part")
     in_bytes, out_bytes = _bytes(model, rows)
     per_row_bytes = (in_bytes + out_bytes) / max(rows, 1)
@@ -291,9 +293,12 @@ def fast_path(
     provisioned = settings.lambda_provisioned_concurrency
     records: list[UsageRecord] = []
 
-    def invocation(step: str, seconds: float, is_cold: bool, get: int, put: int, events=0):
-        workers = _workers(cores, rows, settings.engine)
+    def invocation(
+        step: str, seconds: float, is_cold: bool, get: int, put: int, part_rows: int, events=0
+    ) -> float:
+        workers = _workers(cores, part_rows, settings.engine)
         init = cold + (lat.worker_start * workers if workers > 1 else 0.0) if is_cold else 0.0
+        sandbox = lat.lambda_sandbox if is_cold else 0.0
         records.append(
             UsageRecord(
                 step=step,
@@ -307,7 +312,7 @@ def fast_path(
                 events_published=events,
             )
         )
-        return init + seconds
+        return sandbox + init + seconds
 
     events = round(model.requests.get("events", {}).get("perJob", 1.0))
     if rows <= sizing.size:
@@ -315,9 +320,13 @@ def fast_path(
         speed = part_speed(cores, rows, settings.engine, lat)
         work = float(np.sum(row_seconds)) / speed
         seconds = work + _s3_seconds(get, put, in_bytes + out_bytes, lat)
-        wall = lat.lambda_invoke + invocation("start", seconds, provisioned < 1, get, put, events)
+        wall = lat.lambda_invoke + invocation(
+            "start", seconds, provisioned < 1, get, put, rows, events
+        )
         plan.parts, plan.part_rows, plan.concurrency, plan.waves = 1, rows, 1, 1
         plan.worst_part_seconds = wall - lat.lambda_invoke
+        plan.fits = plan.worst_part_seconds <= sizing.budget_seconds
+        plan.reason = "" if plan.fits else sizing.reason
         plan.cpu_seconds = float(np.sum(row_seconds)) + engine.lambda_cold
     else:
         parts = sizing.parts
@@ -325,7 +334,7 @@ def fast_path(
         get, put = _requests(model, "fast.start", parts)
         split = rows * model.split_per_row / lat.cpu_speed
         start_seconds = split + _s3_seconds(get, put, 2 * in_bytes, lat, PUT_THREADS)
-        wall = lat.lambda_invoke + invocation("start", start_seconds, provisioned < 1, get, put)
+        wall = lat.lambda_invoke + invocation("start", start_seconds, provisioned < 1, get, put, 0)
         concurrency = min(parts, limit)
         waves = math.ceil(parts / concurrency)
         speed = part_speed(cores, size, settings.engine, lat)
@@ -337,7 +346,7 @@ def fast_path(
             s3 = _s3_seconds(part_get, part_put, (hi - lo) * per_row_bytes, lat)
             is_cold = index < concurrency and index >= provisioned
             step = f"part-{index:05d}"
-            part_seconds.append(invocation(step, work + s3, is_cold, part_get, part_put))
+            part_seconds.append(invocation(step, work + s3, is_cold, part_get, part_put, hi - lo))
         merge_get, merge_put = _requests(model, "fast.merge", parts)
         merge = rows * model.merge_per_row + _s3_seconds(
             merge_get, merge_put, in_bytes + 2 * out_bytes, lat
@@ -439,6 +448,8 @@ def batch_path(
         )
         plan.parts, plan.part_rows, plan.concurrency, plan.waves = 1, rows, 1, 1
         plan.worst_part_seconds = records[-1].seconds
+        plan.fits = plan.worst_part_seconds <= sizing.budget_seconds
+        plan.reason = "" if plan.fits else sizing.reason
         plan.cpu_seconds = float(np.sum(row_seconds)) + engine.batch_cold
         peak_vcpus = vcpus
     else:

@@ -21,6 +21,12 @@ EC2_AUTO_MEMORY_PER_VCPU = 1792
 FARGATE_AUTO_MEMORY_PER_VCPU = 2048
 
 
+# The variable carrying the stack's planning settings to the image (JSON object of the
+# Pulumi settings below by their camelCase names, e.g. {"maxVcpus": 256, "useSpot": true});
+# runtime/environment.py reads it, components/ writes it (the lead wires both).
+PLAN_SETTINGS = "PLAN_SETTINGS"
+
+
 class SettingsError(ValueError):
     """A setting with a value no stack accepts; the message names it."""
 
@@ -141,3 +147,26 @@ def _convert(name: str, raw: Any, kind: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{name}: {raw!r} is not a valid {kind}") from None
+
+
+# The Pulumi settings a plan reads, by their Pulumi names (what PLAN_SETTINGS may carry).
+PLAN_SETTING_NAMES = tuple(_camel(f.name) for f in fields(PlanSettings))
+
+
+def plan_settings_from_json(text: str | None, base: PlanSettings | None = None) -> PlanSettings:
+    """``base`` (the defaults) with the settings of a PLAN_SETTINGS document applied."""
+    import json
+
+    base = base or PlanSettings()
+    if not text or not text.strip():
+        return base
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{PLAN_SETTINGS} is not JSON: {exc.msg} at {exc.pos}") from None
+    if not isinstance(document, dict):
+        raise SettingsError(f"{PLAN_SETTINGS} must be a JSON object of settings")
+    unknown = sorted(set(document) - set(PLAN_SETTING_NAMES))
+    if unknown:
+        raise SettingsError(f"{PLAN_SETTINGS}: unknown setting(s) {', '.join(unknown)}")
+    return base.with_values(document)

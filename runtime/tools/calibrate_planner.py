@@ -33,6 +33,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # one core means one thread: before numpy loads
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
@@ -76,6 +77,7 @@ class Design:
     axes: dict[str, tuple[float, ...]]
     rows: int  # rows per cell without Greeks
     greeks_rows: int
+    ranges: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
 
 # Axes: what drives each engine's cost (runtime/planning/model.py). mc runs to an absolute
@@ -90,7 +92,14 @@ DESIGNS = {
         rows=54,  # two of lsm's vectorised chunks
         greeks_rows=54,
     ),
-    "mc": Design(axes={"years": (0.25, 1.0), "scale": (1.0, 10.0, 100.0)}, rows=3, greeks_rows=1),
+    # an option of scale 200 takes mc minutes (paths grow with the scale squared): the outer
+    # bin is drawn up to 130, so a recalibration stays near a quarter of an hour
+    "mc": Design(
+        axes={"years": (0.25, 1.0), "scale": (1.0, 10.0, 100.0)},
+        rows=2,
+        greeks_rows=1,
+        ranges={"scale": (0.03, 130.0)},
+    ),
     "qdfp": Design(axes={"years": (0.25, 1.0)}, rows=60, greeks_rows=30),
     "fd": Design(axes={"spread": (0.5, 1.0, 2.0)}, rows=8, greeks_rows=4),
 }
@@ -114,8 +123,10 @@ def _draw(rng: np.random.Generator, low: float, high: float, log: bool) -> float
     return float(rng.uniform(low, high))
 
 
-def _bounds(name: str, edges: Sequence[float], index: int) -> tuple[float, float]:
-    low, high = RANGES[name]
+def _bounds(
+    name: str, edges: Sequence[float], index: int, ranges: dict[str, tuple[float, float]]
+) -> tuple[float, float]:
+    low, high = ranges.get(name, RANGES[name])
     points = [low, *edges, high]
     return points[index], points[index + 1]
 
@@ -126,6 +137,7 @@ def cell_options(
     cell: tuple[int, ...],
     count: int,
     rng: np.random.Generator,
+    ranges: dict[str, tuple[float, float]] | None = None,
 ) -> list[OptionSpec]:
     """``count`` American options the engine treats as ``early``, inside ``cell``.
 
@@ -133,9 +145,8 @@ def cell_options(
     and spread); the others from a broad book: 2 days to 6 years, volatility 5-90 %,
     strikes 1-300, moneyness +-0.5, rates -1 % to 9 %, half with a dividend yield up to 6 %,
     a third calls."""
-    wanted = {
-        name: _bounds(name, edges, i) for (name, edges), i in zip(axes.items(), cell, strict=True)
-    }
+    cells = zip(axes.items(), cell, strict=True)
+    wanted = {name: _bounds(name, edges, i, ranges or {}) for (name, edges), i in cells}
     options: list[OptionSpec] = []
     for _ in range(count * 2000):
         if len(options) == count:
@@ -214,9 +225,11 @@ def measure_engine(name: str, design: Design, seed: int) -> dict:
         ("greeks", True, design.greeks_rows),
     ):
         cells = np.full(shape, np.nan)
-        for cell in itertools.product(*(range(n) for n in shape)):
-            options = cell_options(name, design.axes, cell, count, rng)
+        for number, cell in enumerate(itertools.product(*(range(n) for n in shape)), start=1):
+            options = cell_options(name, design.axes, cell, count, rng, design.ranges)
             cells[cell] = cpu_per_row(engine, options, greeks)
+            if count <= 3:  # slow engines: say where they are
+                _log(f"[{name}] {kind} cell {number}/{cells.size}: {cells[cell]:.2f} s/row")
         tables[kind] = _fill_missing(cells)
         _log(f"[{name}] early rows, {kind}: {np.mean(tables[kind]) * 1000:.2f} ms/row on average")
     closed = _closed_rows(name, rng)
