@@ -101,8 +101,8 @@ def books(scale: float = 1.0) -> list[Book]:
              mixed_book(n(800), 2102, (1.0, 5.0))),
         Book("with Greeks (1 month - 2 years)", "lsm", True,
              mixed_book(n(800), 2103, (1 / 12, 2.0))),
-        Book("mc, short and long (2 weeks - 2 years)", "mc", False,
-             mixed_book(max(6, int(24 * scale)), 2104, (0.04, 2.0), strikes=(10.0, 120.0))),
+        Book("mc, mixed (2 weeks - 1 year, strikes 10-60)", "mc", False,
+             mixed_book(max(6, int(30 * scale)), 2104, (0.04, 1.0), strikes=(10.0, 60.0))),
     ]  # fmt: skip
 
 

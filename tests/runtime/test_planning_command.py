@@ -50,7 +50,7 @@ def test_json_has_rows_cpu_seconds_and_each_paths_wall_time_and_price():
 def test_the_table_names_the_settings_every_path_and_the_auto_lanes_choice(tmp_path):
     book = tmp_path / "book.csv"
     book.write_bytes(generate_portfolio(1000, seed=4))
-    code, out, _ = plan(str(book), "--engine", "mc", "--max-job-usd", "0.01", "--use-fargate")
+    code, out, _ = plan(str(book), "--engine", "mc", "--max-job-usd", "0.001", "--use-fargate")
     assert code == 0
     assert "book.csv: 1,000 rows (1,000 options), engine mc; us-east-1, x86_64" in out
     assert "flags: engine, maxJobUsd, useFargate" in out

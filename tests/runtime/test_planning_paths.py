@@ -72,7 +72,7 @@ def test_parts_fit_each_paths_limit_for_mc_and_lsm(long_book, engine, path):
 
 
 def test_a_job_costs_what_its_records_cost_and_each_path_reports_its_shape(long_book):
-    settings = PlanSettings(engine="mc", urgent_max_vcpus=4)
+    settings = PlanSettings(engine="mc", urgent_max_vcpus=2, job_timeout_seconds=300)
     plan = plan_options(long_book, settings)
     prices = default_prices()
     for name in (FAST, NORMAL, URGENT):
@@ -82,7 +82,8 @@ def test_a_job_costs_what_its_records_cost_and_each_path_reports_its_shape(long_
         assert path.parts * path.part_rows >= plan.rows
         assert path.wall_seconds > 0 and path.cpu_seconds >= plan.cpu_seconds * 0.5
     # at most urgentMaxVcpus one-vCPU children at a time: more waves, no faster
-    assert plan.paths[URGENT].concurrency == 4
+    assert plan.paths[URGENT].parts > 2
+    assert plan.paths[URGENT].concurrency == 2
     assert plan.paths[URGENT].waves > plan.paths[NORMAL].waves
     # a fast part is one invocation: the start and every part are requests
     assert plan.paths[FAST].cost.lambda_requests == plan.paths[FAST].parts + 1
