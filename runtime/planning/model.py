@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ ENGINE_SOURCES = {
 }
 CLASSES = ("expired", "closed", "early")
 FEATURES = ("years", "scale", "moneyness", "spread")
+LOG_FEATURES = ("years", "scale", "spread")  # positive, spanning decades
 
 
 class ModelError(ValueError):
@@ -116,13 +118,43 @@ class EngineTable:
     batch_cold: float  # a Batch container's own start: job module imports, first call
     fingerprint: str
 
+    centres: dict[str, tuple[float, ...]] = field(default_factory=dict)  # per axis, per bin
+
     def early_seconds(self, values: Mapping[str, np.ndarray], greeks: bool) -> np.ndarray:
+        """Each row's cell; with ``centres``, interpolated between the cells' centres.
+
+        Costs grow like a power of the scale or the maturity inside a bin (a Monte Carlo to
+        an absolute error: paths grow with the scale squared), so the logarithm of the cost
+        is interpolated, linearly in the logarithm of years, scale and spread and linearly
+        in moneyness, and held constant beyond the outer centres."""
         table = self.early[1 if greeks else 0]
-        index = tuple(
-            np.searchsorted(np.asarray(edges), values[name], side="right")
-            for name, edges in self.axes.items()
-        )
-        return table[index] if index else np.full(len(values["years"]), float(table))
+        rows = len(values["years"])
+        if not self.axes:
+            return np.full(rows, float(table))
+        if not self.centres:
+            index = tuple(
+                np.searchsorted(np.asarray(edges), values[name], side="right")
+                for name, edges in self.axes.items()
+            )
+            return table[index]
+        logs = np.log(np.maximum(table, 1e-12))
+        corners: list[list[tuple[np.ndarray, np.ndarray]]] = []
+        for name in self.axes:
+            centres = np.asarray(self.centres[name])
+            x = np.asarray(values[name], dtype=np.float64)
+            if name in LOG_FEATURES:
+                centres, x = np.log(centres), np.log(np.maximum(x, 1e-12))
+            if len(centres) == 1:
+                corners.append([(np.zeros(rows, dtype=int), np.ones(rows))])
+                continue
+            low = np.clip(np.searchsorted(centres, x, side="right") - 1, 0, len(centres) - 2)
+            t = np.clip((x - centres[low]) / (centres[low + 1] - centres[low]), 0.0, 1.0)
+            corners.append([(low, 1.0 - t), (low + 1, t)])
+        result = np.zeros(rows)
+        for choice in itertools.product(*corners):
+            weight = np.prod([w for _, w in choice], axis=0)
+            result += weight * logs[tuple(i for i, _ in choice)]
+        return np.exp(result)
 
 
 @dataclass(frozen=True)
@@ -189,6 +221,7 @@ def parse_model(document: Mapping[str, Any]) -> CostModel:
                 lambda_cold=float(raw["lambdaCold"]),
                 batch_cold=float(raw["batchCold"]),
                 fingerprint=str(raw.get("fingerprint", "")),
+                centres=_centres(name, raw.get("centres"), axes),
             )
         overheads = document["overheads"]
         return CostModel(
@@ -206,6 +239,20 @@ def parse_model(document: Mapping[str, Any]) -> CostModel:
         if isinstance(exc, ModelError):
             raise
         raise ModelError(f"coefficient table is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _centres(
+    name: str, raw: Mapping[str, Sequence[float]] | None, axes: Mapping[str, tuple[float, ...]]
+) -> dict[str, tuple[float, ...]]:
+    if not raw:
+        return {}
+    centres = {axis: tuple(float(c) for c in raw[axis]) for axis in axes}
+    for axis, points in centres.items():
+        if len(points) != len(axes[axis]) + 1 or list(points) != sorted(points):
+            raise ModelError(f"engine {name}: {axis} needs one increasing centre per bin")
+        if axis in LOG_FEATURES and min(points) <= 0:
+            raise ModelError(f"engine {name}: {axis} centres must be positive")
+    return centres
 
 
 @functools.cache

@@ -115,3 +115,19 @@ def test_the_checked_in_model_covers_every_engine_and_costs_more_for_harder_rows
     assert lsm(hard, True) > lsm(hard)
     mc = float(model.row_seconds(hard, "mc", False).sum())
     assert mc > 50 * lsm(hard)  # QuantLib's Monte Carlo: seconds per option
+
+
+def test_between_cell_centres_the_log_of_the_cost_is_interpolated():
+    document = small_model()
+    document["engines"]["lsm"]["axes"] = {"scale": [10.0]}
+    document["engines"]["lsm"]["centres"] = {"scale": [1.0, 100.0]}
+    document["engines"]["lsm"]["early"] = {"price": [0.01, 100.0], "greeks": [0.01, 100.0]}
+    model = parse_model(document)
+    # strike x 0.2 x 1 year: scale 0.5, 1, 10, 100, 200 (cost grows like the scale squared)
+    rows = [option(strike=k) for k in (2.5, 5.0, 50.0, 500.0, 1000.0)]
+    assert list(model.row_seconds(rows, "lsm", False)) == pytest.approx(
+        [0.01, 0.01, 1.0, 100.0, 100.0], rel=1e-2
+    )
+    document["engines"]["lsm"]["centres"] = {"scale": [100.0, 1.0]}
+    with pytest.raises(ModelError, match="increasing centre per bin"):
+        parse_model(document)
