@@ -18,7 +18,8 @@ leak into the model:
 
 The rows are drawn from their own seeds; the books ``python -m runtime.tools.bench_planner``
 checks the model on are generated differently, so the model is never checked on what it
-was fitted to. Re-run after any engine change (``--engines lsm`` is about 3 minutes):
+was fitted to. Re-run after any engine change (``--engines lsm`` took 9 minutes on the
+shared development machine, ``mc`` 35):
 
     python -m runtime.tools.calibrate_planner [--engines lsm,qdfp,fd,mc] [--out FILE]
 
