@@ -111,7 +111,9 @@ EC2_SPOT_DISCOUNT = 0.65
 FARGATE_SPOT_DISCOUNT = 0.70
 
 
-def default_prices(region: str = DEFAULT_REGION, architecture: str = DEFAULT_ARCHITECTURE):
+def default_prices(
+    region: str = DEFAULT_REGION, architecture: str = DEFAULT_ARCHITECTURE
+) -> PriceTable:
     """The documented defaults for a region and architecture (PriceTableError otherwise)."""
     if region not in REGIONS:
         raise PriceTableError(
