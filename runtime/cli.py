@@ -1,7 +1,8 @@
 """The command line: ``python -m runtime COMMAND ...``.
 
-``price`` is part of the image. The other commands are local tools (``runtime/tools/``,
-left out of the image by ``runtime/.dockerignore``); in the image they say so in one line.
+``price`` and ``plan`` are part of the image. The other commands are local tools
+(``runtime/tools/``, left out of the image by ``runtime/.dockerignore``); in the image they
+say so in one line.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="add delta, gamma, vega, theta, rho columns (QuantLib conventions: vega and rho "
         "per 1.00 change, theta per year)",
     )
+    commands.add_parser("plan", help=PLAN_HELP, add_help=False)  # its own parser
     for name, summary in TOOL_COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+PLAN_HELP = "estimate CPU time, wall time and USD of a file on each path (no upload)"
 
 
 # The tools' own command line, looked up by name: the image has no runtime/tools/, and
@@ -59,6 +64,10 @@ def tools_available() -> bool:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["plan"]:
+        from runtime.planning.command import main as plan
+
+        return plan(argv[1:])
     if argv[:1] and argv[0] in TOOL_COMMANDS:
         if not tools_available():
             print(
