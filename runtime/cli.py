@@ -63,6 +63,11 @@ def tools_available() -> bool:
     return importlib.util.find_spec("runtime.tools") is not None
 
 
+def console() -> None:
+    """The ``mc-pricing`` command (pyproject.toml): the same as ``python -m runtime``."""
+    sys.exit(main(sys.argv[1:]))
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["plan"]:
         from runtime.planning.command import main as plan

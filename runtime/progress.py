@@ -10,6 +10,8 @@ from typing import TextIO
 
 # Without a terminal, one line at most this often (and one at the end).
 PLAIN_LINE_SECONDS = 5.0
+# On a terminal, the line is redrawn at most this often.
+TERMINAL_REDRAW_SECONDS = 0.1
 
 
 @contextlib.contextmanager
@@ -20,28 +22,30 @@ def progress_bar(
     clock: Callable[[], float] = time.monotonic,
     every: float = PLAIN_LINE_SECONDS,
 ) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; a tqdm bar when ``stream`` is a terminal, plain lines otherwise."""
+    """Yield ``advance(n)``: on a terminal one line redrawn in place (at most ten times a
+    second), elsewhere a plain line every ``every`` seconds and one at the end."""
     out = stream or sys.stderr
-    if out.isatty():
-        from tqdm import tqdm
-
-        with tqdm(total=total, unit=unit, file=out) as bar:
-            yield bar.update
-        return
+    terminal = out.isatty()
+    started = last = clock()
     done = 0
-    last = clock()
 
-    def line() -> None:
+    def line(final: bool = False) -> None:
         of = f" of {total}" if total is not None else ""
-        print(f"progress: {done}{of} {unit}s", file=out, flush=True)
+        if not terminal:
+            print(f"progress: {done}{of} {unit}s", file=out, flush=True)
+            return
+        share = f" ({100 * done / total:.0f} %)" if total else ""
+        rate = done / max(clock() - started, 1e-9)
+        text = f"{done}{of} {unit}s{share}, {rate:.1f} per second"
+        print(f"\r{text}\x1b[K", end="\n" if final else "", file=out, flush=True)
 
     def advance(count: int) -> None:
         nonlocal done, last
         done += count
-        if clock() - last >= every:
+        if clock() - last >= (TERMINAL_REDRAW_SECONDS if terminal else every):
             last = clock()
             line()
 
     yield advance
     if done:
-        line()
+        line(final=True)

@@ -38,7 +38,7 @@ def test_development_pins_of_runtime_packages_equal_the_image_pins():
     image = pins(ROOT / "runtime" / "requirements.txt")
     development = pins(ROOT / "requirements-dev.txt")
     shared = set(image) & set(development)
-    assert {"quantlib", "numpy", "boto3", "awslambdaric", "tqdm"} <= shared
+    assert {"quantlib", "numpy", "boto3", "awslambdaric"} <= shared
     assert {name: development[name] for name in shared} == {name: image[name] for name in shared}
 
 

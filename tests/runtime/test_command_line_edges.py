@@ -57,6 +57,22 @@ def test_without_a_terminal_progress_is_a_plain_line_every_few_seconds():
     ]
 
 
+def test_on_a_terminal_progress_is_one_line_redrawn_in_place():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    now = [0.0]
+    with progress_bar(100, "option", stream=stream, clock=lambda: now[0]) as advance:
+        for _ in range(4):
+            now[0] += 1.0
+            advance(25)
+    redraws = stream.getvalue().split("\r")[1:]
+    assert redraws[-1] == "100 of 100 options (100 %), 25.0 per second\x1b[K\n"
+    assert all(not text.endswith("\n") for text in redraws[:-1])  # one line, redrawn
+
+
 def test_price_prints_progress_lines_into_a_pipe(tmp_path):
     out = tmp_path / "out.csv"
     done = run("price", str(SAMPLE), "-o", str(out), "--engine", "qdfp")

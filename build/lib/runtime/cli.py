@@ -1,0 +1,137 @@
+"""The command line: ``python -m runtime COMMAND ...``.
+
+``price`` and ``plan`` are part of the image. The other commands are local tools
+(``runtime/tools/``, left out of the image by ``runtime/.dockerignore``); in the image they
+say so in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
+
+# The local tools' commands, with their one-line help (their arguments live in the tools).
+TOOL_COMMANDS = {
+    "simulate": "run the deployed event flow on this machine against a local S3 and Batch",
+    "submit": "send a CSV file to a deployed stack",
+    "jobs": "list, show, cancel or retry jobs of a deployed stack or of simulate",
+    "generate": "write a deterministic sample portfolio",
+    "bench": "benchmark the engines (see docs/performance.md)",
+}
+
+
+class CommandError(Exception):
+    """A problem to report to the user in one line, without a traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime", description="Price equity options from CSV files."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    price = commands.add_parser("price", help="price a CSV file on this machine")
+    price.add_argument("input", type=Path)
+    price.add_argument("-o", "--out", type=Path, help="result file (default: INPUT-result)")
+    price.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    price.add_argument(
+        "--greeks",
+        action="store_true",
+        help="add delta, gamma, vega, theta, rho columns (QuantLib conventions: vega and rho "
+        "per 1.00 change, theta per year)",
+    )
+    commands.add_parser("plan", help=PLAN_HELP, add_help=False)  # its own parser
+    for name, summary in TOOL_COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+PLAN_HELP = "estimate CPU time, wall time and USD of a file on each path (no upload)"
+
+
+# The tools' own command line, looked up by name: the image has no runtime/tools/, and
+# the service must run without it (tests/project/test_imports.py builds that image tree).
+TOOLS_CLI = "runtime.tools.cli"
+
+
+def tools_available() -> bool:
+    return importlib.util.find_spec("runtime.tools") is not None
+
+
+def console() -> None:
+    """The ``mc-pricing`` command (pyproject.toml): the same as ``python -m runtime``."""
+    sys.exit(main(sys.argv[1:]))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["plan"]:
+        from runtime.planning.command import main as plan
+
+        return plan(argv[1:])
+    if argv[:1] and argv[0] in TOOL_COMMANDS:
+        if not tools_available():
+            print(
+                f"error: '{argv[0]}' is a local tool and not part of the image; "
+                "run it from a checkout of the project (python -m runtime ...)",
+                file=sys.stderr,
+            )
+            return 2
+        return importlib.import_module(TOOLS_CLI).main(argv)
+    args = _parser().parse_args(argv)
+    try:
+        return price_file(args.input, args.out, args.engine, greeks=args.greeks)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def read_input(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def writable_output(path: Path) -> Path:
+    """Fail before any work when the result could not be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise CommandError(f"cannot write {path}: directory {parent} does not exist")
+    if path.is_dir():
+        raise CommandError(f"cannot write {path}: it is a directory")
+    return path
+
+
+def price_file(input_path: Path, out: Path | None, engine_name: str, greeks: bool = False) -> int:
+    """Price a file here, with progress on stderr; row errors do not fail the run."""
+    from runtime.core.csvio import FileError, read_table
+    from runtime.core.pricing import price_table
+    from runtime.engines.parallel import parallel_engine
+    from runtime.progress import progress_bar
+
+    out = writable_output(out or input_path.with_name(input_path.name + "-result"))
+    try:
+        table = read_table(read_input(input_path), greeks=greeks)
+    except FileError as exc:
+        raise CommandError(f"{input_path}: {exc}") from exc
+    started = time.perf_counter()
+    with progress_bar(len(table.records), "option") as advance:
+        priced = price_table(table, parallel_engine(engine_name), advance, greeks=greeks)
+    seconds = time.perf_counter() - started
+    try:
+        out.write_bytes(priced.csv)
+    except OSError as exc:
+        raise CommandError(f"cannot write {out}: {exc.strerror}") from exc
+    per_option = seconds / max(1, priced.rows - priced.errors)
+    what = f"{engine_name} and Greeks" if greeks else engine_name
+    print(
+        f"priced {priced.rows - priced.errors} of {priced.rows} rows ({priced.errors} with errors) "
+        f"with {what} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {out}",
+        file=sys.stderr,
+    )
+    return 0

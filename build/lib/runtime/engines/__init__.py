@@ -1,0 +1,38 @@
+"""Pricing engines behind one interface: a callable from a batch of options to quotes.
+
+Engines take a whole batch so vectorised engines (``lsm``) can price a part at once;
+a failure on one option becomes that option's ``Quote.error``, never an exception.
+With ``greeks=True`` every priced quote also carries its ``Greeks``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Protocol
+
+from runtime.core.options import OptionSpec, Quote
+
+
+class Engine(Protocol):
+    def __call__(self, options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]: ...
+
+
+# name -> (module, function); imported on first use, so a process loads only its engine.
+_ENGINES = {
+    "lsm": ("runtime.engines.lsm", "price_lsm"),
+    "mc": ("runtime.engines.quantlib_engines", "price_mc"),
+    "qdfp": ("runtime.engines.quantlib_engines", "price_qdfp"),
+    "fd": ("runtime.engines.quantlib_engines", "price_fd"),
+}
+ENGINE_NAMES = tuple(_ENGINES)
+# lsm beats the workshop's mc on speed and on accuracy: docs/performance.md.
+DEFAULT_ENGINE = "lsm"
+
+
+def get_engine(name: str) -> Engine:
+    """Return the engine called ``name``; raise ValueError naming the choices otherwise."""
+    if name not in _ENGINES:
+        raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINE_NAMES)}")
+    module, function = _ENGINES[name]
+    return getattr(importlib.import_module(module), function)

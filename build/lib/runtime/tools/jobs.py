@@ -1,0 +1,420 @@
+"""``jobs list|show|cancel|retry``: the job commands, for a deployed stack or the embedded AWS.
+
+Where the jobs are (``Target``): ``--stack NAME`` reads ``pulumi stack output --json``
+(inputBucket, resultBucket, fastFunctionName, jobQueueArn, jobDefinitionArn, region);
+explicit flags override it; ``--endpoint-url URL`` is the embedded AWS of
+``simulate --keep`` or ``python -m runtime.tools.local_cloud`` (the local stack's names),
+where what AWS would run next (Lambda invocations, Batch jobs) is run by the emulator.
+
+- ``list``: the newest status objects of every lane (``fast/``, ``normal/``, ``urgent/``...);
+- ``show KEY``: one job's status, and where its result or error is;
+- ``cancel KEY``: the function cancels the running attempt (status ``cancelled``, one job
+  event; the remaining parts stop, nothing publishes, its Batch jobs are terminated);
+- ``retry KEY``: a failed job only: the function starts the next attempt, which runs only
+  the failed or missing parts and the merge (fast: the parts are written again for the new
+  attempt, each starting an invocation; normal: an array of those parts and a merge job),
+  or the whole upload when it never split.
+
+Both are commands for the stack's function (``{"source": "mc-pricing.command"}``),
+invoked asynchronously, so Lambda's retries and its on-failure route make them happen or
+end the job ``failed`` saying why; the command then watches the status for ``--wait``
+seconds. Each names the attempt the user saw (its fence), so it never acts on another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.adapters.lambda_handler import command
+from runtime.cli import CommandError
+from runtime.core import keys
+from runtime.protocol import lifecycle as states
+
+_STATUS_PREFIXES = tuple(f"{lane}/" for lane in keys.PATHS)
+# Statuses read by ``list`` at most (the newest first), however many the bucket holds.
+_LIST_SCAN = 500
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a stack's jobs are, and how to reach its services."""
+
+    input_bucket: str
+    result_bucket: str
+    function_name: str = ""
+    job_queue: str = ""
+    job_definition: str = ""
+    region: str = ""
+    endpoint_url: str = ""
+
+    @classmethod
+    def local(cls, endpoint_url: str) -> Target:
+        """The local stack of the embedded AWS at ``endpoint_url``."""
+        from runtime.tools import local_cloud
+
+        return cls(
+            input_bucket=local_cloud.INPUT_BUCKET,
+            result_bucket=local_cloud.RESULT_BUCKET,
+            function_name=local_cloud.FUNCTION_NAME,
+            job_queue=local_cloud.JOB_QUEUE,
+            job_definition=local_cloud.JOB_DEFINITION,
+            region=local_cloud.REGION,
+            endpoint_url=endpoint_url,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return bool(self.endpoint_url)
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        options: dict[str, Any] = {}
+        if self.region:
+            options["region_name"] = self.region
+        if self.endpoint_url:
+            from runtime.tools.local_cloud import LocalCloud
+
+            return LocalCloud(self.endpoint_url).client(service)
+        return boto3.client(service, **options)
+
+
+def target_from_args(
+    args: argparse.Namespace, outputs: Callable[[str], dict] | None = None
+) -> Target:
+    """The stack's outputs, the embedded AWS's names, or flags (which win)."""
+    if args.stack and args.endpoint_url:
+        raise CommandError("give --stack or --endpoint-url, not both")
+    found: dict[str, str] = {}
+    if args.endpoint_url:
+        local = Target.local(args.endpoint_url)
+        found = {
+            "inputBucket": local.input_bucket,
+            "resultBucket": local.result_bucket,
+            "fastFunctionName": local.function_name,
+            "jobQueueArn": local.job_queue,
+            "jobDefinitionArn": local.job_definition,
+            "region": local.region,
+        }
+    elif args.stack:
+        from runtime.tools.submit import stack_outputs
+
+        found = (outputs or stack_outputs)(args.stack)
+    flags = {
+        "inputBucket": args.input_bucket,
+        "resultBucket": args.result_bucket,
+        "fastFunctionName": args.function_name,
+        "jobQueueArn": args.job_queue,
+        "jobDefinitionArn": args.job_definition,
+        "region": args.region,
+    }
+    merged = {**found, **{name: value for name, value in flags.items() if value}}
+    if not merged.get("resultBucket"):
+        raise CommandError(
+            "where are the jobs? give --stack NAME, --endpoint-url URL, or --result-bucket"
+        )
+    return Target(
+        input_bucket=str(merged.get("inputBucket") or ""),
+        result_bucket=str(merged["resultBucket"]),
+        function_name=str(merged.get("fastFunctionName") or ""),
+        job_queue=str(merged.get("jobQueueArn") or ""),
+        job_definition=str(merged.get("jobDefinitionArn") or ""),
+        region=str(merged.get("region") or ""),
+        endpoint_url=args.endpoint_url or "",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The job commands' arguments (``python -m runtime jobs ...``)."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--stack", help="Pulumi stack whose outputs name the buckets, etc.")
+    where.add_argument(
+        "--endpoint-url", help="the embedded AWS (simulate --keep, runtime.tools.local_cloud)"
+    )
+    where.add_argument("--input-bucket")
+    where.add_argument("--result-bucket")
+    where.add_argument("--function-name", help="the fast path's Lambda function")
+    where.add_argument("--job-queue", help="the normal path's Batch job queue")
+    where.add_argument("--job-definition", help="the normal path's Batch job definition")
+    where.add_argument("--region")
+    commands = parser.add_subparsers(dest="jobs_command", required=True)
+    listing = commands.add_parser("list", parents=[where], help="recent jobs, newest first")
+    listing.add_argument("--state", choices=(states.RUNNING, *states.TERMINAL_STATES))
+    listing.add_argument("--limit", type=int, default=20, help="jobs to show (default 20)")
+    show = commands.add_parser("show", parents=[where], help="one job's status")
+    show.add_argument("key", help="the upload's key, e.g. fast/20261124-0900/book.csv")
+    show.add_argument("--json", action="store_true", help="print the status document")
+    cancel = commands.add_parser("cancel", parents=[where], help="cancel a running job")
+    cancel.add_argument("key")
+    retry = commands.add_parser("retry", parents=[where], help="re-run a failed job's parts")
+    retry.add_argument("key")
+    retry.add_argument("--force", action="store_true", help="run it even over the budget")
+    for command_parser in (cancel, retry):
+        command_parser.add_argument(
+            "--wait",
+            type=float,
+            default=60.0,
+            help="seconds to watch the status for the outcome (default 60; 0: do not wait)",
+        )
+        command_parser.add_argument(
+            "--workers", type=int, default=4, help="embedded AWS: containers"
+        )
+
+
+def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> int:
+    """Run one job command; errors are CommandError (one line, no traceback)."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    say = out or (lambda line: print(line, flush=True))
+    target = target_from_args(args)
+    try:
+        jobs = Jobs(target, say)
+        if args.jobs_command == "list":
+            return jobs.list(args.state, args.limit)
+        if args.jobs_command == "show":
+            return jobs.show(args.key, as_json=args.json)
+        if args.jobs_command == "cancel":
+            return jobs.cancel(args.key, wait=args.wait, workers=args.workers)
+        if args.jobs_command == "retry":
+            return jobs.retry(args.key, force=args.force, wait=args.wait, workers=args.workers)
+    except NoCredentialsError:
+        raise CommandError(
+            "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise CommandError(
+            f"{exc.operation_name} failed: {error.get('Code')}: {error.get('Message')}"
+        ) from None
+    except NoRegionError:
+        raise CommandError("no AWS region: give --region, or --stack of a deployed stack") from None
+    except BotoCoreError as exc:  # an endpoint that does not answer, an unknown profile
+        raise CommandError(str(exc)) from None
+    raise AssertionError(args.jobs_command)
+
+
+def input_key(text: str, target: Target) -> str:
+    """The upload's key, from the key itself, its s3:// URI or its status key."""
+    key = text.strip()
+    if key.startswith("s3://"):
+        key = key.removeprefix("s3://").partition("/")[2]
+    key = key.removesuffix(keys.STATUS_SUFFIX)
+    for suffix in ("-result", "-error"):
+        key = key.removesuffix(suffix)
+    try:
+        keys.path_of(key)
+    except keys.NotAJobKey as exc:
+        raise CommandError(str(exc)) from None
+    return key
+
+
+class Jobs:
+    def __init__(self, target: Target, say: Callable[[str], None]) -> None:
+        from runtime.adapters.s3 import ObjectStore
+
+        self.target = target
+        self.say = say
+        self.clients: dict[str, Any] = {}  # service -> client, made on first use
+        self.s3 = self.client("s3")
+        self.store = ObjectStore(self.s3)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = self.target.client(service)
+        return self.clients[service]
+
+    def status_of(self, key: str) -> dict | None:
+        return self.store.get_json(self.target.result_bucket, keys.status_key(key))
+
+    def _status(self, text: str) -> tuple[str, dict]:
+        key = input_key(text, self.target)
+        status = self.status_of(key)
+        if status is None:
+            raise CommandError(
+                f"no job for {key}: s3://{self.target.result_bucket}/{keys.status_key(key)} "
+                "does not exist"
+            )
+        return key, status
+
+    # -- list and show ------------------------------------------------------------------
+
+    def list(self, state: str | None, limit: int) -> int:
+        if limit < 1:
+            raise CommandError("--limit must be at least 1")
+        found = []
+        for prefix in _STATUS_PREFIXES:
+            pages = self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.result_bucket, Prefix=prefix
+            )
+            for page in pages:
+                found.extend(
+                    item
+                    for item in page.get("Contents", [])
+                    if item["Key"].endswith(keys.STATUS_SUFFIX) and "/_work/" not in item["Key"]
+                )
+        found.sort(key=lambda item: item["LastModified"], reverse=True)
+        rows = []
+        now = time.time()
+        for item in found[:_LIST_SCAN]:
+            status = self.store.get_json(self.target.result_bucket, item["Key"])
+            if not status or (state and status.get("state") != state):
+                continue
+            started = states.epoch(status.get("startedAt")) or now
+            rows.append(
+                (
+                    str(status.get("state")),
+                    f"{status.get('partsDone', 0)}/{status.get('partsTotal', 0)}",
+                    _age(now - started),
+                    item["Key"].removesuffix(keys.STATUS_SUFFIX),
+                )
+            )
+            if len(rows) == limit:
+                break
+        if not rows:
+            which = f"{state} " if state else ""
+            self.say(f"no {which}jobs in s3://{self.target.result_bucket}")
+            return 0
+        self.say(f"{'STATE':<11} {'PARTS':>9} {'AGE':>8}  KEY")
+        for row in rows:
+            self.say(f"{row[0]:<11} {row[1]:>9} {row[2]:>8}  {row[3]}")
+        return 0
+
+    def show(self, text: str, as_json: bool = False) -> int:
+        key, status = self._status(text)
+        if as_json:
+            self.say(json.dumps(status, indent=2, sort_keys=True))
+            return 0
+        lines = [
+            f"job      {key}",
+            f"state    {status.get('state')} (attempt {status.get('attempt', 1)})",
+            f"path     {status.get('path')}, engine {status.get('engine')}, "
+            f"token {status.get('token')}, generation {status.get('generation')}",
+            f"parts    {status.get('partsDone', 0)}/{status.get('partsTotal', 0)} done, "
+            f"{status.get('rows', 0)} rows ({status.get('rowsWithErrors', 0)} with errors)",
+            f"started  {status.get('startedAt') or '-'}"
+            + (
+                f", finished {status['finishedAt']} ({status.get('seconds')} s)"
+                if status.get("finishedAt")
+                else ""
+            ),
+        ]
+        if status.get("missingParts") and status.get("state") != states.DONE:
+            lines.append(f"missing  {_parts(status['missingParts'])}")
+        for failure in status.get("failedParts") or []:
+            lines.append(
+                f"failed   {keys.part_name(int(failure['part']))} (attempt "
+                f"{failure.get('attempt', 1)}): {failure['error']}"
+            )
+        for earlier in status.get("attempts") or []:
+            lines.append(
+                f"earlier  attempt {earlier.get('attempt')} {earlier.get('state')}: "
+                f"{earlier.get('error')}"
+            )
+        if status.get("error"):
+            lines.append(f"error    {status['error']}")
+        if status.get("batchJobs"):
+            jobs = ", ".join(f"{role} {job}" for role, job in sorted(status["batchJobs"].items()))
+            lines.append(f"batch    {jobs}")
+        if status.get("result"):
+            what = "result" if status.get("state") == states.DONE else "object"
+            lines.append(f"{what}   {status['result']}")
+        if status.get("outbox"):
+            lines.append(f"pending  {len(status['outbox'])} job event(s) or stop(s) to deliver")
+        lines.append(f"status   s3://{self.target.result_bucket}/{keys.status_key(key)}")
+        for line in lines:
+            self.say(line)
+        return 0
+
+    # -- cancel and retry: commands for the function ------------------------------------
+
+    def cancel(self, text: str, wait: float = 60.0, workers: int = 4) -> int:
+        key, status = self._status(text)
+        if status["state"] != states.RUNNING:
+            raise CommandError(f"{key} is not running: the job is {status['state']}")
+        fence = states.Fence.of(status)
+        final = self._run(command("cancel", key, str(fence)), key, status, wait, workers)
+        if final.get("state") == states.CANCELLED and states.Fence.of(final) == fence:
+            self.say(f"cancelled {key} (job {fence})")
+            return 0
+        if final is status:
+            self.say(f"cancel of {key} (job {fence}) requested")
+            return 0
+        raise CommandError(
+            f"{key} was not cancelled: the job is {final.get('state')} "
+            f"(attempt {final.get('attempt')})"
+        )
+
+    def retry(self, text: str, force: bool = False, wait: float = 60.0, workers: int = 4) -> int:
+        key, status = self._status(text)
+        if status["state"] != states.FAILED:
+            raise CommandError(f"only a failed job can be retried: {key} is {status['state']}")
+        fence = states.Fence.of(status)
+        self.say(f"retrying {key} (job {fence})")
+        final = self._run(command("retry", key, str(fence), force), key, status, wait, workers)
+        if final is status:
+            self.say(f"retry of {key} requested")
+            return 0
+        attempt = final.get("attempt")
+        self.say(f"{key}: {final.get('state')} (attempt {attempt})")
+        if self.target.embedded and final.get("state") != states.DONE:
+            raise CommandError(f"the retried job {final.get('state')}: {final.get('error')}")
+        return 0
+
+    def _run(self, payload: dict, key: str, before: dict, wait: float, workers: int) -> dict:
+        """Send a command to the function, and watch the status for up to ``wait`` seconds
+        for its outcome (on the embedded AWS, run it and all it causes)."""
+        if self.target.embedded:
+            from runtime.tools.emulator import Invocation
+
+            with self._emulator(workers, key) as emulator:
+                emulator.run([Invocation("command", payload, payload["command"])])
+                emulator.drain_job_events()
+            return self.status_of(key) or {}
+        if not self.target.function_name:
+            raise CommandError("jobs commands need the function: --function-name or --stack")
+        self.client("lambda").invoke(
+            FunctionName=self.target.function_name,
+            InvocationType="Event",
+            Payload=json.dumps(payload).encode(),
+        )
+        deadline = time.monotonic() + max(0.0, wait)
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            found = self.status_of(key) or {}
+            if found.get("updatedAt") != before.get("updatedAt"):
+                return found
+        return before
+
+    def _emulator(self, workers: int, key: str):
+        """On the embedded AWS, the emulator runs what AWS would run next."""
+        from runtime.tools.emulator import Emulator, Timeline, runtime_environment
+        from runtime.tools.local_cloud import LocalCloud
+
+        cloud = LocalCloud(self.target.endpoint_url)
+        status = self.status_of(key) or {}
+        environment = runtime_environment(cloud, None, status.get("engine") or "lsm")
+        timeline = Timeline(echo=lambda line: print(line, file=sys.stderr, flush=True))
+        return Emulator(cloud, environment, timeline, workers, watch={key})
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _parts(indexes: list[int]) -> str:
+    names = [keys.part_name(i) for i in indexes[:10]]
+    more = f" and {len(indexes) - 10} more" if len(indexes) > 10 else ""
+    return ", ".join(names) + more
