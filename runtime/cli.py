@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from runtime import __version__
 from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
 
 # The local tools' commands, with their one-line help (their arguments live in the tools).
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime", description="Price equity options from CSV files."
     )
+    parser.add_argument("--version", action="version", version=f"mc-pricing {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     price = commands.add_parser("price", help="price a CSV file on this machine")
     price.add_argument("input", type=Path)
