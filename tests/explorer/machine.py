@@ -153,6 +153,49 @@ def _run_batch(world: World, chooser: Chooser) -> str:
     return f"batch {job.job_id} {job.environment.get('BATCH_ROLE')} {faults} -> {job.state}"
 
 
+def _begin(world: World, chooser: Chooser) -> str:
+    """An invocation or a Batch job starts and pauses before its first S3 call."""
+    index, faults = chooser.integer(0, 50), _faults(chooser)
+    if world.pending and chooser.choice((True, False)):
+        item = world.pending[index % len(world.pending)]
+        world.begin(index, faults)
+        return f"begin {item.kind} {item.request_id} attempt {item.attempt} {faults}"
+    runnable = world.runnable()
+    if not runnable:
+        return "begin: nothing to start"
+    job = runnable[index % len(runnable)]
+    world.begin_batch(index, faults, host_failure=chooser.choice((False, True)))
+    return f"begin batch {job.job_id} {job.environment.get('BATCH_ROLE')} {faults}"
+
+
+def _advance(world: World, chooser: Chooser) -> str:
+    """An execution in flight makes a few more S3 calls, then pauses (or ends)."""
+    if not world.in_flight:
+        return "advance: nothing in flight"
+    index, calls = chooser.integer(0, 20), chooser.integer(1, 6)
+    label = world.in_flight[index % len(world.in_flight)].label
+    world.advance(index, calls)
+    return f"advance {label} by {calls} S3 calls"
+
+
+def _finish(world: World, chooser: Chooser) -> str:
+    if not world.in_flight:
+        return "finish: nothing in flight"
+    index = chooser.integer(0, 20)
+    label = world.in_flight[index % len(world.in_flight)].label
+    world.advance(index, None)
+    return f"finish {label}"
+
+
+def _kill(world: World, chooser: Chooser) -> str:
+    if not world.in_flight:
+        return "kill: nothing in flight"
+    index = chooser.integer(0, 20)
+    label = world.in_flight[index % len(world.in_flight)].label
+    world.kill(index)
+    return f"kill {label} where it waits"
+
+
 def _give_up(world: World, chooser: Chooser) -> str:
     return f"batch gives up: {world.give_up(chooser.integer(0, 50))}"
 
@@ -185,8 +228,12 @@ ACTIONS: dict[str, tuple[int, Callable[[World, Chooser], str]]] = {
     "deploy": (1, _deploy),
     "cancel": (1, _command("cancel")),
     "retry": (1, _command("retry")),
-    "invoke": (10, _invoke),
-    "run_batch": (5, _run_batch),
+    "invoke": (8, _invoke),
+    "run_batch": (4, _run_batch),
+    "begin": (3, _begin),
+    "advance": (6, _advance),
+    "finish": (2, _finish),
+    "kill": (1, _kill),
     "give_up": (1, _give_up),
     "duplicate": (2, _duplicate),
     "undeliverable": (1, _undeliverable),
@@ -226,9 +273,12 @@ class LifecycleExplorer(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if hasattr(self, "world"):
-            drain(self.world)
-            check_always(self.world)
-            check_settled(self.world)
+            try:
+                drain(self.world)
+                check_always(self.world)
+                check_settled(self.world)
+            finally:
+                self.world.close()
 
 
 def walk(seed: int, steps: int, make_s3: Callable[[], object]) -> tuple[int, list[str]]:
@@ -237,14 +287,17 @@ def walk(seed: int, steps: int, make_s3: Callable[[], object]) -> tuple[int, lis
     world = World(make_s3())
     chooser = RandomChooser(random.Random(seed))
     trace: list[str] = []
-    for _ in range(steps):
-        trace.append(step(world, chooser))
+    try:
+        for _ in range(steps):
+            trace.append(step(world, chooser))
+            check_always(world)
+            if world.quiet() and not world.events.refusing:
+                check_settled(world)
+        drain(world)
         check_always(world)
-        if world.quiet() and not world.events.refusing:
-            check_settled(world)
-    drain(world)
-    check_always(world)
-    check_settled(world)
+        check_settled(world)
+    finally:
+        world.close()
     return world.steps_run, trace
 
 
@@ -253,7 +306,9 @@ def drain(world: World, rounds: int = 2_000) -> None:
     again (and an operator redrives what was parked): the end of every run."""
     world.events.refusing = False
     for _ in range(rounds):
-        if world.pending:
+        if world.in_flight:
+            world.advance(0, None)
+        elif world.pending:
             world.invoke(0, Faults())
         elif world.runnable():
             world.run_batch(0, Faults(), host_failure=False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections.abc import Iterator
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,9 @@ class FaultyS3:
 
     _CALLS = ("head_object", "get_object", "put_object", "delete_object", "delete_objects")
 
-    def __init__(self, base: Any, faults: Faults, world: World) -> None:
+    def __init__(self, base: Any, faults: Faults, world: World, gate: Any = None) -> None:
         self.base, self.faults, self.world = base, faults, world
+        self.gate = gate  # an Actor: the call waits until the explorer lets it run
         self.calls = 0
         self.conditional_writes = 0
         self.lost_named = False
@@ -95,6 +96,7 @@ class FaultyS3:
         method = getattr(self.base, name)
 
         def call(**arguments: Any) -> Any:
+            self._before()
             answer = method(**arguments)
             key = str(arguments.get("Key", ""))
             if name == "put_object":
@@ -125,11 +127,16 @@ class FaultyS3:
 
         class Counted:
             def paginate(self, **arguments: Any) -> list[dict]:
+                outer._before()
                 pages = list(paginator.paginate(**arguments))
                 outer._tick()
                 return pages
 
         return Counted()
+
+    def _before(self) -> None:
+        if self.gate is not None:
+            self.gate.wait_turn()
 
     def _tick(self) -> None:
         self.calls += 1
@@ -147,6 +154,85 @@ def check_own_attempt(document: dict) -> None:
         assert acted_for == ended, f"I6: attempt {ended} ended by an actor of {acted_for}"
 
 
+class Actor:
+    """One execution of a handler in its own thread, paused before every S3 call until the
+    explorer lets it go on: so two actors' calls interleave in any order the explorer picks
+    (one thread runs at a time, so a run is deterministic). Killed while paused, it dies
+    there, as a process does."""
+
+    def __init__(self, work: Any) -> None:
+        self._work = work
+        self._turn = threading.Condition()
+        self.allowed = 0
+        self.paused = False
+        self.done = False
+        self.kill = False
+        self.outcome: tuple[str, Any] | None = None
+        self.published: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            outcome: tuple[str, Any] = ("ok", self._work(self))
+        except Killed as exc:
+            outcome = ("killed", exc)
+        except Exception as exc:
+            outcome = ("error", exc)
+        with self._turn:
+            self.outcome, self.done = outcome, True
+            self._turn.notify_all()
+
+    def wait_turn(self) -> None:
+        """In the actor's thread, before an S3 call."""
+        with self._turn:
+            while self.allowed == 0 and not self.kill:
+                self.paused = True
+                self._turn.notify_all()
+                self._turn.wait()
+            self.paused = False
+            if self.kill:
+                raise Killed("killed while waiting for S3")
+            self.allowed -= 1
+
+    def advance(self, calls: int | None) -> None:
+        """Let it make ``calls`` more S3 calls (None: run to the end), and wait until it
+        pauses again or ends."""
+        with self._turn:
+            self.allowed = 10**9 if calls is None else calls
+            if not self._thread.is_alive() and not self.done:
+                self._thread.start()
+            self._turn.notify_all()
+            while not (self.done or (self.paused and self.allowed == 0)):
+                self._turn.wait()
+
+    def stop(self) -> None:
+        """Kill it where it waits."""
+        with self._turn:
+            self.kill = True
+            if not self._thread.is_alive() and not self.done:
+                self._thread.start()
+            self._turn.notify_all()
+            while not self.done:
+                self._turn.wait()
+
+
+@dataclass
+class InFlight:
+    """An invocation or a Batch job attempt that started and has not ended."""
+
+    actor: Actor
+    item: Pending | None = None  # a Lambda invocation
+    job: BatchRecord | None = None  # a Batch job attempt
+    host_failure: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.item is not None:
+            return f"{self.item.kind} {self.item.request_id} attempt {self.item.attempt}"
+        assert self.job is not None
+        return f"batch {self.job.job_id} {self.job.environment.get('BATCH_ROLE')}"
+
+
 class RecordingEvents:
     """EventBridge's PutEvents, refusing while ``refusing`` is set."""
 
@@ -158,7 +244,8 @@ class RecordingEvents:
         if self.refusing:
             raise EventDeliveryError("EventBridge is refusing PutEvents (explorer)")
         self.world.delivered.append(detail)
-        self.world.published_now.append(detail["eventId"])
+        if self.world.running is not None:
+            self.world.running.published.append(detail["eventId"])
 
 
 @dataclass
@@ -207,7 +294,11 @@ class FakeBatch:
 
     def terminate_job(self, jobId: str, reason: str) -> dict:
         for job_id, record in self.jobs.items():
-            if job_id.partition(":")[0] == jobId and record.state in ("SUBMITTED", "ARRAY"):
+            if job_id.partition(":")[0] == jobId and record.state in (
+                "SUBMITTED",
+                "ARRAY",
+                "RUNNING",
+            ):
                 record.terminated = reason
         return {}
 
@@ -246,7 +337,8 @@ class World:
     delivered: list[dict] = field(default_factory=list)  # job events EventBridge took
     may_repeat: set[str] = field(default_factory=set)
     terminal_states: set[str] = field(default_factory=set)  # event ids a status reached
-    published_now: list[str] = field(default_factory=list)
+    in_flight: list[InFlight] = field(default_factory=list)
+    running: Actor | None = None
     scheduled_runs: set[str] = field(default_factory=set)  # the keys of runs fired
     steps_run: int = 0
 
@@ -278,10 +370,10 @@ class World:
             region="us-east-1",
         )
 
-    def steps(self, faults: Faults) -> JobSteps:
+    def steps(self, faults: Faults, actor: Actor | None = None) -> JobSteps:
         """A container: the current settings (a deploy changes them for new containers)."""
         steps = JobSteps(
-            ObjectStore(FaultyS3(self.s3, faults, self)),
+            ObjectStore(FaultyS3(self.s3, faults, self, actor)),
             self.config(),
             engine=self.engine,
             events=self.events,
@@ -364,21 +456,91 @@ class World:
     # -- running the function ---------------------------------------------------------------
 
     def invoke(self, index: int, faults: Faults) -> None:
-        """Run one pending invocation; what it causes is queued."""
+        """Run one pending invocation to its end; what it causes is queued."""
+        self.finish(self.begin(index, faults))
+
+    def begin(self, index: int, faults: Faults) -> int:
+        """Start one pending invocation, paused before its first S3 call: its index among
+        the executions in flight."""
         item = self.pending.pop(index % len(self.pending))
         self.clock = max(self.clock, item.due)  # running it means its time came
         self.steps_run += 1
         if item.kind != "sqs":
             self.delivered_events.append(item)
+        settings = self.config()  # the container's, when it started
+
+        def work(actor: Actor) -> dict:
+            steps = self.steps(faults, actor)
+            steps.config = settings
+            return lambda_handler.handle(steps, item.event, item.request_id)
+
+        return self._start(InFlight(Actor(work), item=item))
+
+    def _start(self, flight: InFlight) -> int:
+        self.in_flight.append(flight)
+        self._advance(flight, 0)
+        if flight.actor.done:
+            self._end(flight)
+            return -1
+        return len(self.in_flight) - 1
+
+    def _advance(self, flight: InFlight, calls: int | None) -> None:
+        self.running = flight.actor
+        try:
+            flight.actor.advance(calls)
+        finally:
+            self.running = None
+
+    def advance(self, index: int, calls: int | None) -> bool:
+        """Let an execution in flight make ``calls`` more S3 calls (None: to its end)."""
+        if not self.in_flight:
+            return False
+        flight = self.in_flight[index % len(self.in_flight)]
+        job = flight.job
+        if job is not None and job.terminated:  # Batch's TerminateJob kills a running job
+            flight.actor.stop()
+        else:
+            self._advance(flight, calls)
+        if flight.actor.done:
+            self._end(flight)
+        return True
+
+    def finish(self, index: int) -> None:
+        if index >= 0:
+            self.advance(index, None)
+
+    def kill(self, index: int) -> bool:
+        """The process of an execution in flight dies where it waits."""
+        if not self.in_flight:
+            return False
+        flight = self.in_flight[index % len(self.in_flight)]
+        flight.actor.stop()
+        self._end(flight)
+        return True
+
+    def close(self) -> None:
+        """Stop every thread still waiting (a run that ended early)."""
+        for flight in list(self.in_flight):
+            flight.actor.stop()
+        self.in_flight.clear()
+
+    def _end(self, flight: InFlight) -> None:
+        self.in_flight.remove(flight)
+        self._may_repeat(flight.actor.published)
+        kind, value = flight.actor.outcome or ("killed", None)
+        if flight.job is not None:
+            self._job_ended(flight, kind, value)
+            return
+        item = flight.item
+        assert item is not None
         failed: dict | None = None
         answer: dict = {}
-        with self._execution():
-            try:
-                answer = lambda_handler.handle(self.steps(faults), item.event, item.request_id)
-            except Killed as exc:
-                failed = {"errorType": "Runtime.ExitError", "errorMessage": str(exc)}
-            except Exception as exc:
-                failed = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        if kind == "ok":
+            answer = value
+        elif kind == "killed":
+            failed = {"errorType": "Runtime.ExitError", "errorMessage": str(value)}
+        else:
+            failed = {"errorType": type(value).__name__, "errorMessage": str(value)}
         if item.kind == "sqs":
             if failed or answer.get("batchItemFailures"):
                 self._receive_again(item)
@@ -428,25 +590,18 @@ class World:
         self.pending.append(Pending(item.kind, item.event, self.request_id()))
         return True
 
-    @contextlib.contextmanager
-    def _execution(self) -> Iterator[None]:
-        """Around one execution: job events EventBridge took while the status still holds
-        them (the actor died before clearing its outbox) may be delivered once more."""
-        self.published_now = []
-        try:
-            yield
-        finally:
-            for event_id in self.published_now:
-                key = next(
-                    (d["inputKey"] for d in reversed(self.delivered) if d["eventId"] == event_id),
-                    None,
-                )
-                status = self.status(key) if key else None
-                pending = {
-                    e.get("detail", {}).get("eventId") for e in (status or {}).get("outbox", [])
-                }
-                if event_id in pending:
-                    self.may_repeat.add(event_id)
+    def _may_repeat(self, published: list[str]) -> None:
+        """Job events EventBridge took while the status still holds them (the actor died
+        before clearing its outbox) may be delivered once more."""
+        for event_id in published:
+            key = next(
+                (d["inputKey"] for d in reversed(self.delivered) if d["eventId"] == event_id),
+                None,
+            )
+            status = self.status(key) if key else None
+            pending = {e.get("detail", {}).get("eventId") for e in (status or {}).get("outbox", [])}
+            if event_id in pending:
+                self.may_repeat.add(event_id)
 
     # -- running Batch ----------------------------------------------------------------------
 
@@ -476,16 +631,26 @@ class World:
         return "SUCCEEDED" if all(c.state == "SUCCEEDED" for c in children) else "SUBMITTED"
 
     def run_batch(self, index: int, faults: Faults, host_failure: bool) -> bool:
-        """Batch places one runnable job (or gives up on one that cannot run)."""
+        """Batch places one runnable job and it runs to its end."""
+        started = self.begin_batch(index, faults, host_failure)
+        if started is None:
+            return False
+        self.finish(started)
+        return True
+
+    def begin_batch(self, index: int, faults: Faults, host_failure: bool) -> int | None:
+        """Batch places one runnable job (or fails one that cannot run): its index among
+        the executions in flight (-1: it ended at once; None: nothing was runnable).
+        ``host_failure``: if the process is killed, its host was reclaimed (retried)."""
         runnable = self.runnable()
         if not runnable:
-            return False
+            return None
         job = runnable[index % len(runnable)]
         self.steps_run += 1
         if job.terminated or self._dependencies(job) == "failed":
             reason = job.terminated or "Dependent Job failed"
             self._failed(job, reason, attempts=[])
-            return True
+            return -1
         environment = job.environment
         _, _, index_text = job.job_id.partition(":")
         context = BatchContext(
@@ -497,38 +662,46 @@ class World:
             part_indexes=parse_part_indexes(environment.get("PART_INDEXES", "")),
         )
         parameters = job.request["parameters"]
-        killed = False
-        failure: str | None = None
-        with self._execution():
-            try:
-                batch_job.run(
-                    self.steps(faults), parameters["S3bucket"], parameters["S3key"], context
-                )
-            except Killed:
-                killed = True
-            except Exception as exc:
-                failure = f"Essential container in task exited: {type(exc).__name__}"
-        if killed and host_failure and job.attempt < BATCH_ATTEMPTS:
+        settings = self.config()
+        job.state = "RUNNING"
+
+        def work(actor: Actor) -> None:
+            steps = self.steps(faults, actor)
+            steps.config = settings
+            batch_job.run(steps, parameters["S3bucket"], parameters["S3key"], context)
+
+        return self._start(InFlight(Actor(work), job=job, host_failure=host_failure))
+
+    def _job_ended(self, flight: InFlight, kind: str, value: Any) -> None:
+        job = flight.job
+        assert job is not None
+        if job.terminated and kind == "killed":
+            self._failed(job, job.terminated, attempts=[])
+            return
+        failure = None
+        if kind == "error":
+            failure = f"Essential container in task exited: {type(value).__name__}"
+        if kind == "killed" and flight.host_failure and job.attempt < BATCH_ATTEMPTS:
             job.attempt += 1  # the retry strategy retries a host failure
-            return True
-        if killed:
+            job.state = "SUBMITTED"
+            return
+        if kind == "killed":
             failure = (
                 "Host EC2 (instance i-0explorer) terminated."
-                if host_failure
+                if flight.host_failure
                 else "OutOfMemoryError: Container killed due to memory usage"
             )
         if failure is None:
             job.state = "SUCCEEDED"
-        else:
-            moment = int(self.clock * 1000)
-            attempt = {
-                "statusReason": failure,
-                "container": {"exitCode": 137 if killed else 1},
-                "startedAt": moment,
-                "stoppedAt": moment,
-            }
-            self._failed(job, failure, attempts=[attempt])
-        return True
+            return
+        moment = int(self.clock * 1000)
+        attempt = {
+            "statusReason": failure,
+            "container": {"exitCode": 137 if kind == "killed" else 1},
+            "startedAt": moment,
+            "stoppedAt": moment,
+        }
+        self._failed(job, failure, attempts=[attempt])
 
     def give_up(self, index: int) -> bool:
         """The queue's time limit cancels a job that waited too long (RUNNABLE)."""
@@ -591,4 +764,4 @@ class World:
         return price_table(table, self.engine, greeks=greeks).csv
 
     def quiet(self) -> bool:
-        return not self.pending and not self.runnable() and not self.parked
+        return not self.pending and not self.runnable() and not self.parked and not self.in_flight
