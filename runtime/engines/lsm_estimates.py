@@ -1,0 +1,172 @@
+"""The default engine's price, error bar and bounds for options that need more than a closed
+form, per unit of strike and vectorised over a chunk (docs/engines.md).
+
+**Simulated** (``sigma^2 T`` below ``simulate_below``):
+
+    price = simulated Bermudan + (lattice American - lattice Bermudan)
+
+The simulation is unbiased for the value of the lattice's rule on the dates; the lattice
+(BBSR) supplies the American's premium over that Bermudan, which the dates cannot see. The
+error bar is
+
+    stdError^2 = noise^2 + spread^2 + max(0, disagreement^2 - 9 noise^2)
+
+with ``noise`` the simulation's standard error, ``spread`` how far the lattice's correction
+moved between ``N/2`` and ``N`` steps, and ``disagreement`` the simulated minus the lattice's
+Bermudan: both measure the same value, so a disagreement beyond three noise standard errors
+is an error of the lattice (or of its rule) that the correction may carry into the price. A
+row whose bar is above ``refine_above`` targets and is the lattice's, not the noise's, is
+priced again on a lattice twice as fine (up to ``max_steps_per_date``).
+
+**Lattice only** (larger ``sigma^2 T``, up to the validated 5^2 x 50 = 1,250): the smoothed
+tree's BBSR value over at most ``horizon_variance / sigma^2`` years. A longer American option
+is worth at least the shorter one and at most the perpetual one, so a truncated horizon
+contributes half the interval between them to the price and to the bar. The tree's error is
+estimated as the change of the BBSR value between ``N/2`` and ``N`` steps.
+
+Every price is kept within ``closed_forms.price_limits``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from runtime.engines.closed_forms import bsm, price_limits
+from runtime.engines.lattice import Market, american, exercise_lattice
+from runtime.engines.lsm_settings import LsmSettings
+from runtime.engines.simulation import Budget, simulate
+
+
+@dataclass
+class Estimate:
+    """Per option, in units of the strike."""
+
+    price: np.ndarray
+    std_error: np.ndarray
+    noise: np.ndarray  # the simulation's standard error (0 for the lattice only)
+    lattice_error: np.ndarray  # what the bar holds beyond the noise
+    low: np.ndarray | None = None  # with bounds
+    high: np.ndarray | None = None
+    steps: np.ndarray | None = None  # lattice steps the estimate used (Greeks use the same)
+
+    def update(self, rows: np.ndarray, other: Estimate) -> None:
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if mine is not None and theirs is not None:
+                mine[rows] = theirs
+
+
+def _limits(market: Market) -> tuple[np.ndarray, np.ndarray]:
+    m = market
+    (euro,) = bsm(m.phi, m.x0, np.log(m.x0), m.rate, m.div, m.vol, m.t)
+    return price_limits(m.phi, m.x0, m.rate, m.div, m.vol, m.t, euro)
+
+
+def simulated(
+    market: Market,
+    seeds: list[int],
+    target: np.ndarray,
+    dates: int,
+    steps_per_date: int,
+    cfg: LsmSettings,
+    bounds: bool,
+) -> Estimate:
+    """One chunk of options that share their number of exercise dates."""
+    lattice = exercise_lattice(market, dates, steps_per_date, values=bounds)
+    budget = Budget(
+        first_pairs=cfg.first_pairs,
+        max_pairs=cfg.max_block_pairs,
+        work=cfg.work_budget,
+        target=target,
+        min_blocks=cfg.min_blocks,
+    )
+    sim = simulate(market, lattice, seeds, dates, budget, bounds)
+    lower, upper = _limits(market)
+    price = np.clip(sim.estimate + lattice.correction, lower, upper)
+    noise = sim.std_error
+    disagreement = sim.estimate - lattice.bermudan
+    excess = np.maximum(disagreement**2 - 9.0 * noise**2, 0.0)
+    lattice_error = np.sqrt(lattice.spread**2 + excess)
+    out = Estimate(
+        price=price,
+        std_error=np.sqrt(noise**2 + lattice_error**2),
+        noise=noise,
+        lattice_error=lattice_error,
+        steps=np.full(len(market), dates * steps_per_date),
+    )
+    if bounds and sim.dual is not None and sim.dual_error is not None:
+        z = cfg.confidence
+        # the rule's value on independent paths is a lower bound of the Bermudan, hence of
+        # the American; the dual bounds the Bermudan (dates 0, T/n .. T) from above, and the
+        # lattice's American-Bermudan difference carries it to the American
+        out.low = np.minimum(np.maximum(sim.estimate - z * noise, lower), price)
+        gap = np.maximum(lattice.correction, 0.0)
+        high = sim.dual + gap + z * np.sqrt(sim.dual_error**2 + lattice.spread**2)
+        out.high = np.maximum(np.minimum(high, upper), price)
+    return out
+
+
+def refined(
+    market: Market,
+    seeds: list[int],
+    target: np.ndarray,
+    tolerance: np.ndarray,
+    dates: int,
+    cfg: LsmSettings,
+    bounds: bool,
+) -> Estimate:
+    """``simulated``, and again on a finer lattice for the rows whose bar is the lattice's:
+    up to ``max_steps_per_date`` while above the target, and once more, up to
+    ``last_resort_steps_per_date``, for the rows still above their tolerance."""
+    m = cfg.steps_per_date
+    est = simulated(market, seeds, target, dates, m, cfg, bounds)
+    while m < cfg.last_resort_steps_per_date:
+        limit = target if m < cfg.max_steps_per_date else tolerance
+        redo = (est.std_error > cfg.refine_above * limit) & (est.lattice_error > est.noise)
+        if not redo.any():
+            break
+        m *= 2
+        rows = np.flatnonzero(redo)
+        finer = simulated(
+            market.take(rows), [seeds[i] for i in rows], target[rows], dates, m, cfg, bounds
+        )
+        est.update(rows, finer)
+    return est
+
+
+def lattice_horizon(market: Market, cfg: LsmSettings) -> np.ndarray:
+    """Years the lattice-only estimate looks ahead: at most ``horizon_variance / sigma^2``
+    where a perpetual option bounds the value from above (puts with r > 0, calls with q > 0);
+    elsewhere the whole maturity."""
+    perpetual = np.where(market.phi > 0.0, market.div > 0.0, market.rate > 0.0)
+    cut = np.minimum(market.t, cfg.horizon_variance / market.vol**2)
+    return np.where(perpetual, cut, market.t)
+
+
+def lattice_only(market: Market, cfg: LsmSettings, bounds: bool) -> Estimate:
+    """The smoothed tree alone, over ``lattice_horizon``."""
+    horizon = lattice_horizon(market, cfg)
+    near = market.with_(t=horizon)
+    n = cfg.lattice_steps
+    fine, half, quarter = (american(near, steps) for steps in (n, n // 2, n // 4))
+    value = 2.0 * fine - half
+    tree_error = np.abs(value - (2.0 * half - quarter))
+    lower, upper = _limits(market)
+    truncated = horizon < market.t
+    gap = np.where(truncated, np.maximum(upper - value, 0.0), 0.0)
+    price = np.clip(value + 0.5 * gap, lower, upper)
+    lattice_error = np.sqrt(tree_error**2 + (0.5 * gap) ** 2)
+    out = Estimate(
+        price=price,
+        std_error=lattice_error,
+        noise=np.zeros(len(market)),
+        lattice_error=lattice_error,
+        steps=np.full(len(market), n),
+    )
+    if bounds:
+        z = cfg.confidence
+        out.low = np.minimum(np.maximum(value - z * tree_error, lower), price)
+        out.high = np.maximum(np.minimum(value + gap + z * tree_error, upper), price)
+    return out
