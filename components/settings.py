@@ -99,6 +99,7 @@ class StackSettings:
     job_memory_setting: int  # 0 = automatic; see job_memory_mb
     job_timeout_seconds: int
     greeks: bool
+    bounds: bool
     notify_email: str  # "" = no email subscription
 
     @property
@@ -142,6 +143,7 @@ class StackSettings:
             "MAX_ROWS": str(self.max_rows),
             "MAX_BYTES": str(self.max_bytes),
             "GREEKS": "true" if self.greeks else "false",
+            "BOUNDS": "true" if self.bounds else "false",
             "LOG_LEVEL": LOG_LEVEL,
         }
 
@@ -245,6 +247,7 @@ def load_settings() -> StackSettings:
         job_memory_setting=int(value("jobMemoryMb")),
         job_timeout_seconds=int(value("jobTimeoutSeconds")),
         greeks=bool(value("greeks")),
+        bounds=bool(value("bounds")),
         notify_email=str(value("notifyEmail")).strip(),
     )
     settings.validate()

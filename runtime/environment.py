@@ -21,6 +21,7 @@ MAX_ROWS = "MAX_ROWS"
 MAX_BYTES = "MAX_BYTES"
 MAX_PARTS = "MAX_PARTS"
 GREEKS = "GREEKS"
+BOUNDS = "BOUNDS"
 LOG_LEVEL = "LOG_LEVEL"
 # Set by the stack on the job definition only.
 JOB_QUEUE = "JOB_QUEUE"
@@ -42,7 +43,7 @@ AWS_BATCH_JOB_ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
 
 # What each deployed path must be given by the stack: the contract with components/.
 LAMBDA_VARIABLES = frozenset(
-    {RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, LOG_LEVEL}
+    {RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, BOUNDS, LOG_LEVEL}
 )
 BATCH_VARIABLES = frozenset(
     {
@@ -52,6 +53,7 @@ BATCH_VARIABLES = frozenset(
         MAX_ROWS,
         MAX_BYTES,
         GREEKS,
+        BOUNDS,
         LOG_LEVEL,
         JOB_QUEUE,
         JOB_DEFINITION,
@@ -84,6 +86,7 @@ class RuntimeConfig:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_parts: int = DEFAULT_MAX_PARTS
     greeks: bool = False
+    bounds: bool = False
     log_level: str = DEFAULT_LOG_LEVEL
     job_queue: str = ""
     job_definition: str = ""
@@ -110,6 +113,7 @@ class RuntimeConfig:
             max_bytes=_positive_int(environ, MAX_BYTES, DEFAULT_MAX_BYTES),
             max_parts=_positive_int(environ, MAX_PARTS, DEFAULT_MAX_PARTS),
             greeks=_boolean(environ, GREEKS),
+            bounds=_boolean(environ, BOUNDS),
             log_level=log_level,
             job_queue=_text(environ, JOB_QUEUE),
             job_definition=_text(environ, JOB_DEFINITION),
