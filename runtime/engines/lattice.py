@@ -175,16 +175,16 @@ def hermite_projector(steps_per_date: int) -> np.ndarray:
 
 
 def _project(projector: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(3, rows, nodes - m): Hermite coefficients of each node's m-step window.
+    """(3, ..., nodes - m): Hermite coefficients of each node's m-step window (last axis).
 
     Written as sums of shifted slices, not a matrix product: BLAS may sum in an order that
     depends on the array's shape, and a price must not depend on the batch it is in.
     """
     width = projector.shape[1]
-    nodes = values.shape[1] - width + 1
-    out = np.zeros((3, values.shape[0], nodes))
+    nodes = values.shape[-1] - width + 1
+    out = np.zeros((3, *values.shape[:-1], nodes))
     for j in range(width):
-        window = values[:, j : j + nodes]
+        window = values[..., j : j + nodes]
         for p in range(3):
             out[p] += projector[p, j] * window
     return out
@@ -192,16 +192,23 @@ def _project(projector: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Lattice:
-    """What the exercise lattice gives the simulation, per option (strike units)."""
+    """What the exercise lattice gives the simulation, per option (strike units).
+
+    Step ``k`` (0-based) goes from date ``k`` to date ``k + 1`` (date 0 is the valuation
+    date). Tables are padded: step ``k``'s coefficients live on the ``k m + 1`` nodes of date
+    ``k``, at ``[:, option, k, :k m + 1]``; the last step has none (the premium over the
+    European is 0 at maturity, and the dual's last step is the exact European one).
+    """
 
     american: np.ndarray  # American value, BBSR
     bermudan: np.ndarray  # Bermudan value on the simulation's dates, BBSR
     spread: np.ndarray  # |(A - B)(N) - (A - B)(N/2)|: how far the correction is from settled
     thresholds: np.ndarray  # (options, dates): exercise when phi * W > threshold
-    premium: list[np.ndarray]  # per step k: (3, options, k m + 1), discounted He coefficients
-    value: list[np.ndarray]  # the same for the Bermudan's value itself (dual bound only)
-    offsets: np.ndarray  # (options, dates): node index of W = 0 at date k, in node units
+    premium: np.ndarray  # (3, options, dates - 1, width): discounted He1..3 coefficients
+    value: np.ndarray | None  # the same for the Bermudan's value itself (dual bound only)
+    offsets: np.ndarray  # (options, dates): node index of W = 0 at date k
     index_scale: float  # node units per unit of W
+    steps_per_date: int
 
     @property
     def correction(self) -> np.ndarray:
@@ -209,24 +216,32 @@ class Lattice:
         return self.american - self.bermudan
 
 
-def _threshold(
-    h: np.ndarray, lx: np.ndarray, phi: np.ndarray, centre: np.ndarray, date_sd: np.ndarray
+def _thresholds(
+    h: np.ndarray,
+    lx: np.ndarray,
+    counts: np.ndarray,
+    phi: np.ndarray,
+    centre: np.ndarray,
+    date_sd: np.ndarray,
 ) -> np.ndarray:
-    """Exercise threshold on ``phi * W`` at one date from payoff minus continuation ``h``.
+    """Exercise thresholds on ``phi * W`` from payoff minus continuation ``h`` (rows, nodes),
+    each row valid on its first ``counts`` nodes.
 
     Puts exercise below the boundary (the highest node with h > 0, interpolated towards the
     next node up), calls above it. The simulation's path ``log x0 + mu t + sd W`` exercises
     when ``phi * W > threshold``.
     """
-    positive = h > 0.0
     nodes = h.shape[1]
+    valid = np.arange(nodes)[None, :] < counts[:, None]
+    positive = (h > 0.0) & valid
     has = positive.any(axis=1)
-    rows = np.arange(len(phi))
+    rows = np.arange(h.shape[0])
     put = phi < 0.0
     last = nodes - 1 - np.argmax(positive[:, ::-1], axis=1)
     first = np.argmax(positive, axis=1)
     idx = np.where(put, last, first)
-    nxt = np.clip(np.where(put, idx + 1, idx - 1), 0, nodes - 1)
+    top = counts - 1
+    nxt = np.clip(np.where(put, idx + 1, idx - 1), 0, top)
     h0 = h[rows, idx]
     h1 = h[rows, nxt]
     edge = nxt == idx  # the exercise region reaches the lattice's edge
@@ -239,55 +254,52 @@ def _threshold(
     return np.where(np.isnan(w), np.inf, phi * w)
 
 
-def _bermudan_and_american(
-    market: Market, dates: int, steps_per_date: int, tables: bool, values: bool
-) -> tuple[np.ndarray, ...]:
+def _backward(
+    market: Market, dates: int, steps_per_date: int, keep: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, _Tree]:
     """One backward pass with two rows per option: Bermudan (exercise on the dates) and
-    American (every step). With ``tables``: rule and Hermite tables of the Bermudan."""
+    American (every step). With ``keep``: the Bermudan's payoff-minus-continuation and value
+    at every date but the last, padded to (options, dates - 1, steps + 1)."""
     b = len(market)
     m = steps_per_date
     steps = dates * m
-    both = market.stack(market)
-    tree = _Tree(both, steps)
-    phi = market.phi
+    tree = _Tree(market.stack(market), steps)
+    phi = market.phi[:, None]
+    american_rows, bermudan_rows = slice(b, None), slice(None, b)
     signed, v = tree.european_last_step()
-    tree.exercise(v[b:], signed[b:], slice(b, None))  # the American row may exercise
-    if (steps - 1) % m == 0:  # one step per date: that level is a date of the Bermudan too
-        tree.exercise(v[:b], signed[:b], slice(None, b))
-    mu = market.rate - market.div - 0.5 * market.vol**2
-    date_sd = market.vol * np.sqrt(market.t / dates)
-    thresholds = np.full((b, dates), np.inf)
-    thresholds[:, -1] = phi * (-(tree.lx0[:b] + mu * market.t)) / date_sd  # in the money at T
-    projector = hermite_projector(m) if tables else None
-    premium: list[np.ndarray] = [np.zeros((3, b, k * m + 1)) for k in range(dates)]
-    value: list[np.ndarray] = [np.zeros((3, b, k * m + 1)) for k in range(dates)] if values else []
+    tree.exercise(v[b:], signed[b:], american_rows)
+    if m == 1:  # one step per date: that level is a date of the Bermudan too
+        tree.exercise(v[:b], signed[:b], bermudan_rows)
+    shape = (b, max(dates - 1, 0), steps + 1)
+    h_at = np.full(shape, -np.inf) if keep else None
+    v_at = np.zeros(shape) if keep else None
     for level in range(steps - 2, -1, -1):
         v, signed = tree.step_back(v, signed)
-        tree.exercise(v[b:], signed[b:], slice(b, None))
+        tree.exercise(v[b:], signed[b:], american_rows)
         if level % m or level == 0:
             continue
         k = level // m  # exercise date k (1-based) at time k T / n
-        lx = tree.logx(level)[:b]
-        centre = tree.lx0[:b] + mu * (k * market.t / dates)
-        pay = np.maximum(signed[:b] - phi[:, None], 0.0)
-        thresholds[:, k - 1] = _threshold(pay - v[:b], lx, phi, centre, date_sd)
+        pay = np.maximum(signed[:b] - phi, 0.0)
+        if keep:
+            h_at[:, k - 1, : level + 1] = pay - v[:b]
         np.maximum(v[:b], pay, out=v[:b])
-        if tables and k < dates:
-            # the step from date k - 1 to date k: coefficients on the nodes of date k - 1
-            discount = np.exp(-market.rate * (k * market.t / dates))[None, :, None]
-            (euro,) = bsm(
-                phi[:, None],
-                np.exp(lx),
-                lx,
-                market.rate[:, None],
-                market.div[:, None],
-                market.vol[:, None],
-                (market.t * (1.0 - k / dates))[:, None],
-            )
-            premium[k - 1] = _project(projector, v[:b] - euro) * discount
-            if values:
-                value[k - 1] = _project(projector, v[:b]) * discount
-    return v[:b, 0], v[b:, 0], thresholds, premium, value, tree
+        if keep:
+            v_at[:, k - 1, : level + 1] = v[:b]
+    return v[:b, 0], v[b:, 0], h_at, v_at, tree
+
+
+def corrections(
+    market: Market, dates: int, steps_per_date: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(American, Bermudan, spread) with BBSR over ``dates * steps_per_date`` steps and half
+    as many: the values without the rule and tables (a finer lattice for a correction)."""
+    bermudan, amer, *_ = _backward(market, dates, steps_per_date, False)
+    bermudan_2, amer_2, *_ = _backward(market, dates, max(1, steps_per_date // 2), False)
+    return (
+        2.0 * amer - amer_2,
+        2.0 * bermudan - bermudan_2,
+        np.abs((amer - bermudan) - (amer_2 - bermudan_2)),
+    )
 
 
 def exercise_lattice(
@@ -295,20 +307,58 @@ def exercise_lattice(
 ) -> Lattice:
     """Rule, Hermite tables and BBSR values for ``dates`` equally spaced exercise dates
     ``T/n .. T``, on a tree of ``dates * steps_per_date`` steps (and half as many)."""
-    bermudan, amer, thresholds, premium, value, tree = _bermudan_and_american(
-        market, dates, steps_per_date, True, values
-    )
-    half = max(1, steps_per_date // 2)
-    bermudan_2, amer_2, *_ = _bermudan_and_american(market, dates, half, False, False)
+    b = len(market)
     m = steps_per_date
-    s = tree.s[: len(market)]
-    a = tree.a[: len(market)]
+    steps = dates * m
+    bermudan, amer, h_at, v_at, tree = _backward(market, dates, m, True)
+    bermudan_2, amer_2, *_ = _backward(market, dates, max(1, m // 2), False)
+    assert h_at is not None and v_at is not None
+    s, a = tree.s[:b, None, None], tree.a[:b, None, None]
+    lx0 = tree.lx0[:b, None, None]
+    k = np.arange(1, dates)[None, :, None]  # dates 1 .. n - 1
+    j = np.arange(steps + 1)[None, None, :]
+    lx = lx0 + k * m * a + (2.0 * j - k * m) * s  # the nodes of date k
     mu = market.rate - market.div - 0.5 * market.vol**2
-    k = np.arange(dates)[None, :]
+    date_sd = market.vol * np.sqrt(market.t / dates)
+    thresholds = np.full((b, dates), np.inf)
+    thresholds[:, -1] = market.phi * (-(tree.lx0[:b] + mu * market.t)) / date_sd  # in the money
+    if dates > 1:
+        t_k = k[..., 0] * (market.t / dates)[:, None]  # (b, dates - 1)
+        centre = tree.lx0[:b, None] + mu[:, None] * t_k
+        counts = np.broadcast_to(k[..., 0] * m + 1, t_k.shape)
+        thresholds[:, :-1] = _thresholds(
+            h_at.reshape(-1, steps + 1),
+            lx.reshape(-1, steps + 1),
+            counts.reshape(-1),
+            np.repeat(market.phi, dates - 1),
+            centre.reshape(-1),
+            np.repeat(date_sd, dates - 1),
+        ).reshape(b, dates - 1)
+    projector = hermite_projector(m)
+    width = steps + 1 - m
+    premium = np.zeros((3, b, max(dates - 1, 0), max(width, 1)))
+    value = np.zeros_like(premium) if values else None
+    if dates > 1:
+        tau = (market.t[:, None] * (1.0 - k[..., 0] / dates))[..., None]
+        (euro,) = bsm(
+            market.phi[:, None, None],
+            np.exp(lx),
+            lx,
+            market.rate[:, None, None],
+            market.div[:, None, None],
+            market.vol[:, None, None],
+            tau,
+        )
+        discount = np.exp(-market.rate[:, None] * (k[..., 0] * market.t[:, None] / dates))
+        premium = _project(projector, v_at - euro) * discount[None, :, :, None]
+        if values:
+            value = _project(projector, v_at) * discount[None, :, :, None]
+    kk = np.arange(dates)[None, :]
     # node index of the simulated log-moneyness log x0 + mu t_k + sd W_k among date k's nodes
     # (nodes at log x0 + k m a + (2 i - k m) s; the simulation's date sd is sqrt(m) s)
-    t_k = k * (market.t / dates)[:, None]
-    offsets = (mu[:, None] * t_k - k * m * a[:, None] + k * m * s[:, None]) / (2.0 * s[:, None])
+    s2, a2 = tree.s[:b, None], tree.a[:b, None]
+    t_all = kk * (market.t / dates)[:, None]
+    offsets = (mu[:, None] * t_all - kk * m * a2 + kk * m * s2) / (2.0 * s2)
     return Lattice(
         american=2.0 * amer - amer_2,
         bermudan=2.0 * bermudan - bermudan_2,
@@ -318,4 +368,5 @@ def exercise_lattice(
         value=value,
         offsets=offsets,
         index_scale=math.sqrt(m) / 2.0,
+        steps_per_date=m,
     )

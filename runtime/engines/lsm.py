@@ -35,9 +35,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from runtime.core.options import Greeks, OptionSpec, Quote
-from runtime.engines.closed_forms import black_scholes, deterministic_quote, european_quote
+from runtime.engines.closed_forms import (
+    black_scholes,
+    deterministic_quote,
+    european_quote,
+    forward_value,
+)
 from runtime.engines.lattice import Market
-from runtime.engines.lsm_estimates import Estimate, lattice_horizon, lattice_only, refined
+from runtime.engines.lsm_estimates import Estimate, lattice_horizon, lattice_only, simulated
 from runtime.engines.lsm_settings import DEFAULT_SETTINGS, LsmSettings
 from runtime.engines.screen import screen
 from runtime.engines.tree_greeks import lattice_greeks
@@ -99,34 +104,51 @@ def _settled(spec: OptionSpec, bound: float, greeks: bool) -> Quote:
 
 
 def _nearly_deterministic(spec: OptionSpec, t: float, greeks: bool, cfg: LsmSettings) -> Quote:
-    """The deterministic forward's value, for a volatility too small to move the lattice;
-    the error bar is how far that volatility can move the value (an at-the-money option's
-    sensitivity, ``0.4 max(S, K) sigma sqrt(T)``)."""
+    """The deterministic forward's value, for a volatility too small to move the lattice.
+
+    The error bar is the value's convexity over one standard deviation of the spot,
+    ``|V(S e^s) + V(S e^-s) - 2 V(S)|`` with ``s = sigma sqrt(T)``: where the value is smooth
+    that is twice the volatility's second-order effect, and at a kink (the forward crossing
+    the strike) it is the kink's reach over one standard deviation.
+    """
     exact = deterministic_quote(spec, t, greeks)
     if exact.price is None:
         return exact
-    reach = 0.4 * max(spec.spot, spec.strike) * spec.volatility * math.sqrt(t)
+    spread = math.exp(spec.volatility * math.sqrt(t))
+    up, down = (
+        forward_value(spec, spec.spot * f, spec.rate, spec.dividend_yield, t)
+        for f in (spread, 1.0 / spread)
+    )
+    reach = abs(up + down - 2.0 * exact.price) + 1e-15 * max(spec.spot, spec.strike)
     euro = black_scholes(
         spec.is_call, spec.spot, spec.strike, spec.rate, spec.volatility, t, spec.dividend_yield
     )
     price = max(exact.price, euro)
+    tolerance = cfg.tolerance_for(spec.strike, spec.spot)
+    if reach > tolerance:
+        return Quote(
+            price=None,
+            error=f"pricing failed: the error bar {reach:.3g} is above the tolerance "
+            f"{tolerance:.3g}: the volatility is too small for the lattice to resolve against "
+            "the drift, and too large to ignore",
+        )
     sign = 1.0 if spec.is_call else -1.0
     floor = max(sign * (spec.spot - spec.strike), euro, 0.0)
     return Quote(
         price=price,
         std_error=reach,
         greeks=exact.greeks,
-        price_low=max(floor, price - cfg.confidence * reach),
+        price_low=max(floor, price - cfg.confidence * reach) + 0.0,
         price_high=price + cfg.confidence * reach,
     )
 
 
 def chunk_size(dates: int, cfg: LsmSettings, bounds: bool) -> int:
-    """Options per vectorised chunk: the Hermite tables and a block's paths dominate."""
-    m = cfg.last_resort_steps_per_date
-    tables = 3 * m * dates * dates // 2 * 8 * (2 if bounds else 1)
-    paths = dates * cfg.max_block_pairs * 8 + 2 * cfg.max_block_pairs * 8 * 24
-    return max(1, int(cfg.memory_budget_bytes // (tables + paths)))
+    """Options per vectorised chunk: the padded lattice and a block's paths dominate."""
+    nodes = dates * cfg.steps_per_date + 1
+    lattice = dates * nodes * 8 * (4 + 3 * (2 if bounds else 1))
+    paths = dates * 2 * cfg.block_pairs * 8 * (16 if bounds else 12)
+    return max(1, int(cfg.memory_budget_bytes // (lattice + paths)))
 
 
 def _market(specs: Sequence[OptionSpec], years: Sequence[float]) -> Market:
@@ -160,7 +182,7 @@ def _chunk_quotes(
             target = np.array([cfg.target_for(k) for k in strike]) / strike
             tolerance = np.array([cfg.tolerance_for(s.strike, s.spot) for s in specs]) / strike
             seeds = [s.seed() for s in specs]
-            est = refined(market, seeds, target, tolerance, dates, cfg, bounds)
+            est = simulated(market, seeds, target, tolerance, dates, cfg, bounds)
             near, steps = market, dates * cfg.steps_per_date
         sensitivities = lattice_greeks(near, steps) if greeks else None
     quotes = []
@@ -297,7 +319,7 @@ def price_lsm(
         r, q = spec.rate, spec.dividend_yield
         if spec.volatility == 0.0 or spec.spot == 0.0:
             quotes[i] = _safely(lambda s=spec, t=t: deterministic_quote(s, t, greeks))
-        elif spec.american and spec.volatility * math.sqrt(t) < cfg.deterministic_below:
+        elif spec.american and cfg.nearly_deterministic(spec.volatility, t, r - q):
             quotes[i] = _safely(
                 lambda s=spec, t=t: _nearly_deterministic(s, t, greeks, cfg), exact=False
             )

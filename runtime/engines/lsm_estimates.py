@@ -29,14 +29,14 @@ Every price is kept within ``closed_forms.price_limits``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.engines.closed_forms import bsm, price_limits
-from runtime.engines.lattice import Market, american, exercise_lattice
+from runtime.engines.lattice import Market, american, corrections, exercise_lattice
 from runtime.engines.lsm_settings import LsmSettings
-from runtime.engines.simulation import Budget, simulate
+from runtime.engines.simulation import Budget, Simulated, simulate
 
 
 @dataclass
@@ -49,13 +49,6 @@ class Estimate:
     lattice_error: np.ndarray  # what the bar holds beyond the noise
     low: np.ndarray | None = None  # with bounds
     high: np.ndarray | None = None
-    steps: np.ndarray | None = None  # lattice steps the estimate used (Greeks use the same)
-
-    def update(self, rows: np.ndarray, other: Estimate) -> None:
-        for f in fields(self):
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if mine is not None and theirs is not None:
-                mine[rows] = theirs
 
 
 def _limits(market: Market) -> tuple[np.ndarray, np.ndarray]:
@@ -68,33 +61,65 @@ def simulated(
     market: Market,
     seeds: list[int],
     target: np.ndarray,
+    tolerance: np.ndarray,
     dates: int,
-    steps_per_date: int,
     cfg: LsmSettings,
     bounds: bool,
 ) -> Estimate:
-    """One chunk of options that share their number of exercise dates."""
-    lattice = exercise_lattice(market, dates, steps_per_date, values=bounds)
+    """One chunk of options that share their number of exercise dates.
+
+    A row whose bar is above ``refine_above`` targets and is the lattice's, not the noise's,
+    gets its correction from a lattice twice as fine (the simulation is kept: its rule and
+    control came from the coarser lattice, which only makes them slightly less efficient),
+    up to ``max_steps_per_date``, and once more, up to ``last_resort_steps_per_date``, while
+    it is above its tolerance.
+    """
+    m = cfg.steps_per_date
+    lattice = exercise_lattice(market, dates, m, values=bounds)
     budget = Budget(
-        first_pairs=cfg.first_pairs,
-        max_pairs=cfg.max_block_pairs,
-        work=cfg.work_budget,
-        target=target,
+        block_pairs=cfg.block_pairs,
+        max_blocks=max(1, cfg.work_budget // (2 * cfg.block_pairs * dates)),
+        # noise far below the lattice's own spread would not shrink the bar: stop at half
+        target=np.maximum(target, 0.5 * lattice.spread),
         min_blocks=cfg.min_blocks,
     )
     sim = simulate(market, lattice, seeds, dates, budget, bounds)
+    american, bermudan, spread = lattice.american, lattice.bermudan, lattice.spread
+    est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
+    while m < cfg.last_resort_steps_per_date:
+        limit = cfg.refine_above * target if m < cfg.max_steps_per_date else tolerance
+        redo = (est.std_error > limit) & (est.lattice_error > est.noise)
+        if not redo.any():
+            break
+        m *= 2
+        rows = np.flatnonzero(redo)
+        american, bermudan, spread = american.copy(), bermudan.copy(), spread.copy()
+        american[rows], bermudan[rows], spread[rows] = corrections(market.take(rows), dates, m)
+        est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
+    return est
+
+
+def _assemble(
+    market: Market,
+    sim: Simulated,
+    american: np.ndarray,
+    bermudan: np.ndarray,
+    spread: np.ndarray,
+    cfg: LsmSettings,
+    bounds: bool,
+) -> Estimate:
     lower, upper = _limits(market)
-    price = np.clip(sim.estimate + lattice.correction, lower, upper)
+    correction = american - bermudan
+    price = np.clip(sim.estimate + correction, lower, upper)
     noise = sim.std_error
-    disagreement = sim.estimate - lattice.bermudan
+    disagreement = sim.estimate - bermudan
     excess = np.maximum(disagreement**2 - 9.0 * noise**2, 0.0)
-    lattice_error = np.sqrt(lattice.spread**2 + excess)
+    lattice_error = np.sqrt(spread**2 + excess)
     out = Estimate(
         price=price,
         std_error=np.sqrt(noise**2 + lattice_error**2),
         noise=noise,
         lattice_error=lattice_error,
-        steps=np.full(len(market), dates * steps_per_date),
     )
     if bounds and sim.dual is not None and sim.dual_error is not None:
         z = cfg.confidence
@@ -102,38 +127,9 @@ def simulated(
         # the American; the dual bounds the Bermudan (dates 0, T/n .. T) from above, and the
         # lattice's American-Bermudan difference carries it to the American
         out.low = np.minimum(np.maximum(sim.estimate - z * noise, lower), price)
-        gap = np.maximum(lattice.correction, 0.0)
-        high = sim.dual + gap + z * np.sqrt(sim.dual_error**2 + lattice.spread**2)
+        high = sim.dual + np.maximum(correction, 0.0) + z * np.sqrt(sim.dual_error**2 + spread**2)
         out.high = np.maximum(np.minimum(high, upper), price)
     return out
-
-
-def refined(
-    market: Market,
-    seeds: list[int],
-    target: np.ndarray,
-    tolerance: np.ndarray,
-    dates: int,
-    cfg: LsmSettings,
-    bounds: bool,
-) -> Estimate:
-    """``simulated``, and again on a finer lattice for the rows whose bar is the lattice's:
-    up to ``max_steps_per_date`` while above the target, and once more, up to
-    ``last_resort_steps_per_date``, for the rows still above their tolerance."""
-    m = cfg.steps_per_date
-    est = simulated(market, seeds, target, dates, m, cfg, bounds)
-    while m < cfg.last_resort_steps_per_date:
-        limit = target if m < cfg.max_steps_per_date else tolerance
-        redo = (est.std_error > cfg.refine_above * limit) & (est.lattice_error > est.noise)
-        if not redo.any():
-            break
-        m *= 2
-        rows = np.flatnonzero(redo)
-        finer = simulated(
-            market.take(rows), [seeds[i] for i in rows], target[rows], dates, m, cfg, bounds
-        )
-        est.update(rows, finer)
-    return est
 
 
 def lattice_horizon(market: Market, cfg: LsmSettings) -> np.ndarray:
@@ -163,7 +159,6 @@ def lattice_only(market: Market, cfg: LsmSettings, bounds: bool) -> Estimate:
         std_error=lattice_error,
         noise=np.zeros(len(market)),
         lattice_error=lattice_error,
-        steps=np.full(len(market), n),
     )
     if bounds:
         z = cfg.confidence

@@ -20,24 +20,29 @@ class LsmSettings:
     steps_per_date: int = 8  # lattice steps between two exercise dates
     max_steps_per_date: int = 16  # refined lattice, for rows whose error bar is the lattice's
     last_resort_steps_per_date: int = 32  # once more for rows still above their tolerance
-    refine_above: float = 1.0  # refine when the bar exceeds this many targets
-    first_pairs: int = 256  # antithetic pairs of the first block (the next ones double)
-    max_block_pairs: int = 4096
+    refine_above: float = 2.5  # refine when the bar exceeds this many targets
+    block_pairs: int = 256  # antithetic pairs per block
     min_blocks: int = 1
     target_error: float = 0.002  # stop simulating at this standard error (price units) ...
     target_relative: float = 1e-5  # ... or at this fraction of the strike, if larger
     tolerance: float = 0.02  # a row whose error bar stays above this is an error ...
     tolerance_relative: float = 1e-4  # ... or above this fraction of the strike, if larger
-    work_budget: int = 1_000_000  # simulated path-dates per option: the time budget
+    work_budget: int = 400_000  # simulated path-dates per option: the time budget
     # beyond this sigma^2 T, the lattice alone prices the option (see lsm_estimates)
     simulate_below: float = 8.0
-    lattice_steps: int = 768
+    lattice_steps: int = 1536
     horizon_variance: float = 100.0  # the lattice's horizon, in sigma^2 T, beyond which the
     # option is worth within [value at that horizon, perpetual value]
-    # below this sigma sqrt(T), the deterministic forward prices the option (the lattice's
-    # drift would swamp its volatility steps); its error bar is the volatility's reach
+    # below this sigma sqrt(T), or where the drift over one of 384 lattice steps exceeds the
+    # volatility's step (|r - q| T / sqrt(384) > sigma sqrt(T)), the deterministic forward
+    # prices the option: the lattice cannot resolve it; its error bar is the volatility's reach
     deterministic_below: float = 1e-3
-    confidence: float = 2.326  # one-sided normal quantile of each bound (99 %)
+
+    def nearly_deterministic(self, vol: float, years: float, drift: float) -> bool:
+        spread = vol * years**0.5
+        return spread < max(self.deterministic_below, abs(drift) * years / 384**0.5)
+
+    confidence: float = 2.576  # one-sided normal quantile of each bound (99.5 %: 99 % for both)
     screen: float = 0.001  # settle at intrinsic value when the premium bound is below; 0: off
     memory_budget_bytes: int = 64 * 2**20
 
@@ -46,7 +51,7 @@ class LsmSettings:
             raise ValueError("steps_per_date must be even and at least 4 (Richardson halves it)")
         if not self.dates or any(n < 1 for _, n in self.dates):
             raise ValueError("dates must map sigma^2 T limits to positive date counts")
-        if min(self.first_pairs, self.max_block_pairs, self.min_blocks, self.work_budget) < 1:
+        if min(self.block_pairs, self.min_blocks, self.work_budget) < 1:
             raise ValueError("path counts must be positive")
         if not 0.0 < self.target_error <= self.tolerance:
             raise ValueError("need 0 < target_error <= tolerance")

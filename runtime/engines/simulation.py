@@ -36,31 +36,14 @@ from runtime.engines.lattice import Lattice, Market
 
 @dataclass
 class Budget:
-    """How long each option is simulated (strike units).
+    """How long each option is simulated (strike units): blocks of ``block_pairs`` pairs
+    until the standard error is at most ``target`` (after ``min_blocks``), at most
+    ``max_blocks``. Block sizes never depend on the other options."""
 
-    Block ``b`` (1-based) has ``first_pairs * 2^max(0, b - 2)`` pairs, at most ``max_pairs``:
-    few blocks for an option that needs many paths (each block costs a fixed Python
-    overhead per date), one small block for the many that need few. A block's size depends
-    on its index only, so an option's paths never depend on the other options.
-    """
-
-    first_pairs: int
-    max_pairs: int  # largest block
-    work: int  # path-dates per option (2 paths per pair): the time budget
-    target: np.ndarray  # stop once the standard error is at most this
+    block_pairs: int
+    max_blocks: int
+    target: np.ndarray
     min_blocks: int = 1
-
-    def block(self, index: int) -> int:
-        return min(self.max_pairs, self.first_pairs << max(0, index - 2))
-
-    def blocks(self, dates: int) -> int:
-        """How many blocks fit in the work budget (at least one)."""
-        spent, count = 0, 0
-        while True:
-            spent += 2 * dates * self.block(count + 1)
-            if spent > self.work and count:
-                return count
-            count += 1
 
 
 @dataclass
@@ -97,38 +80,48 @@ class _Running:
         return np.sqrt(self.m2 / np.maximum(self.n - 1.0, 1.0) / np.maximum(self.n, 1.0))
 
 
-def _gather(table: np.ndarray, offset: np.ndarray, scale: float, w: np.ndarray) -> np.ndarray:
-    """Coefficients (3, rows, paths) at each path's node, interpolated linearly.
+def _martingale(
+    table: np.ndarray,
+    offsets: np.ndarray,
+    scale: float,
+    m: int,
+    w_before: np.ndarray,
+    z: np.ndarray,
+) -> np.ndarray:
+    """Cumulative ``c1 He1(Z) + c2 He2(Z) + c3 He3(Z)`` after each step (rows, steps, paths).
 
-    ``table`` is (3, rows, nodes); the path's node index is ``offset + scale W``.
+    ``table`` is (3, rows, steps, width): step k's coefficients on date k's ``k m + 1`` nodes,
+    interpolated linearly at each path's node ``offsets[:, k] + scale W_k``; ``w_before`` is
+    W at the start of each step and ``z`` the step's increment (a fresh standard normal, so
+    every term has conditional mean 0 whatever the coefficients).
     """
-    nodes = table.shape[2]
-    if nodes == 1:  # the valuation date: every path is at the one node
-        return table[:, :, :1]
-    f = offset[:, None] + scale * w
-    np.clip(f, 0.0, nodes - 1.000001, out=f)
+    rows, steps, _ = z.shape
+    width = table.shape[3]
+    f = offsets[:, :steps, None] + scale * w_before
+    top = (np.arange(steps) * m)[None, :, None] - 1e-9  # the last node of date k
+    np.clip(f, 0.0, np.maximum(top, 0.0), out=f)
     i0 = f.astype(np.int64)
     f -= i0
-    i0 += (np.arange(table.shape[1]) * nodes)[:, None]
+    i0 += ((np.arange(rows)[:, None] * steps + np.arange(steps)[None, :]) * width)[..., None]
     flat = table.reshape(3, -1)
-    low = flat[:, i0]
-    high = flat[:, i0 + 1]
-    high -= low
-    high *= f
-    low += high
-    return low
-
-
-def _hermite(c: np.ndarray, z: np.ndarray, z2: np.ndarray) -> np.ndarray:
-    """c1 z + c2 (z^2 - 1) + c3 (z^3 - 3 z): zero conditional mean for a fresh normal z."""
+    z2 = z * z
+    coefficient = []
+    for p in range(3):
+        low = np.take(flat[p], i0)
+        high = np.take(flat[p], i0 + 1, mode="clip")
+        high -= low
+        high *= f
+        low += high
+        coefficient.append(low)
+    # c1 z + c2 (z^2 - 1) + c3 (z^3 - 3 z)
     out = z2 - 3.0
-    out *= c[2]
-    out += c[0]
+    out *= coefficient[2]
+    out += coefficient[0]
     out *= z
-    second = z2 - 1.0
-    second *= c[1]
-    out += second
-    return out
+    z2 -= 1.0
+    z2 *= coefficient[1]
+    out += z2
+    return np.cumsum(out, axis=1, out=out)
 
 
 def _block(
@@ -141,69 +134,39 @@ def _block(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pair averages of ``Y - C`` (rows, pairs), and of the dual's maximum with bounds."""
     b, dates, pairs = z.shape
-    both = 2 * pairs
     phi = m.phi[rows][:, None]
-    rate = m.rate[rows][:, None]
     dt_date = (m.t[rows] / dates)[:, None]
     sd = m.vol[rows][:, None] * np.sqrt(dt_date)
     mu = (m.rate[rows] - m.div[rows] - 0.5 * m.vol[rows] ** 2)[:, None]
     lx0 = np.log(m.x0[rows])[:, None]
-    thresholds = lattice.thresholds[rows]
+    zz = np.concatenate([z, -z], axis=2)  # a path and its antithetic twin
+    w = np.cumsum(zz, axis=1)  # W at dates 1 .. n
+    steps = dates - 1  # the steps with a premium (the last one has none)
+    w_before = np.concatenate([np.zeros((b, 1, 2 * pairs)), w[:, : steps - 1]], axis=1)
     offsets = lattice.offsets[rows]
-    premium = [table[:, rows] for table in lattice.premium]
-    values = [table[:, rows] for table in lattice.value] if bounds else []
-    w = np.zeros((b, both))
-    martingale = np.zeros((b, both))
-    alive = np.ones((b, both), dtype=bool)
-    stop_w = np.zeros((b, both))
-    stop_m = np.zeros((b, both))
-    stop_k = np.full((b, both), dates, dtype=np.int64)
-    dual = dual_m = None
-    if bounds:
-        intrinsic = np.maximum(phi * (m.x0[rows][:, None] - 1.0), 0.0)
-        dual = np.repeat(intrinsic, both, axis=1)  # exercise at once is allowed
-        dual_m = np.zeros((b, both))
-    zk = np.empty((b, both))
-    for k in range(dates):
-        zk[:, :pairs] = z[:, k]
-        np.negative(z[:, k], out=zk[:, pairs:])  # the antithetic twin
-        z2 = zk * zk
-        last = k == dates - 1
-        if not last:
-            c = _gather(premium[k], offsets[:, k], lattice.index_scale, w)
-            martingale += _hermite(c, zk, z2)
-            if bounds:
-                c = _gather(values[k], offsets[:, k], lattice.index_scale, w)
-                dual_m += _hermite(c, zk, z2)
-        elif bounds:  # the last step's exact European increment, from before the step
-            lx = lx0 + mu * (k * dt_date) + sd * w
-            vol = m.vol[rows][:, None]
-            (euro,) = bsm(phi, np.exp(lx), lx, rate, m.div[rows][:, None], vol, dt_date)
-            dual_m -= np.exp(-rate * (k * dt_date)) * euro
-        w += zk
-        crossed = phi * w > thresholds[:, k][:, None]
-        crossed &= alive
-        np.copyto(stop_w, w, where=crossed)
-        np.copyto(stop_m, martingale, where=crossed)
-        stop_k[crossed] = k + 1
-        alive &= ~crossed
-        if bounds:
-            lx = lx0 + mu * ((k + 1) * dt_date) + sd * w
-            pay = np.maximum(phi * np.expm1(lx), 0.0) * np.exp(-rate * ((k + 1) * dt_date))
-            if last:
-                dual_m += pay
-            pay -= dual_m
-            np.maximum(dual, pay, out=dual)
-    # after the last date: every path still alive is out of the money at maturity, Y = 0
-    np.copyto(stop_m, martingale, where=alive)
+    scale, per_date = lattice.index_scale, lattice.steps_per_date
+    martingale = np.zeros((b, dates, 2 * pairs))
+    if steps > 0:
+        table = lattice.premium[:, rows]
+        martingale[:, :steps] = _martingale(
+            table, offsets, scale, per_date, w_before, zz[:, :steps]
+        )
+        martingale[:, steps] = martingale[:, steps - 1]
+    crossed = phi[:, :, None] * w > lattice.thresholds[rows][:, :, None]
+    first = np.argmax(crossed, axis=1)
+    hit = np.take_along_axis(crossed, first[:, None, :], axis=1)[:, 0, :]
+    at = np.where(hit, first, dates - 1)[:, None, :]
+    stop_w = np.take_along_axis(w, at, axis=1)[:, 0, :]
+    stop_m = np.take_along_axis(martingale, at, axis=1)[:, 0, :]
+    stop_k = at[:, 0, :] + 1
+    # the discounted payoff minus the control: for a path that runs to maturity, the payoff
+    # and the European control cancel; for one stopped early, payoff minus European value
     early = stop_k < dates
-    t_stop = stop_k * dt_date
-    lx = lx0 + mu * t_stop + sd * stop_w
     adj = euro0[:, None] - stop_m
     if early.any():
         r_idx = np.nonzero(early)[0]
-        le = lx[early]
-        tau = (m.t[rows][r_idx]) - t_stop[early]
+        t_stop = stop_k[early] * dt_date[r_idx, 0]
+        le = lx0[r_idx, 0] + mu[r_idx, 0] * t_stop + sd[r_idx, 0] * stop_w[early]
         (euro,) = bsm(
             m.phi[rows][r_idx],
             np.exp(le),
@@ -211,13 +174,62 @@ def _block(
             m.rate[rows][r_idx],
             m.div[rows][r_idx],
             m.vol[rows][r_idx],
-            tau,
+            m.t[rows][r_idx] - t_stop,
         )
         pay = np.maximum(m.phi[rows][r_idx] * np.expm1(le), 0.0)
-        adj[early] += (pay - euro) * np.exp(-m.rate[rows][r_idx] * t_stop[early])
+        adj[early] += (pay - euro) * np.exp(-m.rate[rows][r_idx] * t_stop)
     primal = 0.5 * (adj[:, :pairs] + adj[:, pairs:])
-    upper = 0.5 * (dual[:, :pairs] + dual[:, pairs:]) if bounds else None
-    return primal, upper
+    if not bounds:
+        return primal, None
+    return primal, _dual(m, rows, lattice, zz, w, w_before, pairs)
+
+
+def _dual(
+    m: Market,
+    rows: np.ndarray,
+    lattice: Lattice,
+    zz: np.ndarray,
+    w: np.ndarray,
+    w_before: np.ndarray,
+    pairs: int,
+) -> np.ndarray:
+    """Pair averages of ``max_k (Z_k - M_V(k))`` over the dates 0 .. n, ``M_V`` built from the
+    Bermudan's value (Hermite on every step but the last, the exact European over it)."""
+    b, dates, _ = zz.shape
+    phi = m.phi[rows][:, None]
+    rate = m.rate[rows][:, None]
+    dt_date = (m.t[rows] / dates)[:, None]
+    sd = m.vol[rows][:, None] * np.sqrt(dt_date)
+    mu = (m.rate[rows] - m.div[rows] - 0.5 * m.vol[rows] ** 2)[:, None]
+    lx0 = np.log(m.x0[rows])[:, None]
+    steps = dates - 1
+    martingale = np.zeros((b, dates, 2 * pairs))
+    if steps > 0 and lattice.value is not None:
+        table = lattice.value[:, rows]
+        martingale[:, :steps] = _martingale(
+            table,
+            lattice.offsets[rows],
+            lattice.index_scale,
+            lattice.steps_per_date,
+            w_before,
+            zz[:, :steps],
+        )
+        martingale[:, steps] = martingale[:, steps - 1]
+    k = np.arange(1, dates + 1)[None, :, None]
+    lx = lx0[:, :, None] + mu[:, :, None] * (k * dt_date[:, :, None]) + sd[:, :, None] * w
+    discount = np.exp(-rate[:, :, None] * (k * dt_date[:, :, None]))
+    payoff = np.maximum(phi[:, :, None] * np.expm1(lx), 0.0) * discount
+    # the last step's exact European increment: payoff at T minus the European value before
+    last = lx[:, -2] if dates > 1 else np.repeat(lx0, 2 * pairs, axis=1)
+    (euro,) = bsm(
+        phi, np.exp(last), last, rate, m.div[rows][:, None], m.vol[rows][:, None], dt_date
+    )
+    before = np.exp(-rate * ((dates - 1) * dt_date))
+    martingale[:, -1] += payoff[:, -1] - before * euro
+    payoff -= martingale
+    intrinsic = np.maximum(phi * (m.x0[rows][:, None] - 1.0), 0.0)  # exercise at once
+    best = np.maximum(payoff.max(axis=1), intrinsic)
+    return 0.5 * (best[:, :pairs] + best[:, pairs:])
 
 
 class _Sampler:
@@ -252,17 +264,16 @@ def simulate(
     sampler = _Sampler(seeds)
     active = np.arange(size)
     block = 0
-    last = budget.blocks(dates)
     while len(active):
         block += 1
-        z = sampler.normals(active, dates, budget.block(block))
+        z = sampler.normals(active, dates, budget.block_pairs)
         samples, upper = _block(market, active, lattice, z, bounds, euro0[active])
         primal.add(active, samples)
         if dual is not None and upper is not None:
             dual.add(active, upper)
         se = primal.std_error()[active]
         done = (se <= budget.target[active]) & (block >= budget.min_blocks)
-        done |= (block >= last) | ~np.isfinite(se)
+        done |= (block >= budget.max_blocks) | ~np.isfinite(se)
         active = active[~done]
     return Simulated(
         estimate=primal.mean,

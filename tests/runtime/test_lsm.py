@@ -203,7 +203,7 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="even"):
         LsmSettings(steps_per_date=7)
     with pytest.raises(ValueError, match="positive"):
-        LsmSettings(first_pairs=0)
+        LsmSettings(block_pairs=0)
     with pytest.raises(ValueError, match="target_error"):
         LsmSettings(target_error=0.05)
 
