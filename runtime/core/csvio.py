@@ -20,6 +20,7 @@ from runtime.core.fields import (
     parse_market_price,
     parse_option,
     quoted,
+    shown,
 )
 from runtime.core.options import OptionSpec, Quote
 
@@ -204,7 +205,7 @@ def parse_rows(table: Table, greeks: bool = False, *, bounds: bool = False) -> l
     for record in table.records:
         values = (record + [""] * width)[:width]
         if len(record) != width:
-            extra = f": extra {quoted(repr(record[width:]))[1:-1]}" if len(record) > width else ""
+            extra = f": extra {shown(repr(record[width:]))}" if len(record) > width else ""
             message = f"row has {len(record)} fields, header has {width}{extra}"
             rows.append(Row(values, None, capped(message)))
             continue

@@ -177,11 +177,15 @@ def implied_volatilities(options: Sequence[OptionSpec], prices: Sequence[float])
         elif (
             target[j] <= bottom[j] + tol and intrinsic[j] > 0.0 and bottom[j] <= intrinsic[j] + tol
         ):
-            why = "is the exercise value, which every small volatility reproduces"
+            why = (
+                "is within 1e-7 of the strike of the exercise value, which every small "
+                "volatility reproduces: it does not tell the volatility"
+            )
         elif target[j] <= bottom[j] + tol:
             why = (
-                f"is at most the value at volatility {MIN_VOLATILITY:g} "
-                f"({bottom[j] * scale:.6g}): no volatility in the bounds reproduces it"
+                f"is within 1e-7 of the strike of, or below, the value at volatility "
+                f"{MIN_VOLATILITY:g} ({bottom[j] * scale:.6g}): no volatility in the bounds "
+                "can be told from it"
             )
         elif target[j] >= top[j] - tol:
             why = (

@@ -44,7 +44,7 @@ from runtime.engines.closed_forms import (
 from runtime.engines.lattice import Market
 from runtime.engines.lsm_estimates import Estimate, lattice_horizon, lattice_only, simulated
 from runtime.engines.lsm_settings import DEFAULT_SETTINGS, LsmSettings
-from runtime.engines.screen import screen
+from runtime.engines.screen import premium_bound, screen
 from runtime.engines.tree_greeks import lattice_greeks
 
 __all__ = ["DEFAULT_SETTINGS", "LsmSettings", "price_lsm"]
@@ -95,35 +95,64 @@ def _exact(quote: Quote) -> Quote:
     )
 
 
-def _settled(spec: OptionSpec, bound: float, greeks: bool) -> Quote:
-    """Worth its intrinsic value to within ``bound`` (the screen's proof)."""
+def _settled(spec: OptionSpec, t: float, bound: float, greeks: bool) -> Quote:
+    """Worth its intrinsic value to within ``bound`` (the screen's proof), and never less
+    than the European value (a put with q > r is worth a little more than its intrinsic
+    value even when exercise is nearly certain)."""
     sign = 1.0 if spec.is_call else -1.0
-    price = max(sign * (spec.spot - spec.strike), 0.0)
+    euro = black_scholes(
+        spec.is_call, spec.spot, spec.strike, spec.rate, spec.volatility, t, spec.dividend_yield
+    )
+    price = max(sign * (spec.spot - spec.strike), euro, 0.0)
     g = Greeks(delta=sign, gamma=0.0, vega=0.0, theta=0.0, rho=0.0) if greeks else None
     return Quote(price=price, std_error=bound, greeks=g, price_low=price, price_high=price + bound)
 
 
 def _nearly_deterministic(spec: OptionSpec, t: float, greeks: bool, cfg: LsmSettings) -> Quote:
-    """The deterministic forward's value, for a volatility too small to move the lattice.
+    """A volatility too small for the lattice to resolve against the drift: the value lies
+    between the larger of intrinsic and European value (both exact) and an upper limit, and
+    is priced at the middle with half the interval as its error bar.
 
-    The error bar is the value's convexity over one standard deviation of the spot,
-    ``|V(S e^s) + V(S e^-s) - 2 V(S)|`` with ``s = sigma sqrt(T)``: where the value is smooth
-    that is twice the volatility's second-order effect, and at a kink (the forward crossing
-    the strike) it is the kink's reach over one standard deviation.
+    The upper limit is the early-exercise premium's proven bound (``screen.premium_bound``,
+    puts with r > 0 and calls with q > 0); elsewhere the deterministic forward's value plus its
+    convexity over one standard deviation of the spot, ``|V(S e^s) + V(S e^-s) - 2 V(S)|``
+    with ``s = sigma sqrt(T)`` (the volatility's reach, twice its second-order effect where
+    the value is smooth).
     """
     exact = deterministic_quote(spec, t, greeks)
     if exact.price is None:
         return exact
-    spread = math.exp(spec.volatility * math.sqrt(t))
-    up, down = (
-        forward_value(spec, spec.spot * f, spec.rate, spec.dividend_yield, t)
-        for f in (spread, 1.0 / spread)
-    )
-    reach = abs(up + down - 2.0 * exact.price) + 1e-15 * max(spec.spot, spec.strike)
+    sign = 1.0 if spec.is_call else -1.0
+    intrinsic = max(sign * (spec.spot - spec.strike), 0.0)
     euro = black_scholes(
         spec.is_call, spec.spot, spec.strike, spec.rate, spec.volatility, t, spec.dividend_yield
     )
-    price = max(exact.price, euro)
+    lower = max(intrinsic, euro)
+    upper = math.inf
+    # put-call symmetry: a call is the put with spot and strike, rate and yield swapped
+    spot, strike = (spec.strike, spec.spot) if spec.is_call else (spec.spot, spec.strike)
+    rate, div = (
+        (spec.dividend_yield, spec.rate) if spec.is_call else (spec.rate, spec.dividend_yield)
+    )
+    if rate > 0.0:
+        with np.errstate(all="ignore"):
+            bound = premium_bound(
+                *(np.array([v], dtype=np.float64) for v in (spot, strike, rate, div)),
+                np.array([spec.volatility]),
+                np.array([t]),
+            )[0]
+        if math.isfinite(bound):
+            upper = intrinsic + max(bound, 0.0)
+    if not math.isfinite(upper):
+        spread = math.exp(spec.volatility * math.sqrt(t))
+        up, down = (
+            forward_value(spec, spec.spot * f, spec.rate, spec.dividend_yield, t)
+            for f in (spread, 1.0 / spread)
+        )
+        upper = exact.price + abs(up + down - 2.0 * exact.price)
+    upper = max(upper, lower)
+    price = 0.5 * (lower + upper)
+    reach = 0.5 * (upper - lower) + 1e-15 * max(spec.spot, spec.strike)
     tolerance = cfg.tolerance_for(spec.strike, spec.spot)
     if reach > tolerance:
         return Quote(
@@ -132,14 +161,12 @@ def _nearly_deterministic(spec: OptionSpec, t: float, greeks: bool, cfg: LsmSett
             f"{tolerance:.3g}: the volatility is too small for the lattice to resolve against "
             "the drift, and too large to ignore",
         )
-    sign = 1.0 if spec.is_call else -1.0
-    floor = max(sign * (spec.spot - spec.strike), euro, 0.0)
     return Quote(
         price=price,
         std_error=reach,
         greeks=exact.greeks,
-        price_low=max(floor, price - cfg.confidence * reach) + 0.0,
-        price_high=price + cfg.confidence * reach,
+        price_low=lower + 0.0,
+        price_high=upper,
     )
 
 
@@ -177,14 +204,13 @@ def _chunk_quotes(
         if dates is None:
             est: Estimate = lattice_only(market, cfg, bounds)
             near = market.with_(t=lattice_horizon(market, cfg))
-            steps = cfg.lattice_steps // 2
         else:
             target = np.array([cfg.target_for(k) for k in strike]) / strike
             tolerance = np.array([cfg.tolerance_for(s.strike, s.spot) for s in specs]) / strike
             seeds = [s.seed() for s in specs]
             est = simulated(market, seeds, target, tolerance, dates, cfg, bounds)
-            near, steps = market, dates * cfg.steps_per_date
-        sensitivities = lattice_greeks(near, steps) if greeks else None
+            near = market
+        sensitivities = lattice_greeks(near) if greeks else None
     quotes = []
     for i, spec in enumerate(specs):
         k = spec.strike
@@ -337,7 +363,7 @@ def price_lsm(
     simulated = []
     for (i, t), bound in zip(pending, settled, strict=True):
         if math.isfinite(bound):
-            quotes[i] = _settled(options[i], float(bound), greeks)
+            quotes[i] = _settled(options[i], t, float(bound), greeks)
         else:
             simulated.append((i, t))
     for i, quote in _simulate_all(options, simulated, cfg, greeks, bounds).items():

@@ -38,6 +38,8 @@ from runtime.engines.lattice import Market, american, corrections, exercise_latt
 from runtime.engines.lsm_settings import LsmSettings
 from runtime.engines.simulation import Budget, Simulated, simulate
 
+PRECISION = 1e-15  # of max(spot, strike): the floor of any estimate's error bar
+
 
 @dataclass
 class Estimate:
@@ -117,7 +119,10 @@ def _assemble(
     lattice_error = np.sqrt(spread**2 + excess)
     out = Estimate(
         price=price,
-        std_error=np.sqrt(noise**2 + lattice_error**2),
+        # never below the arithmetic's precision: an estimate is not exact
+        std_error=np.maximum(
+            np.sqrt(noise**2 + lattice_error**2), PRECISION * np.maximum(market.x0, 1.0)
+        ),
         noise=noise,
         lattice_error=lattice_error,
     )
@@ -156,7 +161,7 @@ def lattice_only(market: Market, cfg: LsmSettings, bounds: bool) -> Estimate:
     lattice_error = np.sqrt(tree_error**2 + (0.5 * gap) ** 2)
     out = Estimate(
         price=price,
-        std_error=lattice_error,
+        std_error=np.maximum(lattice_error, PRECISION * np.maximum(market.x0, 1.0)),
         noise=np.zeros(len(market)),
         lattice_error=lattice_error,
     )
