@@ -209,6 +209,7 @@ class Lattice:
     offsets: np.ndarray  # (options, dates): node index of W = 0 at date k
     index_scale: float  # node units per unit of W
     steps_per_date: int
+    raw: tuple[np.ndarray, np.ndarray]  # (American, Bermudan) before extrapolation
 
     @property
     def correction(self) -> np.ndarray:
@@ -289,16 +290,18 @@ def _backward(
 
 
 def corrections(
-    market: Market, dates: int, steps_per_date: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(American, Bermudan, spread) with BBSR over ``dates * steps_per_date`` steps and half
-    as many: the values without the rule and tables (a finer lattice for a correction)."""
+    market: Market, dates: int, steps_per_date: int, half: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(American, Bermudan, spread, raw) with BBSR over ``dates * steps_per_date`` steps,
+    given ``half``, the raw (American, Bermudan) values with half as many steps: a finer
+    lattice for a correction, without rule or tables. ``raw`` is this pass's, for the next."""
     bermudan, amer, *_ = _backward(market, dates, steps_per_date, False)
-    bermudan_2, amer_2, *_ = _backward(market, dates, max(1, steps_per_date // 2), False)
+    amer_2, bermudan_2 = half
     return (
         2.0 * amer - amer_2,
         2.0 * bermudan - bermudan_2,
         np.abs((amer - bermudan) - (amer_2 - bermudan_2)),
+        (amer, bermudan),
     )
 
 
@@ -369,4 +372,5 @@ def exercise_lattice(
         offsets=offsets,
         index_scale=math.sqrt(m) / 2.0,
         steps_per_date=m,
+        raw=(amer, bermudan),
     )

@@ -40,6 +40,7 @@ from runtime.engines.closed_forms import (
     deterministic_quote,
     european_quote,
     forward_value,
+    price_limits,
 )
 from runtime.engines.lattice import Market
 from runtime.engines.lsm_estimates import Estimate, lattice_horizon, lattice_only, simulated
@@ -150,7 +151,12 @@ def _nearly_deterministic(spec: OptionSpec, t: float, greeks: bool, cfg: LsmSett
             for f in (spread, 1.0 / spread)
         )
         upper = exact.price + abs(up + down - 2.0 * exact.price)
-    upper = max(upper, lower)
+    x0 = spec.spot / spec.strike
+    _, limit = price_limits(
+        *(np.array([v]) for v in (sign, x0, spec.rate, spec.dividend_yield, spec.volatility, t)),
+        np.array([lower / spec.strike]),
+    )
+    upper = max(min(upper, float(limit[0]) * spec.strike), lower)
     price = 0.5 * (lower + upper)
     reach = 0.5 * (upper - lower) + 1e-15 * max(spec.spot, spec.strike)
     tolerance = cfg.tolerance_for(spec.strike, spec.spot)

@@ -76,7 +76,7 @@ def simulated(
     up to ``max_steps_per_date``, and once more, up to ``last_resort_steps_per_date``, while
     it is above its tolerance.
     """
-    m = cfg.steps_per_date
+    m = cfg.steps_for(dates)
     lattice = exercise_lattice(market, dates, m, values=bounds)
     budget = Budget(
         block_pairs=cfg.block_pairs,
@@ -87,8 +87,9 @@ def simulated(
     )
     sim = simulate(market, lattice, seeds, dates, budget, bounds)
     american, bermudan, spread = lattice.american, lattice.bermudan, lattice.spread
+    raw = lattice.raw
     est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
-    while m < cfg.last_resort_steps_per_date:
+    while m < cfg.last_resort_steps_per_date and 2 * m * dates <= cfg.max_lattice_steps:
         limit = cfg.refine_above * target if m < cfg.max_steps_per_date else tolerance
         redo = (est.std_error > limit) & (est.lattice_error > est.noise)
         if not redo.any():
@@ -96,7 +97,12 @@ def simulated(
         m *= 2
         rows = np.flatnonzero(redo)
         american, bermudan, spread = american.copy(), bermudan.copy(), spread.copy()
-        american[rows], bermudan[rows], spread[rows] = corrections(market.take(rows), dates, m)
+        half = (raw[0][rows], raw[1][rows])
+        american[rows], bermudan[rows], spread[rows], finer = corrections(
+            market.take(rows), dates, m, half
+        )
+        raw = (raw[0].copy(), raw[1].copy())
+        raw[0][rows], raw[1][rows] = finer
         est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
     return est
 

@@ -15,19 +15,21 @@ class LsmSettings:
 
     # exercise dates: the first (limit, dates) whose limit exceeds sigma^2 T, and the same by
     # years to maturity (the Bermudan's gap to the American grows with both); the larger wins
-    dates: tuple[tuple[float, int], ...] = ((0.02, 12), (0.1, 24), (8.0, 48))
+    dates: tuple[tuple[float, int], ...] = ((0.02, 12), (0.1, 24), (1.0, 48), (8.0, 96))
     dates_by_years: tuple[tuple[float, int], ...] = ((0.25, 12), (1.0, 24), (51.0, 48))
-    steps_per_date: int = 8  # lattice steps between two exercise dates
+    steps_per_date: int = 8  # lattice steps between two exercise dates ...
+    base_lattice_steps: int = 384  # ... but at least 4 and no more steps than this in all
     max_steps_per_date: int = 16  # refined lattice, for rows whose error bar is the lattice's
     last_resort_steps_per_date: int = 32  # once more for rows still above their tolerance
-    refine_above: float = 2.5  # refine when the bar exceeds this many targets
+    max_lattice_steps: int = 1536  # no refinement beyond this many steps (the time budget)
+    refine_above: float = 5.0  # refine when the bar exceeds this many targets
     block_pairs: int = 256  # antithetic pairs per block
     min_blocks: int = 1
     target_error: float = 0.002  # stop simulating at this standard error (price units) ...
     target_relative: float = 1e-5  # ... or at this fraction of the strike, if larger
     tolerance: float = 0.02  # a row whose error bar stays above this is an error ...
     tolerance_relative: float = 1e-4  # ... or above this fraction of the strike, if larger
-    work_budget: int = 400_000  # simulated path-dates per option: the time budget
+    work_budget: int = 250_000  # simulated path-dates per option: the time budget
     # beyond this sigma^2 T, the lattice alone prices the option (see lsm_estimates)
     simulate_below: float = 8.0
     lattice_steps: int = 1536
@@ -61,6 +63,11 @@ class LsmSettings:
     def dates_for(self, variance: float, years: float = 0.0) -> int:
         """Exercise dates for an option with ``sigma^2 T = variance`` and ``T = years``."""
         return max(_lookup(self.dates, variance), _lookup(self.dates_by_years, years))
+
+    def steps_for(self, dates: int) -> int:
+        """Lattice steps per exercise date: ``steps_per_date``, fewer (at least 4) when the
+        dates are so many that the lattice would exceed ``base_lattice_steps``."""
+        return max(4, min(self.steps_per_date, self.base_lattice_steps // dates))
 
     def tolerance_for(self, strike: float, spot: float = 0.0) -> float:
         """The option's scale is the larger of strike and spot (a deep call's price is the
