@@ -111,7 +111,9 @@ def test_a_tiny_volatility_is_priced_with_a_bar_and_never_a_negative_zero():
     (quote,) = price_lsm([option])
     reference = reference_quote(option).price
     assert math.copysign(1.0, quote.price) == 1.0
-    assert abs(quote.price - reference) <= quote.std_error
+    # the value lies between 0 and the perpetual put (0.000367878); QD+'s reference sits
+    # 2.5e-9 above that bound, its own precision
+    assert abs(quote.price - reference) <= quote.std_error + 1e-8
 
 
 @pytest.mark.parametrize("scale", [1e4, 1e6, 1e8])
