@@ -16,7 +16,7 @@ moved between ``N/2`` and ``N`` steps, and ``disagreement`` the simulated minus 
 Bermudan: both measure the same value, so a disagreement beyond three noise standard errors
 is an error of the lattice (or of its rule) that the correction may carry into the price. A
 row whose bar is above ``refine_above`` targets and is the lattice's, not the noise's, is
-priced again on a lattice twice as fine (up to ``max_steps_per_date``).
+priced again on a lattice twice as fine (``simulated``).
 
 **Lattice only** (larger ``sigma^2 T``, up to the validated 5^2 x 50 = 1,250): the smoothed
 tree's BBSR value over at most ``horizon_variance / sigma^2`` years. A longer American option
@@ -70,11 +70,11 @@ def simulated(
 ) -> Estimate:
     """One chunk of options that share their number of exercise dates.
 
-    A row whose bar is above ``refine_above`` targets and is the lattice's, not the noise's,
+    A row whose bar is the lattice's, not the noise's, and above ``refine_above`` targets,
     gets its correction from a lattice twice as fine (the simulation is kept: its rule and
     control came from the coarser lattice, which only makes them slightly less efficient),
-    up to ``max_steps_per_date``, and once more, up to ``last_resort_steps_per_date``, while
-    it is above its tolerance.
+    up to ``refine_lattice_steps``; while it is above its tolerance, up to
+    ``max_lattice_steps``.
     """
     m = cfg.steps_for(dates)
     lattice = exercise_lattice(market, dates, m, values=bounds)
@@ -89,9 +89,12 @@ def simulated(
     american, bermudan, spread = lattice.american, lattice.bermudan, lattice.spread
     raw = lattice.raw
     est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
-    while m < cfg.last_resort_steps_per_date and 2 * m * dates <= cfg.max_lattice_steps:
-        limit = cfg.refine_above * target if m < cfg.max_steps_per_date else tolerance
-        redo = (est.std_error > limit) & (est.lattice_error > est.noise)
+    while 2 * m * dates <= cfg.max_lattice_steps:
+        finer_steps = 2 * m * dates
+        above = est.std_error > tolerance
+        if finer_steps <= cfg.refine_lattice_steps:
+            above |= est.std_error > cfg.refine_above * target
+        redo = above & (est.lattice_error > est.noise)
         if not redo.any():
             break
         m *= 2

@@ -19,10 +19,11 @@ class LsmSettings:
     dates_by_years: tuple[tuple[float, int], ...] = ((0.25, 12), (1.0, 24), (51.0, 48))
     steps_per_date: int = 8  # lattice steps between two exercise dates ...
     base_lattice_steps: int = 384  # ... but at least 4 and no more steps than this in all
-    max_steps_per_date: int = 16  # refined lattice, for rows whose error bar is the lattice's
-    last_resort_steps_per_date: int = 32  # once more for rows still above their tolerance
-    max_lattice_steps: int = 1536  # no refinement beyond this many steps (the time budget)
-    refine_above: float = 5.0  # refine when the bar exceeds this many targets
+    # a row whose bar is the lattice's gets a lattice twice as fine: above refine_above
+    # targets up to refine_lattice_steps, above its tolerance up to max_lattice_steps
+    refine_above: float = 2.5
+    refine_lattice_steps: int = 768
+    max_lattice_steps: int = 1536
     block_pairs: int = 256  # antithetic pairs per block
     min_blocks: int = 1
     target_error: float = 0.002  # stop simulating at this standard error (price units) ...
