@@ -75,6 +75,12 @@ def simulated(
     control came from the coarser lattice, which only makes them slightly less efficient),
     up to ``refine_lattice_steps``; while it is above its tolerance, up to
     ``max_lattice_steps``.
+
+    A row still above its tolerance whose bar is the disagreement between the simulated and
+    the lattice's Bermudan (a long-dated option deep in the money at a high rate, whose
+    lattice Bermudan converges erratically) takes the lattice's American value from its
+    finest lattice, with the change of that value from the previous lattice as its bar
+    (``lattice_only``'s estimate of a tree's error).
     """
     m = cfg.steps_for(dates)
     lattice = exercise_lattice(market, dates, m, values=bounds)
@@ -89,6 +95,7 @@ def simulated(
     american, bermudan, spread = lattice.american, lattice.bermudan, lattice.spread
     raw = lattice.raw
     est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
+    previous = np.full(len(market), np.nan)  # the American value one lattice coarser
     while 2 * m * dates <= cfg.max_lattice_steps:
         finer_steps = 2 * m * dates
         above = est.std_error > tolerance
@@ -99,6 +106,7 @@ def simulated(
             break
         m *= 2
         rows = np.flatnonzero(redo)
+        previous[rows] = american[rows]
         american, bermudan, spread = american.copy(), bermudan.copy(), spread.copy()
         half = (raw[0][rows], raw[1][rows])
         american[rows], bermudan[rows], spread[rows], finer = corrections(
@@ -107,7 +115,32 @@ def simulated(
         raw = (raw[0].copy(), raw[1].copy())
         raw[0][rows], raw[1][rows] = finer
         est = _assemble(market, sim, american, bermudan, spread, cfg, bounds)
+    stuck = (est.std_error > tolerance) & (est.lattice_error > est.noise) & np.isfinite(previous)
+    if stuck.any():
+        _lattice_american(market, est, stuck, american, np.abs(american - previous), cfg, bounds)
     return est
+
+
+def _lattice_american(
+    market: Market,
+    est: Estimate,
+    rows: np.ndarray,
+    american: np.ndarray,
+    tree_error: np.ndarray,
+    cfg: LsmSettings,
+    bounds: bool,
+) -> None:
+    """Replace ``rows`` of ``est`` by the lattice's American value and its tree error."""
+    lower, upper = _limits(market)
+    price = np.clip(american, lower, upper)
+    bar = np.maximum(tree_error, PRECISION * np.maximum(market.x0, 1.0))
+    est.price[rows] = price[rows]
+    est.std_error[rows] = bar[rows]
+    est.lattice_error[rows] = bar[rows]
+    if bounds and est.low is not None and est.high is not None:
+        z = cfg.confidence
+        est.low[rows] = np.minimum(np.maximum(price - z * bar, lower), price)[rows]
+        est.high[rows] = np.maximum(np.minimum(price + z * bar, upper), price)[rows]
 
 
 def _assemble(

@@ -18,7 +18,7 @@ class LsmSettings:
     dates: tuple[tuple[float, int], ...] = ((0.02, 12), (0.1, 24), (1.0, 48), (8.0, 96))
     dates_by_years: tuple[tuple[float, int], ...] = ((0.25, 12), (1.0, 24), (51.0, 48))
     steps_per_date: int = 8  # lattice steps between two exercise dates ...
-    base_lattice_steps: int = 384  # ... but at least 4 and no more steps than this in all
+    base_lattice_steps: int = 768  # ... but at least 4 and no more steps than this in all
     # a row whose bar is the lattice's gets a lattice twice as fine: above refine_above
     # targets up to refine_lattice_steps, above its tolerance up to max_lattice_steps
     refine_above: float = 2.5

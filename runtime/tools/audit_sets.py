@@ -12,7 +12,11 @@ import numpy as np
 
 from runtime.core.options import OptionSpec
 
-REPORTING_SEEDS = {"broad": 2026, "stress": 17, "boundary": 29}
+REPORTING_SEEDS = {"broad": 2027, "stress": 17, "boundary": 29}
+# an interim reporting run on broad seed 2026 found two defects (4 lattice steps per date
+# for 96 dates; an erratic lattice Bermudan on long-dated deep puts at high rates), since
+# fixed; the figures of docs/engines.md come from seed 2027, seen only after that
+INTERIM_SEEDS = {"broad": 2026}
 TUNING_SEEDS = {"broad": 101, "boundary": 303}
 
 _TODAY = dt.date(2024, 3, 1)
