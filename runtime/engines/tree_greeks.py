@@ -41,8 +41,13 @@ def _rate_step(rate: np.ndarray) -> np.ndarray:
 
 
 def lattice_greeks(market: Market, steps: int = STEPS) -> dict[str, np.ndarray]:
-    """delta, gamma, vega, theta and rho per unit of strike, on ``steps`` steps."""
-    _, delta, gamma, theta = american_greeks(market, steps)
+    """delta, gamma, vega, theta and rho per unit of strike, on ``steps`` steps.
+
+    An option the tree exercises now is in the exercise region, where its value is the
+    payoff in a whole neighbourhood: its Greeks are the payoff's (delta +-1, the rest 0), as
+    ``qdfp``'s; the nodes around the spot would straddle the boundary.
+    """
+    value, delta, gamma, theta = american_greeks(market, steps)
     hv = np.maximum(VOL_BUMP * market.vol, MIN_VOL_BUMP)
     hv = np.minimum(hv, 0.5 * market.vol)
     hr = _rate_step(market.rate)
@@ -53,10 +58,13 @@ def lattice_greeks(market: Market, steps: int = STEPS) -> dict[str, np.ndarray]:
     )
     values = american(bumped, steps)
     up_v, down_v, up_r, down_r = np.split(values, 4)
+    intrinsic = np.maximum(market.phi * (market.x0 - 1.0), 0.0)
+    now = (intrinsic > 0.0) & (value <= intrinsic * (1.0 + 1e-12))
+    zero = np.where(now, 0.0, 1.0)
     return {
-        "delta": delta,
-        "gamma": gamma,
-        "vega": (up_v - down_v) / (2.0 * hv),
-        "theta": theta,
-        "rho": (up_r - down_r) / (2.0 * hr),
+        "delta": np.where(now, market.phi, delta),
+        "gamma": gamma * zero,
+        "vega": (up_v - down_v) / (2.0 * hv) * zero,
+        "theta": theta * zero,
+        "rho": (up_r - down_r) / (2.0 * hr) * zero,
     }
