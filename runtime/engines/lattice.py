@@ -190,6 +190,9 @@ def _project(projector: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
+REACH = 8.0  # standard deviations of the simulated paths the tables cover
+
+
 @dataclass
 class Lattice:
     """What the exercise lattice gives the simulation, per option (strike units).
@@ -341,27 +344,35 @@ def exercise_lattice(
     width = steps + 1 - m
     premium = np.zeros((3, b, max(dates - 1, 0), max(width, 1)))
     value = np.zeros_like(premium) if values else None
-    if dates > 1:
-        tau = (market.t[:, None] * (1.0 - k[..., 0] / dates))[..., None]
-        (euro,) = bsm(
-            market.phi[:, None, None],
-            np.exp(lx),
-            lx,
-            market.rate[:, None, None],
-            market.div[:, None, None],
-            market.vol[:, None, None],
-            tau,
-        )
-        discount = np.exp(-market.rate[:, None] * (k[..., 0] * market.t[:, None] / dates))
-        premium = _project(projector, v_at - euro) * discount[None, :, :, None]
-        if values:
-            value = _project(projector, v_at) * discount[None, :, :, None]
     kk = np.arange(dates)[None, :]
     # node index of the simulated log-moneyness log x0 + mu t_k + sd W_k among date k's nodes
     # (nodes at log x0 + k m a + (2 i - k m) s; the simulation's date sd is sqrt(m) s)
     s2, a2 = tree.s[:b, None], tree.a[:b, None]
     t_all = kk * (market.t / dates)[:, None]
     offsets = (mu[:, None] * t_all - kk * m * a2 + kk * m * s2) / (2.0 * s2)
+    if dates > 1:
+        # the European value where a path can be: within REACH standard deviations of the
+        # simulation's centre at date k (beyond, no path goes and the table stays 0)
+        centre = offsets[:, 1:, None]
+        reach = REACH * np.sqrt(k * m) / 2.0 + m
+        near = (np.abs(j - centre) <= reach) & (j <= k * m)
+        tau = np.broadcast_to((market.t[:, None] * (1.0 - k[..., 0] / dates))[..., None], lx.shape)
+        grid = lambda v: np.broadcast_to(v[:, None, None], lx.shape)[near]  # noqa: E731
+        euro = np.zeros(lx.shape)
+        (euro[near],) = bsm(
+            grid(market.phi),
+            np.exp(lx[near]),
+            lx[near],
+            grid(market.rate),
+            grid(market.div),
+            grid(market.vol),
+            tau[near],
+        )
+        discount = np.exp(-market.rate[:, None] * (k[..., 0] * market.t[:, None] / dates))
+        premium = _project(projector, np.where(near, v_at - euro, 0.0))
+        premium *= discount[None, :, :, None]
+        if values:
+            value = _project(projector, np.where(near, v_at, 0.0)) * discount[None, :, :, None]
     return Lattice(
         american=2.0 * amer - amer_2,
         bermudan=2.0 * bermudan - bermudan_2,

@@ -157,8 +157,8 @@ def _assemble(
     price = np.clip(sim.estimate + correction, lower, upper)
     noise = sim.std_error
     disagreement = sim.estimate - bermudan
-    excess = np.maximum(disagreement**2 - 9.0 * noise**2, 0.0)
-    lattice_error = np.sqrt(spread**2 + excess)
+    excess = np.maximum(disagreement**2 - (cfg.excess_sigmas * noise) ** 2, 0.0)
+    lattice_error = np.sqrt((cfg.spread_weight * spread) ** 2 + excess)
     out = Estimate(
         price=price,
         # never below the arithmetic's precision: an estimate is not exact

@@ -19,6 +19,10 @@ class LsmSettings:
     dates_by_years: tuple[tuple[float, int], ...] = ((0.25, 12), (1.0, 24), (51.0, 48))
     steps_per_date: int = 8  # lattice steps between two exercise dates ...
     base_lattice_steps: int = 768  # ... but at least 4 and no more steps than this in all
+    # the error bar: noise^2 + (spread_weight spread)^2 + disagreement beyond excess_sigmas
+    # noise standard errors, squared (docs/engines.md, "The error bar")
+    spread_weight: float = 0.5
+    excess_sigmas: float = 3.0
     # a row whose bar is the lattice's gets a lattice twice as fine: above refine_above
     # targets up to refine_lattice_steps, above its tolerance up to max_lattice_steps
     refine_above: float = 2.5
