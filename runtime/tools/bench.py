@@ -622,12 +622,6 @@ def _parser() -> argparse.ArgumentParser:
         "--split-rows", type=int, default=100_000, help="rows of the split/merge file; 0 skips"
     )
     parser.add_argument("--threshold", type=int, default=200, help="rows per part")
-    parser.add_argument(
-        "--audit",
-        choices=("quick", "full"),
-        help="only issue 19's benchmark (runtime.tools.audit: coverage, bounds, stress, "
-        "slowest row, Greeks, implied volatility, speed); quick about 1 minute, full 4",
-    )
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)  # internal: child process
     parser.add_argument("--probe-greeks", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -637,10 +631,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.memory_probe:
         return _memory_probe(args.memory_probe, args.probe_greeks)
-    if args.audit:
-        from runtime.tools.audit import main as audit
-
-        return audit(["--full"] if args.audit == "full" else [])
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for name in engines:
         engine_for(name)  # unknown names fail before any work
