@@ -41,6 +41,7 @@ class Manifest:
     started_at: float
     generation: int = 1
     greeks: bool = False
+    bounds: bool = False  # priceLow, priceHigh in every part's result (issue 19)
     # The SHA-256 of each part as the splitter wrote it: workers price exactly that
     # content, so an object written over a part later can never change a result.
     part_sha256: list[str] = field(default_factory=list)
