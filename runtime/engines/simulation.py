@@ -14,7 +14,8 @@ Per option (units of the strike), blocks of antithetic pairs of exact GBM paths 
   path's node. Hermite polynomials of a fresh standard normal have conditional mean 0, so
   ``E[C] = 0`` exactly (optional stopping, ``tau <= T``) whatever the coefficients' quality;
   the estimator ``mean(Y - C)`` is unbiased for the rule's value, and its variance is what the
-  lattice's value function does not explain (25 to 1,000 times less than ``Y``'s).
+  lattice's value function does not explain (a median standard error of 0.00008 for 0.11
+  without control, 1,024 pairs on the tuning set: docs/engines.md).
 - **dual** (``bounds``): with ``M_V`` the same martingale built from the Bermudan's value itself
   (Hermite on every step but the last, the exact European over the last),
   ``E[max_k (Z_k - M_V(k))]`` over the dates ``0, T/n .. T`` is an upper bound of the Bermudan
