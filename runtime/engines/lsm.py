@@ -11,13 +11,18 @@ per option, the cheapest exact method first:
    volatility or spot 0 (a deterministic forward);
 2. the deep in-the-money screen (``screen``): worth its intrinsic value to within a proven
    bound, which is its standard error;
-3. the rest is simulated (``lattice``, ``simulation``): the price is the simulated Bermudan
-   (the lattice's rule on independent paths, with the lattice's value function as a
-   martingale control) plus the lattice's American-minus-Bermudan difference; its standard
-   error adds to the simulation's the lattice's Richardson spread and any disagreement
-   between simulation and lattice beyond noise. The exercise dates and the lattice grow with
-   ``sigma^2 T``. A price is kept within the no-arbitrage limits (``price_limits``), and a
-   row whose error bar stays above its tolerance when its budget is spent is an error.
+3. a volatility too small for a lattice against the drift: an interval between exact lower
+   limits and the premium bound (``_nearly_deterministic``);
+4. below ``sigma^2 T = 8`` simulated (``lsm_estimates.simulated``: ``lattice``,
+   ``simulation``): the simulated Bermudan (the lattice's rule on independent paths, with the
+   lattice's value function as a martingale control) plus the lattice's American-minus-
+   Bermudan difference; its standard error adds to the simulation's half the lattice's
+   Richardson spread and any disagreement between simulation and lattice beyond noise. The
+   exercise dates grow with ``sigma^2 T`` and ``T``;
+5. beyond, the lattice alone (``lsm_estimates.lattice_only``).
+
+A price is kept within the no-arbitrage limits (``price_limits``), and a row whose error bar
+stays above its tolerance when its budget is spent is an error.
 
 Greeks of simulated options come from the lattice (``tree_greeks``); with ``bounds``, every
 quote also carries ``price_low`` and ``price_high``. Every option draws from its own
