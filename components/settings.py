@@ -133,6 +133,7 @@ class StackSettings:
     job_memory_setting: int  # 0 = automatic; see job_memory_mb
     job_timeout_seconds: int
     greeks: bool
+    bounds: bool
     notify_email: str  # "" = no email subscription
     urgent_max_vcpus: int  # 0 = no urgent lane
     fair_share: tuple[tuple[str, float], ...]  # (share identifier, weight); () = FIFO
@@ -197,6 +198,7 @@ class StackSettings:
             "MAX_ROWS": str(self.max_rows),
             "MAX_BYTES": str(self.max_bytes),
             "GREEKS": "true" if self.greeks else "false",
+            "BOUNDS": "true" if self.bounds else "false",
             "LOG_LEVEL": LOG_LEVEL,
         }
 
@@ -502,6 +504,7 @@ def load_settings() -> StackSettings:
         job_memory_setting=int(value("jobMemoryMb")),
         job_timeout_seconds=int(value("jobTimeoutSeconds")),
         greeks=bool(value("greeks")),
+        bounds=bool(value("bounds")),
         notify_email=str(value("notifyEmail")).strip(),
         urgent_max_vcpus=int(value("urgentMaxVcpus")),
         fair_share=_fair_share(value("fairShare")),

@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         help="add delta, gamma, vega, theta, rho columns (QuantLib conventions: vega and rho "
         "per 1.00 change, theta per year)",
     )
+    price.add_argument(
+        "--bounds",
+        action="store_true",
+        help="add priceLow, priceHigh columns: an interval that contains the value (engine lsm)",
+    )
     commands.add_parser("plan", help=PLAN_HELP, add_help=False)  # its own parser
     for name, summary in TOOL_COMMANDS.items():
         commands.add_parser(name, help=summary, add_help=False)
@@ -86,7 +91,7 @@ def main(argv: list[str]) -> int:
         return importlib.import_module(TOOLS_CLI).main(argv)
     args = _parser().parse_args(argv)
     try:
-        return price_file(args.input, args.out, args.engine, greeks=args.greeks)
+        return price_file(args.input, args.out, args.engine, greeks=args.greeks, bounds=args.bounds)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -109,7 +114,13 @@ def writable_output(path: Path) -> Path:
     return path
 
 
-def price_file(input_path: Path, out: Path | None, engine_name: str, greeks: bool = False) -> int:
+def price_file(
+    input_path: Path,
+    out: Path | None,
+    engine_name: str,
+    greeks: bool = False,
+    bounds: bool = False,
+) -> int:
     """Price a file here, with progress on stderr; row errors do not fail the run."""
     from runtime.core.csvio import FileError, read_table
     from runtime.core.pricing import price_table
@@ -118,19 +129,22 @@ def price_file(input_path: Path, out: Path | None, engine_name: str, greeks: boo
 
     out = writable_output(out or input_path.with_name(input_path.name + "-result"))
     try:
-        table = read_table(read_input(input_path), greeks=greeks)
+        table = read_table(read_input(input_path), greeks=greeks, bounds=bounds)
     except FileError as exc:
         raise CommandError(f"{input_path}: {exc}") from exc
     started = time.perf_counter()
     with progress_bar(len(table.records), "option") as advance:
-        priced = price_table(table, parallel_engine(engine_name), advance, greeks=greeks)
+        engine = parallel_engine(engine_name)
+        priced = price_table(table, engine, advance, greeks=greeks, bounds=bounds)
     seconds = time.perf_counter() - started
     try:
         out.write_bytes(priced.csv)
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror}") from exc
     per_option = seconds / max(1, priced.rows - priced.errors)
-    what = f"{engine_name} and Greeks" if greeks else engine_name
+    what = " and ".join(
+        [engine_name, *(["Greeks"] if greeks else []), *(["bounds"] if bounds else [])]
+    )
     print(
         f"priced {priced.rows - priced.errors} of {priced.rows} rows ({priced.errors} with errors) "
         f"with {what} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {out}",

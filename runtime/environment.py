@@ -62,7 +62,19 @@ SUBMISSION_VARIABLES = frozenset(
     {JOB_QUEUE, URGENT_JOB_QUEUE, JOB_DEFINITION, FAIR_SHARE, STACK_NAME}
 )
 LAMBDA_VARIABLES = (
-    frozenset({RESULT_BUCKET, THRESHOLD, ENGINE, MAX_ROWS, MAX_BYTES, MAX_PARTS, GREEKS, LOG_LEVEL})
+    frozenset(
+        {
+            RESULT_BUCKET,
+            THRESHOLD,
+            ENGINE,
+            MAX_ROWS,
+            MAX_BYTES,
+            MAX_PARTS,
+            GREEKS,
+            BOUNDS,
+            LOG_LEVEL,
+        }
+    )
     | SUBMISSION_VARIABLES
 )
 BATCH_VARIABLES = (
@@ -74,6 +86,7 @@ BATCH_VARIABLES = (
             MAX_ROWS,
             MAX_BYTES,
             GREEKS,
+            BOUNDS,
             LOG_LEVEL,
             PRICING_WORKERS,
             AWS_REGION,

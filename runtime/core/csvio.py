@@ -7,46 +7,34 @@ the user; a row problem becomes that row's error and never stops the rest of the
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from runtime.core.fields import (
+    MARKET_PRICE,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    capped,
+    parse_market_price,
+    parse_option,
+    quoted,
+    shown,
+)
 from runtime.core.options import OptionSpec, Quote
 
-# The workshop's column names; matched case-insensitively, in any order.
-TODAY = "todaysDate"
-SETTLEMENT = "settlementDate"
-OPTION_TYPE = "optionType"
-UNDERLYING = "underlying"
-STRIKE = "strike"
-RATE = "riskFreeRate"
-VOLATILITY = "volatility"
-MATURITY = "maturityDate"
-REQUIRED_COLUMNS = (TODAY, SETTLEMENT, OPTION_TYPE, UNDERLYING, STRIKE, RATE, VOLATILITY, MATURITY)
-# Optional columns: absent, or an empty cell, means the default (no dividends, American).
-DIVIDEND = "dividendYield"
-EXERCISE = "exerciseType"
-OPTIONAL_COLUMNS = (DIVIDEND, EXERCISE)
-
 PRICE_COLUMNS = ("price", "stdError")
+BOUND_COLUMNS = ("priceLow", "priceHigh")  # only with bounds
 GREEK_COLUMNS = ("delta", "gamma", "vega", "theta", "rho")  # only when Greeks are requested
-_GREEKS_FOLDED = {name.casefold() for name in GREEK_COLUMNS}
+IMPLIED_COLUMN = "impliedVolatility"  # only when the input has a marketPrice column
 ERROR_COLUMN = "error"
-RESULT_COLUMNS = (*PRICE_COLUMNS, ERROR_COLUMN)  # the result columns without Greeks
+RESULT_COLUMNS = (*PRICE_COLUMNS, ERROR_COLUMN)  # the result columns without options
 
-# Validation bounds (README "The CSV contract"): a row outside them is a row error naming the
-# column and the bound. They keep every engine's arithmetic finite (exp(r T) with |r| <= 1 and
-# T <= 50 years) and catch unit typos (a rate in basis points, a volatility in percent).
-MAX_PRICE_LEVEL = 1e8  # underlying and strike: > 0 and <= this
-MAX_VOLATILITY = 5.0  # > 0 and <= 500 %
-RATE_BOUNDS = (-1.0, 1.0)  # riskFreeRate, decimal
-DIVIDEND_BOUNDS = (-1.0, 1.0)  # dividendYield, decimal
-MAX_YEARS = 50  # maturityDate at most this many years after settlementDate
-
-_DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d")
+# Fields as long as the input allows: the csv module's default limit (131,072 characters) made
+# a merge fail on a long field that a single part had accepted (issue 18, finding 6). One
+# place, for every reader of the process (the limit is the module's, not a reader's).
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
 class FileError(ValueError):
@@ -63,27 +51,70 @@ class Table:
 
 @dataclass(frozen=True)
 class Row:
-    """One data record checked against the contract: an option to price, or an error."""
+    """One data record checked against the contract: an option to price, or an error.
+
+    ``market_price`` is the row's ``marketPrice`` (None when absent or empty), or the text of
+    its error: a bad market price costs the row its implied volatility, not its price.
+    """
 
     values: list[str]
     option: OptionSpec | None
     error: str | None
+    market_price: float | str | None = None
 
 
-def reserved_columns(greeks: bool = False) -> tuple[str, ...]:
-    """Names an input column may not have: the result columns (with Greeks, theirs too)."""
-    return (*PRICE_COLUMNS, *(GREEK_COLUMNS if greeks else ()), ERROR_COLUMN)
+def has_market_price(header: Sequence[str]) -> bool:
+    """Whether a file's header has the optional ``marketPrice`` column."""
+    return _has_market_price(header)
+
+
+def _has_market_price(header: Sequence[str]) -> bool:
+    return MARKET_PRICE.casefold() in {name.strip().casefold() for name in header}
+
+
+def output_columns(
+    header: Sequence[str], greeks: bool = False, *, bounds: bool = False
+) -> list[str]:
+    """The columns pricing appends to the input's, in order: price, stdError, with bounds
+    priceLow, priceHigh, with Greeks delta..rho, with a marketPrice column
+    impliedVolatility, then error."""
+    return [
+        *PRICE_COLUMNS,
+        *(BOUND_COLUMNS if bounds else ()),
+        *(GREEK_COLUMNS if greeks else ()),
+        *((IMPLIED_COLUMN,) if _has_market_price(header) else ()),
+        ERROR_COLUMN,
+    ]
+
+
+def reserved_columns(
+    greeks: bool = False, *, bounds: bool = False, implied: bool = False
+) -> tuple[str, ...]:
+    """Names an input column may not have: the columns the result adds."""
+    return (
+        *PRICE_COLUMNS,
+        *(BOUND_COLUMNS if bounds else ()),
+        *(GREEK_COLUMNS if greeks else ()),
+        *((IMPLIED_COLUMN,) if implied else ()),
+        ERROR_COLUMN,
+    )
 
 
 def read_table(
-    data: bytes, max_rows: int | None = None, *, is_result: bool = False, greeks: bool = False
+    data: bytes,
+    max_rows: int | None = None,
+    *,
+    is_result: bool = False,
+    greeks: bool = False,
+    bounds: bool = False,
 ) -> Table:
     """Decode and parse an upload, checking everything that concerns the whole file.
 
     ``is_result`` reads one of our result files, whose header carries the result columns.
-    ``greeks`` says the result will carry Greek columns, so an input column named like one
-    of them (``delta`` ...) is a file error; without Greeks such a column is an ordinary
-    extra column, kept in the result.
+    ``greeks`` and ``bounds`` say which columns the result will add, so an input column named
+    like one of them (``delta``, ``priceLow`` ...) is a file error; without the option such a
+    column is an ordinary extra column, kept in the result. Likewise ``impliedVolatility``
+    is reserved only in a file with a ``marketPrice`` column.
     """
     text = _decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -104,7 +135,8 @@ def read_table(
     if header is None:
         raise FileError("file is empty: expected a header line and data rows")
     if not is_result:
-        column_index(header, greeks)  # reject a bad header up front, before any part is written
+        # reject a bad header up front, before any part is written
+        column_index(header, greeks, bounds=bounds)
     return Table(header=header, records=records)
 
 
@@ -121,132 +153,72 @@ def _decode(data: bytes) -> str:
         ) from exc
 
 
-def column_index(header: Sequence[str], greeks: bool = False) -> dict[str, int]:
+_WHEN = {
+    **{name.casefold(): " when Greeks are requested" for name in GREEK_COLUMNS},
+    **{name.casefold(): " when bounds are requested" for name in BOUND_COLUMNS},
+    IMPLIED_COLUMN.casefold(): f" in a file with a {MARKET_PRICE} column",
+}
+_READ = {name.casefold() for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+
+
+def column_index(
+    header: Sequence[str], greeks: bool = False, *, bounds: bool = False
+) -> dict[str, int]:
     """Map each required column, and each optional column present, to its position;
-    raise FileError naming what is wrong."""
-    reserved = {name.casefold() for name in reserved_columns(greeks)}
+    raise FileError naming what is wrong.
+
+    A column the contract reads must appear once; any other column (an empty name too) may
+    repeat, and is kept unchanged in the result (issue 18, finding 13).
+    """
+    implied = _has_market_price(header)
+    reserved = {
+        name.casefold() for name in reserved_columns(greeks, bounds=bounds, implied=implied)
+    }
     positions: dict[str, int] = {}
     for position, name in enumerate(header):
         folded = name.casefold()
         if folded in reserved:
-            why = " when Greeks are requested" if folded in _GREEKS_FOLDED else ""
-            raise FileError(f"column {name!r} is reserved for the result{why}: rename or remove it")
+            why = _WHEN.get(folded, "")
+            raise FileError(
+                f"column {quoted(name)} is reserved for the result{why}: rename or remove it"
+            )
+        if folded not in _READ:
+            continue
         if folded in positions:
-            raise FileError(f"column {name!r} appears more than once in the header")
+            raise FileError(f"column {quoted(name)} appears more than once in the header")
         positions[folded] = position
     missing = [name for name in REQUIRED_COLUMNS if name.casefold() not in positions]
     if missing:
-        raise FileError(
-            f"missing required column(s): {', '.join(missing)} "
-            f"(header has: {', '.join(header) or 'nothing'})"
-        )
+        present = ", ".join(name[:80] for name in header[:40]) or "nothing"
+        if len(header) > 40:
+            present += f", ... ({len(header)} columns)"
+        raise FileError(f"missing required column(s): {', '.join(missing)} (header has: {present})")
     wanted = [*REQUIRED_COLUMNS, *(n for n in OPTIONAL_COLUMNS if n.casefold() in positions)]
     return {name: positions[name.casefold()] for name in wanted}
 
 
-def parse_rows(table: Table, greeks: bool = False) -> list[Row]:
+def parse_rows(table: Table, greeks: bool = False, *, bounds: bool = False) -> list[Row]:
     """Check every record; each becomes an option to price or a row-level error."""
-    columns = column_index(table.header, greeks)
+    columns = column_index(table.header, greeks, bounds=bounds)
     width = len(table.header)
     rows = []
     for record in table.records:
         values = (record + [""] * width)[:width]
         if len(record) != width:
-            extra = f": extra {record[width:]!r}" if len(record) > width else ""
-            rows.append(
-                Row(values, None, f"row has {len(record)} fields, header has {width}{extra}")
-            )
+            extra = f": extra {shown(repr(record[width:]))}" if len(record) > width else ""
+            message = f"row has {len(record)} fields, header has {width}{extra}"
+            rows.append(Row(values, None, capped(message)))
             continue
-        option, error = _parse_option(record, columns)
-        rows.append(Row(values, option, error))
+        option, error = parse_option(record, columns)
+        rows.append(Row(values, option, error, parse_market_price(record, columns)))
     return rows
 
 
-def _parse_option(
-    record: list[str], columns: dict[str, int]
-) -> tuple[OptionSpec | None, str | None]:
-    problems: list[str] = []
-
-    def field(name: str) -> str:
-        return record[columns[name]].strip() if name in columns else ""
-
-    def number(name: str, low: float, high: float, positive: bool = False) -> float:
-        raw = field(name)
-        try:
-            value = float(raw)
-        except ValueError:
-            problems.append(f"{name}: {raw!r} is not a number")
-            return math.nan
-        if not math.isfinite(value):
-            problems.append(f"{name}: {raw!r} is not a finite number")
-        elif positive and value <= 0:
-            problems.append(f"{name}: must be positive, got {raw}")
-        elif positive and value > high:
-            problems.append(f"{name}: {raw} is above the limit of {high:g}")
-        elif not positive and not low <= value <= high:
-            problems.append(
-                f"{name}: {raw} is outside [{low:g}, {high:g}] (a decimal: 0.05 means 5 %)"
-            )
-        return value
-
-    def date(name: str) -> dt.date | None:
-        raw = field(name)
-        for fmt in _DATE_FORMATS:
-            try:
-                return dt.datetime.strptime(raw, fmt).date()
-            except ValueError:
-                continue
-        problems.append(f"{name}: {raw!r} is not a date (expected MM/DD/YYYY)")
-        return None
-
-    today, settlement, maturity = date(TODAY), date(SETTLEMENT), date(MATURITY)
-    kind = field(OPTION_TYPE).casefold()
-    if kind not in ("call", "put"):
-        problems.append(f"{OPTION_TYPE}: {field(OPTION_TYPE)!r} is not Call or Put")
-    spot = number(UNDERLYING, 0.0, MAX_PRICE_LEVEL, positive=True)
-    strike = number(STRIKE, 0.0, MAX_PRICE_LEVEL, positive=True)
-    rate = number(RATE, *RATE_BOUNDS)
-    volatility = number(VOLATILITY, 0.0, MAX_VOLATILITY, positive=True)
-    dividend_yield = number(DIVIDEND, *DIVIDEND_BOUNDS) if field(DIVIDEND) else 0.0
-    exercise = field(EXERCISE).casefold() or "american"
-    if exercise not in ("american", "european"):
-        problems.append(f"{EXERCISE}: {field(EXERCISE)!r} is not American or European")
-    if settlement and today and settlement < today:
-        problems.append(f"{SETTLEMENT}: {settlement:%m/%d/%Y} is before {TODAY}")
-    if maturity and settlement and maturity <= settlement:
-        problems.append(f"{MATURITY}: {maturity:%m/%d/%Y} is not after {SETTLEMENT}")
-    elif maturity and settlement and maturity > _years_after(settlement, MAX_YEARS):
-        problems.append(
-            f"{MATURITY}: {maturity:%m/%d/%Y} is more than {MAX_YEARS} years after {SETTLEMENT}"
-        )
-    if problems:
-        return None, "; ".join(problems)
-    assert today and settlement and maturity  # every date parsed, or problems is not empty
-    spec = OptionSpec(
-        today,
-        settlement,
-        maturity,
-        kind == "call",
-        spot,
-        strike,
-        rate,
-        volatility,
-        dividend_yield=dividend_yield,
-        american=exercise == "american",
-    )
-    return spec, None
-
-
-def _years_after(day: dt.date, years: int) -> dt.date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February into a year that has none
-        return day.replace(year=day.year + years, day=28)
-
-
-def result_header(header: Sequence[str], greeks: bool = False) -> list[str]:
-    """Every input column, then price, stdError, the Greeks when requested, then error."""
-    return [*header, *PRICE_COLUMNS, *(GREEK_COLUMNS if greeks else ()), ERROR_COLUMN]
+def result_header(
+    header: Sequence[str], greeks: bool = False, *, bounds: bool = False
+) -> list[str]:
+    """Every input column, then ``output_columns``."""
+    return [*header, *output_columns(header, greeks, bounds=bounds)]
 
 
 # Characters that force quotes: the delimiter, the quote and BOTH line-break characters.
@@ -274,30 +246,57 @@ def write_csv(header: Sequence[str], records: Sequence[Sequence[str]]) -> bytes:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else repr(float(value))
+    return "" if value is None else repr(float(value) + 0.0)  # + 0.0: never "-0.0"
+
+
+Implied = tuple[float | None, str | None]  # (volatility, why there is none)
 
 
 def result_records(
-    rows: Sequence[Row], quotes: Sequence[Quote | None], greeks: bool = False
+    rows: Sequence[Row],
+    quotes: Sequence[Quote | None],
+    greeks: bool = False,
+    *,
+    bounds: bool = False,
+    implied: Sequence[Implied | None] | None = None,
 ) -> list[list[str]]:
-    """Join rows with their quotes (None for rows that were not priced).
+    """Join rows with their quotes (None for rows that were not priced), and with their
+    implied volatilities (``implied``: given exactly when the file has a ``marketPrice``
+    column, None per row without one).
 
-    A priced row's ``error`` is normally empty; it holds a note when Greeks were requested
-    but the quote has none (the engine could not compute them), and then the Greek cells are
-    empty while the price stands.
+    A priced row's ``error`` is normally empty; it holds a note when the Greeks or bounds
+    were requested but the quote has none, or why the row has no implied volatility, and
+    then those cells are empty while the price stands. Every error is ``capped``.
     """
+    has_implied = implied is not None  # the file has a marketPrice column
+    implied = implied if implied is not None else [None] * len(rows)
+    blank_bounds = [""] * len(BOUND_COLUMNS) if bounds else []
     blank_greeks = [""] * len(GREEK_COLUMNS) if greeks else []
     records = []
-    for row, quote in zip(rows, quotes, strict=True):
+    for row, quote, vol in zip(rows, quotes, implied, strict=True):
+        implied_cells = [_number(vol[0]) if vol else ""] if has_implied else []
         if quote is None or quote.price is None:
             error = row.error or (quote.error if quote else None) or "not priced"
-            records.append([*row.values, "", "", *blank_greeks, error])
+            cells = [*row.values, "", "", *blank_bounds, *blank_greeks]
+            records.append([*cells, *([""] if has_implied else []), capped(error)])
             continue
-        cells = blank_greeks
+        bound_cells = blank_bounds
+        if bounds and quote.price_low is not None and quote.price_high is not None:
+            bound_cells = [_number(quote.price_low), _number(quote.price_high)]
+        greek_cells = blank_greeks
         if greeks and quote.greeks is not None:
             g = quote.greeks
-            cells = [_number(v) for v in (g.delta, g.gamma, g.vega, g.theta, g.rho)]
+            greek_cells = [_number(v) for v in (g.delta, g.gamma, g.vega, g.theta, g.rho)]
+        notes = [quote.error or "", vol[1] if vol and vol[1] else ""]
         records.append(
-            [*row.values, _number(quote.price), _number(quote.std_error), *cells, quote.error or ""]
+            [
+                *row.values,
+                _number(quote.price),
+                _number(quote.std_error),
+                *bound_cells,
+                *greek_cells,
+                *implied_cells,
+                capped("; ".join(note for note in notes if note)),
+            ]
         )
     return records

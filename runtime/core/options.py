@@ -48,7 +48,6 @@ class OptionSpec:
         if not self.american:
             terms += (("european",),)
         return int.from_bytes(hashlib.sha256(repr(terms).encode()).digest()[:4], "big") & 0x7FFFFFFF
-        return int.from_bytes(hashlib.sha256(terms.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -65,9 +64,15 @@ class Greeks:
 
 @dataclass(frozen=True)
 class Quote:
-    """An engine's answer for one option: a price, or an error message for that row."""
+    """An engine's answer for one option: a price, or an error message for that row.
+
+    ``price_low`` and ``price_high`` (with bounds) are an interval that contains the value,
+    each side at its own confidence (docs/engines.md).
+    """
 
     price: float | None
     std_error: float | None = None
     error: str | None = None
     greeks: Greeks | None = None
+    price_low: float | None = None
+    price_high: float | None = None

@@ -2,7 +2,9 @@
 
 Engines take a whole batch so vectorised engines (``lsm``) can price a part at once;
 a failure on one option becomes that option's ``Quote.error``, never an exception.
-With ``greeks=True`` every priced quote also carries its ``Greeks``.
+With ``greeks=True`` every priced quote also carries its ``Greeks``; an engine that takes
+``bounds`` (``lsm``) gives ``price_low`` and ``price_high`` with ``bounds=True``
+(``core.pricing.call_engine`` passes each only to an engine that takes it).
 """
 
 from __future__ import annotations

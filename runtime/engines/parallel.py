@@ -18,7 +18,8 @@ Workers are started once per process and kept for later batches (the part worker
 warm Lambda reuse them too); each worker runs one engine call at a time. A batch is cut
 into contiguous chunks, results are put back in input order, and since every engine prices
 each option from its own terms and seed, 1 or N workers give the same floats.
-``greeks`` travels with every chunk, so the Greeks are identical with 1 or N workers too.
+``greeks`` and ``bounds`` travel with every chunk, so the Greeks and bounds are identical with
+1 or N workers too.
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ _SINGLE_THREADED = {
 def parallel_engine(engine_name: str) -> Engine:
     """The engine called ``engine_name``, spread over every vCPU this container has.
 
-    It honours ``greeks`` when the engine itself does (see ``call_engine``)."""
+    It honours ``greeks`` and ``bounds`` when the engine itself does (see ``call_engine``)."""
     get_engine(engine_name)  # fail fast on an unknown name
 
-    def price(options: Sequence[OptionSpec], greeks: bool = False) -> list[Quote]:
-        return price_in_parallel(engine_name, options, greeks=greeks)
+    def price(
+        options: Sequence[OptionSpec], greeks: bool = False, bounds: bool = False
+    ) -> list[Quote]:
+        return price_in_parallel(engine_name, options, greeks=greeks, bounds=bounds)
 
     return price
 
@@ -76,6 +79,7 @@ def price_in_parallel(
     options: Sequence[OptionSpec],
     workers: int | None = None,
     greeks: bool = False,
+    bounds: bool = False,
 ) -> list[Quote]:
     """Quotes for ``options`` in input order, priced by ``engine_name`` across processes.
 
@@ -89,14 +93,14 @@ def price_in_parallel(
     minimum = MIN_OPTIONS_PER_WORKER.get(engine_name, _DEFAULT_MIN_OPTIONS)
     wanted = min(wanted, count // minimum)
     if wanted <= 1 or not sys.executable:
-        return call_engine(engine, options, greeks)
+        return call_engine(engine, options, greeks, bounds)
     chunks = _chunks(count, wanted, minimum)
     try:
         with _POOL.lock:
-            results = _POOL.run(engine_name, options, chunks, wanted, greeks)
+            results = _POOL.run(engine_name, options, chunks, wanted, greeks, bounds)
     except OSError:
         # cannot start processes here (a sandbox, fd limits): still price, just slower
-        return call_engine(engine, options, greeks)
+        return call_engine(engine, options, greeks, bounds)
     quotes: list[Quote] = []
     for start in sorted(results):  # a chunk that crashed its worker comes back in pieces
         quotes.extend(results[start])
@@ -192,9 +196,10 @@ class _Pool:
         chunks: list[range],
         size: int,
         greeks: bool = False,
+        bounds: bool = False,
     ) -> dict[int, list[Quote]]:
         try:
-            return self._run(engine_name, options, chunks, size, greeks)
+            return self._run(engine_name, options, chunks, size, greeks, bounds)
         except BaseException:
             # replies may still be in flight: never let a later batch read them
             for worker in self.workers:
@@ -209,6 +214,7 @@ class _Pool:
         chunks: list[range],
         size: int,
         greeks: bool,
+        bounds: bool,
     ) -> dict[int, list[Quote]]:
         self._ensure(size)
         pending = list(reversed(chunks))
@@ -222,7 +228,8 @@ class _Pool:
                     chunk = pending.pop()
                     attempts[chunk] = attempts.get(chunk, 0) + 1
                     try:
-                        worker.send((engine_name, list(options[chunk.start : chunk.stop]), greeks))
+                        part = list(options[chunk.start : chunk.stop])
+                        worker.send((engine_name, part, greeks, bounds))
                     except OSError:  # died while idle: retry the chunk on a fresh worker
                         pending.append(chunk)
                         worker = self._replace(worker)
@@ -290,7 +297,7 @@ def shutdown() -> None:
 
 
 def _serve(task_fd: int, result_fd: int) -> None:
-    """A worker's loop: read (engine, options, greeks), write ("ok", quotes) or
+    """A worker's loop: read (engine, options, greeks, bounds), write ("ok", quotes) or
     ("error", text)."""
     # Ctrl-C reaches the whole process group: the parent decides, and closing its pipes
     # ends the workers
@@ -298,11 +305,11 @@ def _serve(task_fd: int, result_fd: int) -> None:
     with os.fdopen(task_fd, "rb") as tasks, os.fdopen(result_fd, "wb") as results:
         while True:
             try:
-                engine_name, options, greeks = pickle.load(tasks)
+                engine_name, options, greeks, bounds = pickle.load(tasks)
             except (EOFError, OSError, pickle.UnpicklingError):
                 return  # the parent closed the pipe or exited
             try:
-                quotes = call_engine(get_engine(engine_name), options, greeks)
+                quotes = call_engine(get_engine(engine_name), options, greeks, bounds)
                 reply: tuple[str, object] = ("ok", quotes)
             except Exception as exc:  # the parent turns it into error quotes
                 reply = ("error", f"{type(exc).__name__}: {exc}")

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import QuantLib as ql
 
+from runtime.core.fields import mdy
 from runtime.core.options import Greeks, OptionSpec, Quote
 
 MC_TIME_STEPS = 100
@@ -239,11 +240,31 @@ def _quote_fd(spec: OptionSpec, greeks: bool) -> Quote:
     return Quote(price, greeks=_central(setup, FD_BUMPS, price, grid=True) if greeks else None)
 
 
+# QuantLib's calendar: a date outside it raises deep in its C++ (issue 18, finding 12)
+_QL_YEARS = (1901, 2199)
+_COLUMNS = (("today", "todaysDate"), ("settlement", "settlementDate"), ("maturity", "maturityDate"))
+
+
+def _outside_calendar(spec: OptionSpec) -> str | None:
+    for name, column in _COLUMNS:
+        day = getattr(spec, name, None)
+        if isinstance(day, dt.date) and not _QL_YEARS[0] <= day.year <= _QL_YEARS[1]:
+            return (
+                f"pricing failed: {column}: {mdy(day)} is outside QuantLib's calendar "
+                f"({_QL_YEARS[0]}-{_QL_YEARS[1]}); the lsm engine prices any date"
+            )
+    return None
+
+
 def _price_each(
     options: Sequence[OptionSpec], quote: Callable[[OptionSpec, bool], Quote], greeks: bool
 ) -> list[Quote]:
     quotes = []
     for spec in options:
+        outside = _outside_calendar(spec)
+        if outside:
+            quotes.append(Quote(price=None, error=outside))
+            continue
         try:
             quotes.append(quote(spec, greeks))
         except RuntimeError as exc:  # QuantLib reports bad inputs as RuntimeError

@@ -112,7 +112,9 @@ class Commands(Uploads, Parts):
         body = self.upload_body(status)
         if body is None:
             return self.fail(job, DELETED + " (the retry needs it for its parts)", actor)
-        table = read_table(body, max_rows=self.config.max_rows, greeks=plan.greeks)
+        table = read_table(
+            body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+        )
         self._write_parts(manifest, table, fence.attempt, only=missing)
         return StepOutcome(
             Action.REOPENED,

@@ -48,7 +48,12 @@ class Parts(JobCore):
         result_key = keys.part_result_key(manifest.runner, manifest.token, index)
         if self.store.head(self.bucket, result_key) is None:
             table = read_table(self._part_body(manifest, index, fence.attempt))
-            priced = price_table(table, self.engine(manifest.engine), greeks=manifest.greeks)
+            priced = price_table(
+                table,
+                self.engine(manifest.engine),
+                greeks=manifest.greeks,
+                bounds=manifest.bounds,
+            )
             self.store.put(self.bucket, result_key, priced.csv)
         done = self.finished_parts(manifest)
         self.record_progress(job, done, cleared=index)

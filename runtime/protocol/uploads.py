@@ -341,12 +341,16 @@ class Uploads(JobCore):
             body = self.upload_body(status)
             if body is None:
                 return self.fail(job, DELETED, actor)
-            table = read_table(body, max_rows=self.config.max_rows, greeks=plan.greeks)
+            table = read_table(
+                body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+            )
         except FileError as exc:
             return self.fail(job, str(exc), actor, action=Action.REJECTED)
         rows = len(table.records)
         if rows <= plan.threshold:
-            priced = price_table(table, self.engine(plan.engine), greeks=plan.greeks)
+            priced = price_table(
+                table, self.engine(plan.engine), greeks=plan.greeks, bounds=plan.bounds
+            )
             decision = self.publish(
                 job,
                 lifecycle.DONE,
@@ -402,7 +406,7 @@ class Uploads(JobCore):
             engine=plan.engine,
             rows=len(table.records),
             part_rows=[len(rows) for rows in ranges],
-            result_header=result_header(table.header, greeks=plan.greeks),
+            result_header=result_header(table.header, greeks=plan.greeks, bounds=plan.bounds),
             greeks=plan.greeks,
             bounds=plan.bounds,
             split_attempt=fence.attempt,

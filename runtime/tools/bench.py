@@ -33,7 +33,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402 - after the thread settings above
-import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 import pickle  # noqa: E402
 import platform  # noqa: E402
@@ -55,11 +54,12 @@ from runtime.core.csvio import (  # noqa: E402
     write_csv,
 )
 from runtime.core.manifest import merge_results, plan_parts  # noqa: E402
-from runtime.core.options import Greeks, OptionSpec, Quote  # noqa: E402
+from runtime.core.options import OptionSpec, Quote  # noqa: E402
 from runtime.engines import get_engine  # noqa: E402
 from runtime.engines.cpus import available_cpus  # noqa: E402
 from runtime.engines.parallel import shutdown  # noqa: E402
 from runtime.tools.generate import generate_portfolio  # noqa: E402
+from runtime.tools.references import reference_quote  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "EquityOption-100.csv"
 SETS = ("sample", "ls", "portfolio", "dividends")
@@ -175,110 +175,6 @@ def dividend_book(count: int = 200, seed: int = 13) -> list[OptionSpec]:
             )
         )
     return options
-
-
-def _ql_setup(spec: OptionSpec):  # returns QuantLib objects
-    import QuantLib as ql
-
-    def day(d: dt.date) -> ql.Date:
-        return ql.Date(d.day, d.month, d.year)
-
-    ql.Settings.instance().evaluationDate = day(spec.today)
-    settlement = day(spec.settlement)
-    count = ql.Actual365Fixed()
-    quotes = {
-        "spot": ql.SimpleQuote(spec.spot),
-        "rate": ql.SimpleQuote(spec.rate),
-        "div": ql.SimpleQuote(spec.dividend_yield),
-        "vol": ql.SimpleQuote(spec.volatility),
-    }
-    rates = ql.YieldTermStructureHandle(
-        ql.FlatForward(settlement, ql.QuoteHandle(quotes["rate"]), count)
-    )
-    divs = ql.YieldTermStructureHandle(
-        ql.FlatForward(settlement, ql.QuoteHandle(quotes["div"]), count)
-    )
-    vols = ql.BlackVolTermStructureHandle(
-        ql.BlackConstantVol(settlement, ql.TARGET(), ql.QuoteHandle(quotes["vol"]), count)
-    )
-    process = ql.BlackScholesMertonProcess(ql.QuoteHandle(quotes["spot"]), divs, rates, vols)
-    payoff = ql.PlainVanillaPayoff(ql.Option.Call if spec.is_call else ql.Option.Put, spec.strike)
-    if spec.american:
-        exercise = ql.AmericanExercise(settlement, day(spec.maturity))
-    else:
-        exercise = ql.EuropeanExercise(day(spec.maturity))
-    return ql, ql.VanillaOption(payoff, exercise), process, quotes
-
-
-def reference_quote(spec: OptionSpec, greeks: bool = False, fd_grid: int = 1000) -> Quote:
-    """An accurate reference computed here with QuantLib, independent of the engines module.
-
-    European, and American options that are never exercised early (calls with q <= 0 and
-    r >= 0, puts with r <= 0 and q >= 0): the analytic engine (price and every Greek). Other
-    American options: QD+ with its high-precision scheme for the price (finite differences on
-    a 2000 x 2000 grid where QD+ refuses: the double-boundary puts with q < r < 0), and
-    central bumps of it for delta, gamma (spot, 0.5 %), vega (0.001) and rho (0.0001); theta
-    from finite differences on a fine grid (``fd_grid`` x ``fd_grid``), read off the grid.
-    """
-    never_early = (spec.is_call and spec.dividend_yield <= 0.0 and spec.rate >= 0.0) or (
-        not spec.is_call and spec.rate <= 0.0 and spec.dividend_yield >= 0.0
-    )
-    # exact for those American options too (early exercise is never optimal), where finite
-    # differences' theta is poor at short maturities
-    ql, option, process, quotes = _ql_setup(
-        dataclasses.replace(spec, american=False) if never_early else spec
-    )
-    if not spec.american or never_early:
-        option.setPricingEngine(ql.AnalyticEuropeanEngine(process))
-        price = option.NPV()
-        if not greeks:
-            return Quote(price=price, std_error=0.0)
-        return Quote(
-            price=price,
-            std_error=0.0,
-            greeks=Greeks(
-                delta=option.delta(),
-                gamma=option.gamma(),
-                vega=option.vega(),
-                theta=option.theta(),
-                rho=option.rho(),
-            ),
-        )
-    option.setPricingEngine(
-        ql.QdFpAmericanEngine(process, ql.QdFpAmericanEngine.highPrecisionScheme())
-    )
-    try:
-        price = option.NPV()
-    except RuntimeError:  # QD+ refuses the double-boundary cases (puts with q < r < 0)
-        option.setPricingEngine(ql.FdBlackScholesVanillaEngine(process, 2000, 2000))
-        price = option.NPV()
-    if not greeks:
-        return Quote(price=price, std_error=0.0)
-
-    def bumped(name: str, h: float) -> tuple[float, float]:
-        base = quotes[name].value()
-        quotes[name].setValue(base + h)
-        up = option.NPV()
-        quotes[name].setValue(base - h)
-        down = option.NPV()
-        quotes[name].setValue(base)
-        return up, down
-
-    hs = 0.005 * spec.spot
-    up, down = bumped("spot", hs)
-    delta = (up - down) / (2 * hs)
-    gamma = (up - 2 * price + down) / (hs * hs)
-    up, down = bumped("vol", 1e-3)
-    vega = (up - down) / 2e-3
-    up, down = bumped("rate", 1e-4)
-    rho = (up - down) / 2e-4
-    option.setPricingEngine(ql.FdBlackScholesVanillaEngine(process, fd_grid, fd_grid))
-    theta = option.theta()
-    return Quote(
-        price=price,
-        std_error=0.0,
-        greeks=Greeks(delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho),
-    )
 
 
 def load_set(name: str) -> list[OptionSpec]:

@@ -94,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--greeks", action="store_true", help="the stack setting greeks: add the Greek columns"
     )
+    simulate.add_argument(
+        "--bounds", action="store_true", help="the stack setting bounds: add priceLow, priceHigh"
+    )
     simulate.add_argument("-o", "--out", type=Path)
     simulate.add_argument(
         "--fault", action="append", default=[], type=_fault, metavar="FAULT", help=FAULT_HELP
@@ -143,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:2] == ["bench", "--audit"]:  # issue 19's benchmark: bench --audit [quick|full]
+        from runtime.tools.audit import main as audit
+
+        return audit(["--full"] if argv[2:3] == ["full"] else [])
     if argv[:1] == ["bench"]:
         from runtime.tools.bench import main as bench
 
@@ -170,6 +177,7 @@ def main(argv: list[str]) -> int:
                 keep=args.keep,
                 logs=args.logs,
                 greeks=args.greeks,
+                bounds=args.bounds,
                 capacity=args.capacity,
                 fair_share=args.fair_share,
                 team=args.team,

@@ -96,6 +96,7 @@ def runtime_environment(
     engine: str,
     greeks: bool = False,
     teams: tuple[str, ...] = (),
+    bounds: bool = False,
 ) -> dict[str, str]:
     """The environment the Pulumi program gives Lambda and the job definition (what is
     not set here has the runtime's defaults, which are the stacks'): both lanes' queues,
@@ -105,6 +106,7 @@ def runtime_environment(
         "RESULT_BUCKET": RESULT_BUCKET,
         "ENGINE": engine,
         "GREEKS": "true" if greeks else "false",
+        "BOUNDS": "true" if bounds else "false",
         "JOB_QUEUE": JOB_QUEUE,
         "URGENT_JOB_QUEUE": URGENT_JOB_QUEUE,
         "JOB_DEFINITION": JOB_DEFINITION,

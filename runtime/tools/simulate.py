@@ -94,6 +94,7 @@ def run_simulation(
     fair_share: Mapping[str, float] | None = None,
     team: str | None = None,
     on_started: Callable[..., None] | None = None,
+    bounds: bool = False,
 ) -> SimulationResult:
     """Upload ``data`` under ``<path>/<timestamp job id>/<name>`` (with ``team`` as its
     ``team`` metadata) and run the whole flow (against the server at ``endpoint``, or a
@@ -104,7 +105,7 @@ def run_simulation(
     with _cloud(endpoint) as cloud:
         cloud.create_stack()
         teams = tuple(fair_share or ())
-        environment = runtime_environment(cloud, threshold, engine, greeks, teams)
+        environment = runtime_environment(cloud, threshold, engine, greeks, teams, bounds)
         key = f"{path}/{time.strftime('%Y%m%d-%H%M%S')}/{name}"
         timeline = Timeline(echo=echo)
         store = ObjectStore(cloud.client("s3"))
@@ -160,6 +161,7 @@ def simulate(
     capacity: int | None = None,
     fair_share: Mapping[str, float] | None = None,
     team: str | None = None,
+    bounds: bool = False,
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result; otherwise one line with
     the status' reason (failed, cancelled, superseded) or what is missing."""
@@ -206,6 +208,7 @@ def simulate(
             keep=keep_serving if keep else None,
             logs=logs,
             greeks=greeks,
+            bounds=bounds,
             capacity=capacity,
             fair_share=fair_share,
             team=team,

@@ -75,6 +75,7 @@ def test_the_values_are_ones_the_runtime_accepts(stack):
         config = environment.RuntimeConfig.from_env(env)
         assert config.log_level == "INFO"
         assert config.greeks is False
+        assert config.bounds is False
     assert environment.RuntimeConfig.from_env(batch_environment(run)).region == run.region
 
 
@@ -85,6 +86,13 @@ def test_greeks_setting_reaches_both_paths_as_the_runtime_reads_it():
         assert environment.RuntimeConfig.from_env(env).greeks is True
 
 
+def test_bounds_setting_reaches_both_paths_as_the_runtime_reads_it():
+    run = run_stack("us-east-1", (("bounds", True),))
+    for env in (lambda_environment(run), batch_environment(run)):
+        assert env["BOUNDS"] == "true"
+        assert environment.RuntimeConfig.from_env(env).bounds is True
+
+
 def test_runtime_defaults_equal_the_stack_defaults():
     """A process without the stack's environment (simulate, tests) behaves like a stack."""
     defaults = {key: spec["default"] for key, spec in PROJECT["config"].items()}
@@ -93,4 +101,5 @@ def test_runtime_defaults_equal_the_stack_defaults():
     assert defaults["maxBytes"] == environment.DEFAULT_MAX_BYTES
     assert defaults["maxParts"] == environment.DEFAULT_MAX_PARTS
     assert environment.RuntimeConfig(result_bucket="b").greeks is defaults["greeks"]
+    assert environment.RuntimeConfig(result_bucket="b").bounds is defaults["bounds"]
     assert environment.RuntimeConfig(result_bucket="b").engine == defaults["engine"]

@@ -134,3 +134,28 @@ def test_a_greek_named_column_is_a_file_error_only_with_greeks(tmp_path):
     assert done.returncode == 0, done.stderr
     result = read_table((tmp_path / "delta.csv-result").read_bytes(), is_result=True)
     assert result.header[-4:] == ["Delta", "price", "stdError", "error"]
+
+
+def test_price_with_bounds_and_market_prices(tmp_path):
+    lines = SAMPLE.read_text().splitlines()
+    source = tmp_path / "quoted.csv"
+    rows = [f"{lines[0]},marketPrice"] + [
+        f"{line},{2.5 if i % 2 else ''}" for i, line in enumerate(lines[1:11])
+    ]
+    source.write_text("\n".join(rows) + "\n")
+    done = run_cli("price", str(source), "--bounds")
+    assert done.returncode == 0, done.stderr
+    result = read_table((tmp_path / "quoted.csv-result").read_bytes(), is_result=True)
+    assert result.header[-6:] == [
+        "price",
+        "stdError",
+        "priceLow",
+        "priceHigh",
+        "impliedVolatility",
+        "error",
+    ]
+    for record in result.records:
+        low, price, high = float(record[-4]), float(record[-6]), float(record[-3])
+        assert low <= price <= high
+        assert (record[-2] != "" or record[-1] != "") == (record[-7] == "2.5")
+    assert "with lsm and bounds" in done.stderr

@@ -334,3 +334,49 @@ def test_line_breaks_survive_split_price_and_merge(threshold):
     merged = read_table(merge_results(header, results), is_result=True)
     assert len(merged.records) == len(table.records) == len(AWKWARD_IDS)
     assert [record[: len(table.header)] for record in merged.records] == table.records
+
+
+# --- issue 19's columns: bounds and implied volatility --------------------------------------
+
+
+def test_the_result_columns_in_order_with_every_option():
+    from runtime.core.csvio import output_columns
+
+    header = [*HEADER.split(","), "marketPrice"]
+    assert output_columns(header, greeks=True, bounds=True) == [
+        "price",
+        "stdError",
+        "priceLow",
+        "priceHigh",
+        "delta",
+        "gamma",
+        "vega",
+        "theta",
+        "rho",
+        "impliedVolatility",
+        "error",
+    ]
+    assert result_header(HEADER.split(","), bounds=True)[-5:] == [
+        "price",
+        "stdError",
+        "priceLow",
+        "priceHigh",
+        "error",
+    ]
+
+
+@pytest.mark.parametrize("name", ["priceLow", "PRICEHIGH"])
+def test_a_bound_named_input_column_is_a_file_error_only_with_bounds(name):
+    data = f"{HEADER},{name}\n{GOOD},x\n".encode()
+    with pytest.raises(FileError, match=f"column '{name}' is reserved .* when bounds"):
+        read_table(data, bounds=True)
+    (row,) = parse_rows(read_table(data))  # without bounds: an ordinary extra column
+    assert row.error is None and row.values[-1] == "x"
+
+
+def test_a_market_price_is_read_and_a_bad_one_is_the_rows_note_not_its_error():
+    data = f"{HEADER},marketPrice\n{GOOD},1.25\n{GOOD},\n{GOOD},cheap\n".encode()
+    given, empty, bad = parse_rows(read_table(data))
+    assert given.market_price == 1.25 and given.error is None
+    assert empty.market_price is None and empty.error is None
+    assert bad.market_price == "marketPrice: 'cheap' is not a number" and bad.option is not None

@@ -128,3 +128,17 @@ def test_merge_keeps_part_order_and_one_header():
 
 def test_missing_parts_lists_the_gaps():
     assert missing_parts(5, [0, 2, 4]) == [1, 3]
+
+
+def test_a_manifest_records_bounds_and_reads_one_written_before_them():
+    from runtime.core.manifest import Manifest
+
+    fields = {
+        "token": "t", "path": "fast", "input_bucket": "b", "input_key": "k", "version": "v",
+        "engine": "lsm", "rows": 3, "part_rows": [3], "part_keys": ["p"],
+        "result_header": ["price"], "started_at": 0.0, "greeks": True,
+    }  # fmt: skip
+    older = Manifest.from_dict(fields)  # a manifest written before issue 19
+    assert older.bounds is False and older.greeks is True
+    newer = Manifest.from_dict({**fields, "bounds": True})
+    assert newer.bounds is True and Manifest.from_dict(newer.to_dict()) == newer

@@ -311,15 +311,6 @@ def test_greek_results_are_the_same_bytes_with_1_or_2_workers_and_any_split(
         assert merge_results(header, parts) == one
 
 
-def _lsm_has_greeks() -> bool:
-    import inspect
-
-    from runtime.engines.lsm import price_lsm
-
-    return "greeks" in inspect.signature(price_lsm).parameters
-
-
-@pytest.mark.skipif(not _lsm_has_greeks(), reason="runtime/engines/lsm.py does not take greeks yet")
 def test_lsm_greeks_are_identical_with_1_or_2_workers(fresh_pool):
     options = mixed_book(40)
     one = price_in_parallel("lsm", options, workers=1, greeks=True)

@@ -10,7 +10,6 @@ vega and rho per 1.00 change of volatility and rate, theta per year).
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import math
 
 import pytest
@@ -295,21 +294,11 @@ def test_mc_european_is_the_closed_form_with_zero_error():
     assert_greeks_close(quote.greeks, greeks, spec)
 
 
-# --- lsm: enabled once lsm.py takes the greeks argument (another engineer's rewrite) -----
+# --- lsm ---------------------------------------------------------------------------------
+# (these ran under a skipif on whether lsm takes ``greeks``: had it stopped, they would have
+# been skipped instead of failing; an engine without Greeks now fails them, issue 19)
 
 
-def _lsm_has_greeks() -> bool:
-    from runtime.engines.lsm import price_lsm
-
-    return "greeks" in inspect.signature(price_lsm).parameters
-
-
-lsm_greeks = pytest.mark.skipif(
-    not _lsm_has_greeks(), reason="runtime/engines/lsm.py does not take greeks yet"
-)
-
-
-@lsm_greeks
 def test_lsm_american_prices_and_greeks_meet_the_targets(american_book):
     options, references = american_book
     quotes = get_engine("lsm")(options, greeks=True)
@@ -319,7 +308,6 @@ def test_lsm_american_prices_and_greeks_meet_the_targets(american_book):
         assert_greeks_close(quote.greeks, greeks, spec)
 
 
-@lsm_greeks
 def test_lsm_european_against_the_closed_form():
     options = book(american=False)
     for spec, quote in zip(options, get_engine("lsm")(options, greeks=True), strict=True):

@@ -141,7 +141,13 @@ def test_bounds_of_each_kind():
     t = (dt.date(2023, 1, 16) - SETTLEMENT).days / 365.0
     call, put = spec(spot=30.0, strike=22.0), spec(is_call=False, spot=15.0, strike=22.0)
     assert price_bounds(call) == (30.0 - 22.0 * math.exp(-0.047 * t), 30.0)  # >= European's
-    assert price_bounds(put) == (7.0, 22.0)
+    # so deep that even the perpetual put (its upper bound) is exercised now: worth exactly 7
+    assert price_bounds(put) == (7.0, pytest.approx(7.0, abs=1e-12))
+    # without a perpetual bound (r <= 0 puts are never exercised early): the strike's
+    assert price_bounds(dataclasses.replace(put, rate=0.0)) == (7.0, 22.0)
+    high_vol = dataclasses.replace(put, volatility=1.0, spot=21.0)
+    perpetual = price_bounds(high_vol)[1]
+    assert 1.0 < perpetual < 22.0  # the perpetual put of issue 19, below the strike
     e_put = dataclasses.replace(put, american=False, dividend_yield=0.02)
     low, high = price_bounds(e_put)
     assert high == pytest.approx(22.0 * math.exp(-0.047 * t))
