@@ -168,7 +168,6 @@ class Actor:
         self.done = False
         self.kill = False
         self.outcome: tuple[str, Any] | None = None
-        self.published: list[str] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -243,9 +242,15 @@ class RecordingEvents:
     def publish(self, detail: dict) -> None:
         if self.refusing:
             raise EventDeliveryError("EventBridge is refusing PutEvents (explorer)")
+        if any(d["eventId"] == detail["eventId"] for d in self.world.delivered):
+            # A repeat is allowed in one window only: EventBridge took it before, and the
+            # actor that delivered it has not cleared it from the outbox (it died or stalled
+            # past the lease, and the next actor took the outbox over).
+            status = self.world.status(detail["inputKey"]) or {}
+            outbox = {e.get("detail", {}).get("eventId") for e in status.get("outbox", [])}
+            if detail["eventId"] in outbox:
+                self.world.may_repeat.add(detail["eventId"])
         self.world.delivered.append(detail)
-        if self.world.running is not None:
-            self.world.running.published.append(detail["eventId"])
 
 
 @dataclass
@@ -338,7 +343,6 @@ class World:
     may_repeat: set[str] = field(default_factory=set)
     terminal_states: set[str] = field(default_factory=set)  # event ids a status reached
     in_flight: list[InFlight] = field(default_factory=list)
-    running: Actor | None = None
     scheduled_runs: set[str] = field(default_factory=set)  # the keys of runs fired
     steps_run: int = 0
 
@@ -485,11 +489,7 @@ class World:
         return len(self.in_flight) - 1
 
     def _advance(self, flight: InFlight, calls: int | None) -> None:
-        self.running = flight.actor
-        try:
-            flight.actor.advance(calls)
-        finally:
-            self.running = None
+        flight.actor.advance(calls)
 
     def advance(self, index: int, calls: int | None) -> bool:
         """Let an execution in flight make ``calls`` more S3 calls (None: to its end)."""
@@ -526,7 +526,6 @@ class World:
 
     def _end(self, flight: InFlight) -> None:
         self.in_flight.remove(flight)
-        self._may_repeat(flight.actor.published)
         kind, value = flight.actor.outcome or ("killed", None)
         if flight.job is not None:
             self._job_ended(flight, kind, value)
@@ -589,19 +588,6 @@ class World:
         item = self.delivered_events[index % len(self.delivered_events)]
         self.pending.append(Pending(item.kind, item.event, self.request_id()))
         return True
-
-    def _may_repeat(self, published: list[str]) -> None:
-        """Job events EventBridge took while the status still holds them (the actor died
-        before clearing its outbox) may be delivered once more."""
-        for event_id in published:
-            key = next(
-                (d["inputKey"] for d in reversed(self.delivered) if d["eventId"] == event_id),
-                None,
-            )
-            status = self.status(key) if key else None
-            pending = {e.get("detail", {}).get("eventId") for e in (status or {}).get("outbox", [])}
-            if event_id in pending:
-                self.may_repeat.add(event_id)
 
     # -- running Batch ----------------------------------------------------------------------
 
