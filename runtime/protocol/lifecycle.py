@@ -641,9 +641,12 @@ def _is_newer(fact: Begin, current: dict) -> bool:
         return ours.upper().ljust(width, "0") > theirs.upper().ljust(width, "0")
     other = current.get("version")
     order = list(fact.versions)
-    if fact.upload.version in order and other in order:
+    ours_known, theirs_known = fact.upload.version in order, other in order
+    if ours_known and theirs_known:
         return order.index(fact.upload.version) < order.index(other)
-    return True
+    # An upload the key no longer lists (deleted for good, or a run that never made its
+    # copy) never replaces one it lists: only the real, newer upload may.
+    return ours_known or not theirs_known
 
 
 _COUNTERS = (

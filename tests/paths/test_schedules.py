@@ -9,7 +9,7 @@ import pytest
 from runtime.core import keys
 from tests.explorer.machine import check_always, check_settled, drain
 from tests.explorer.world import INPUT, Pending, World
-from tests.paths.test_trust import book, run, states
+from tests.paths.test_trust import NO_FAULTS, book, run, states
 
 AT = "2026-12-01T22:30:00Z"
 
@@ -99,3 +99,20 @@ def test_a_run_scheduler_could_not_deliver_ends_failed(world):
 def test_a_run_that_cannot_make_a_key_is_refused_by_rule(path, schedule, book_key, at):
     with pytest.raises(keys.NotAJobKey):
         keys.scheduled_key(path, schedule, book_key, at)
+
+
+def test_a_run_that_found_no_book_while_another_delivery_copied_it_leaves_that_job(world):
+    """A delivery reads that the book is missing; meanwhile the book arrives and a
+    duplicate delivery of the same run copies it and its job begins; the first delivery
+    then records its failure: it must not replace the real upload's job."""
+    world.fire_schedule("eod", "eod.csv", "normal", AT)
+    first = world.begin(0, NO_FAULTS)
+    world.advance(first, 1)  # it looked for the book: missing
+    world.s3.put_object(Bucket=INPUT, Key="books/eod.csv", Body=book(2))
+    world.fire_schedule("eod", "eod.csv", "normal", AT)
+    run(world, "schedule")  # the duplicate copies the book; its upload's job begins
+    run(world, "eventbridge")
+    world.finish(0)  # the first delivery fails its "not started" run
+    settled(world)
+    key = keys.scheduled_key("normal", "eod", "eod.csv", AT)
+    assert world.status(key)["state"] == "done"

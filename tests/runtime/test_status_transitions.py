@@ -122,10 +122,12 @@ def test_an_older_upload_never_replaces_the_newer_one():
     assert decide(current, older).outcome is Outcome.OLDER
     newer = begin("c", version="v3", versions=("v3", "v2", "v1"))
     assert decide(current, newer).outcome is Outcome.REPLACED
-    # Unknown to the version list (a deleted version): the fact's event is the latest word.
-    assert decide(current, begin("d", version="gone", versions=("v2",))).outcome is (
-        Outcome.REPLACED
-    )
+    # An upload the key no longer lists (deleted for good, or a scheduled run that never
+    # made its copy) never replaces one it lists...
+    gone = begin("d", version="gone", versions=("v2",))
+    assert decide(current, gone).outcome is Outcome.OLDER
+    # ...but replaces one the key does not list either: the fact is the latest word.
+    assert decide(running("b", version="also-gone"), gone).outcome is Outcome.REPLACED
 
 
 @pytest.mark.parametrize(
