@@ -123,8 +123,9 @@ def price_file(
 ) -> int:
     """Price a file here, with progress on stderr; row errors do not fail the run."""
     from runtime.core.csvio import FileError, read_table
-    from runtime.core.pricing import price_table
     from runtime.engines.parallel import parallel_engine
+    from runtime.environment import cpu_limits
+    from runtime.pricing import price_table
     from runtime.progress import progress_bar
 
     out = writable_output(out or input_path.with_name(input_path.name + "-result"))
@@ -134,7 +135,7 @@ def price_file(
         raise CommandError(f"{input_path}: {exc}") from exc
     started = time.perf_counter()
     with progress_bar(len(table.records), "option") as advance:
-        engine = parallel_engine(engine_name)
+        engine = parallel_engine(engine_name, cpu_limits())
         priced = price_table(table, engine, advance, greeks=greeks, bounds=bounds)
     seconds = time.perf_counter() - started
     try:

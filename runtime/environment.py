@@ -120,6 +120,8 @@ class RuntimeConfig:
     max_parts: int = DEFAULT_MAX_PARTS
     greeks: bool = False
     bounds: bool = False
+    # (Lambda memory in MB, PRICING_WORKERS): CPU limits a container cannot see.
+    cpu_limits: tuple[int | None, int | None] = (None, None)
     log_level: str = DEFAULT_LOG_LEVEL
     job_queue: str = ""
     job_definition: str = ""
@@ -150,6 +152,7 @@ class RuntimeConfig:
             max_parts=_positive_int(environ, MAX_PARTS, DEFAULT_MAX_PARTS),
             greeks=_boolean(environ, GREEKS),
             bounds=_boolean(environ, BOUNDS),
+            cpu_limits=cpu_limits(environ),
             log_level=log_level,
             job_queue=_text(environ, JOB_QUEUE),
             job_definition=_text(environ, JOB_DEFINITION),

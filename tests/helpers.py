@@ -230,7 +230,7 @@ NORMAL_KEY = "normal/20261124-0900/book.csv"
 def priced(data: bytes) -> bytes:
     """The result of pricing ``data`` as one file."""
     from runtime.core.csvio import read_table
-    from runtime.core.pricing import price_table
+    from runtime.pricing import price_table
     from tests.conftest import serialised
 
     return price_table(read_table(data), serialised()).csv

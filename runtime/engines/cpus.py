@@ -8,8 +8,11 @@ many processes would oversubscribe a Batch job or a Lambda function. The limits 
   cgroup and each ancestor: Docker's ``--cpus``, Kubernetes CPU limits, ECS task CPU limits;
 - cgroup v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, the same limit on older hosts;
 - Lambda: CPU is proportional to the configured memory (1 vCPU per 1,769 MB), which the
-  function's VM does not show as a quota, so ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` is used;
-- ``PRICING_WORKERS``: an explicit cap, for hosts whose limit is invisible from inside.
+  function's VM does not show as a quota, so the function's memory is a limit;
+- an explicit cap (``PRICING_WORKERS``), for hosts whose limit is invisible from inside.
+
+The last two come from the environment, which only ``runtime.environment`` reads: callers
+pass them (``CpuLimits``).
   AWS Batch on EC2 gives a job CPU *shares* (a soft weight), not a quota: the job's vCPUs
   should be passed this way by the job definition to avoid oversubscribing the host.
 
@@ -20,35 +23,37 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from runtime.environment import cpu_limits
-
 LAMBDA_MB_PER_VCPU = 1769  # AWS: a function gets one full vCPU at 1,769 MB
+
+# (Lambda memory in MB, explicit worker cap): limits the kernel does not show.
+CpuLimits = tuple[int | None, int | None]
+NO_LIMITS: CpuLimits = (None, None)
 
 
 def available_cpus(
     cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
     proc_cgroup: str | os.PathLike[str] = "/proc/self/cgroup",
-    environ: Mapping[str, str] | None = None,
+    limits: CpuLimits = NO_LIMITS,
     affinity: int | None = None,
 ) -> int:
     """CPUs this process may use without oversubscribing (at least 1).
 
-    The paths and environment are parameters so tests can point them at fake files.
+    The paths are parameters so tests can point them at fake files; ``limits`` are the
+    environment's (``runtime.environment.cpu_limits``).
     """
-    env = os.environ if environ is None else environ
-    limits = [affinity if affinity is not None else _affinity()]
+    memory, workers = limits
+    found = [affinity if affinity is not None else _affinity()]
     for limit in (
         _cgroup_v2_limit(Path(cgroup_root), Path(proc_cgroup)),
         _cgroup_v1_limit(Path(cgroup_root), Path(proc_cgroup)),
-        _lambda_limit(env),
-        _explicit_limit(env),
+        None if memory is None else max(1, memory // LAMBDA_MB_PER_VCPU),
+        workers if workers is not None and workers >= 1 else None,
     ):
         if limit is not None:
-            limits.append(limit)
-    return max(1, min(limits))
+            found.append(limit)
+    return max(1, min(found))
 
 
 def _affinity() -> int:
@@ -138,13 +143,3 @@ def _cgroup_v1_limit(root: Path, proc_cgroup: Path) -> int | None:
             if cpus is not None:
                 limits.append(cpus)
     return min(limits) if limits else None
-
-
-def _lambda_limit(env: Mapping[str, str]) -> int | None:
-    memory, _ = cpu_limits(env)
-    return None if memory is None else max(1, memory // LAMBDA_MB_PER_VCPU)
-
-
-def _explicit_limit(env: Mapping[str, str]) -> int | None:
-    _, workers = cpu_limits(env)
-    return workers if workers is not None and workers >= 1 else None

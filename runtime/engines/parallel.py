@@ -40,9 +40,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from runtime.core.options import OptionSpec, Quote
-from runtime.core.pricing import WORKER_DIED, call_engine
-from runtime.engines import Engine, get_engine
-from runtime.engines.cpus import available_cpus
+from runtime.engines import WORKER_DIED, Engine, call_engine, get_engine
+from runtime.engines.cpus import NO_LIMITS, CpuLimits, available_cpus
 
 # Below this many options per worker, starting or feeding workers costs more than it saves:
 # QD+ prices an option in about 0.2 ms, lsm in 0.5 to 3 ms, QuantLib's MC in about 0.3 s.
@@ -60,8 +59,9 @@ _SINGLE_THREADED = {
 }
 
 
-def parallel_engine(engine_name: str) -> Engine:
-    """The engine called ``engine_name``, spread over every vCPU this container has.
+def parallel_engine(engine_name: str, limits: CpuLimits = NO_LIMITS) -> Engine:
+    """The engine called ``engine_name``, spread over every vCPU this container has
+    (``limits``: the environment's, ``runtime.environment.cpu_limits``).
 
     It honours ``greeks`` and ``bounds`` when the engine itself does (see ``call_engine``)."""
     get_engine(engine_name)  # fail fast on an unknown name
@@ -69,7 +69,7 @@ def parallel_engine(engine_name: str) -> Engine:
     def price(
         options: Sequence[OptionSpec], greeks: bool = False, bounds: bool = False
     ) -> list[Quote]:
-        return price_in_parallel(engine_name, options, greeks=greeks, bounds=bounds)
+        return price_in_parallel(engine_name, options, greeks=greeks, bounds=bounds, limits=limits)
 
     return price
 
@@ -80,16 +80,17 @@ def price_in_parallel(
     workers: int | None = None,
     greeks: bool = False,
     bounds: bool = False,
+    limits: CpuLimits = NO_LIMITS,
 ) -> list[Quote]:
     """Quotes for ``options`` in input order, priced by ``engine_name`` across processes.
 
-    ``workers`` defaults to ``available_cpus()``. One worker, a small batch or a platform
-    where processes cannot be started price in this process instead. Raises ValueError only
+    ``workers`` defaults to ``available_cpus(limits=limits)``. One worker, a small batch or a
+    platform where processes cannot be started price in this process instead. Raises ValueError only
     for an unknown engine name; per-option failures are error quotes, as with any engine.
     """
     engine = get_engine(engine_name)
     count = len(options)
-    wanted = available_cpus() if workers is None else max(1, int(workers))
+    wanted = available_cpus(limits=limits) if workers is None else max(1, int(workers))
     minimum = MIN_OPTIONS_PER_WORKER.get(engine_name, _DEFAULT_MIN_OPTIONS)
     wanted = min(wanted, count // minimum)
     if wanted <= 1 or not sys.executable:

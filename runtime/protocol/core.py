@@ -137,7 +137,7 @@ class JobCore:
         if name not in self._engines:
             from runtime.engines.parallel import parallel_engine
 
-            self._engines[name] = parallel_engine(name)
+            self._engines[name] = parallel_engine(name, self.config.cpu_limits)
         return self._engines[name]
 
     # -- reading ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 from runtime.core import keys
 from runtime.core.csvio import read_table, write_csv
 from runtime.core.manifest import Manifest, merge_results
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.protocol import lifecycle
 from runtime.protocol.core import Action, JobCore, JobRef, StepOutcome
 from runtime.protocol.ledger import ConcurrentUpdateError

@@ -20,7 +20,7 @@ from runtime import logs
 from runtime.core import keys
 from runtime.core.csvio import FileError, Table, read_table, result_header, write_csv
 from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest, plan_parts
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.protocol import lifecycle
 from runtime.protocol.core import Action, JobCore, JobRef, StepOutcome
 from runtime.protocol.lifecycle import Begin, Fence, Outcome, Progress, Upload

@@ -42,9 +42,9 @@ import numpy as np  # noqa: E402
 
 from runtime.core.csvio import read_table  # noqa: E402
 from runtime.core.options import OptionSpec, Quote  # noqa: E402
-from runtime.core.pricing import price_bounds, price_table  # noqa: E402
 from runtime.engines.implied import implied_volatilities  # noqa: E402
 from runtime.engines.lsm import price_lsm  # noqa: E402
+from runtime.pricing import price_bounds, price_table  # noqa: E402
 from runtime.tools import audit_sets  # noqa: E402
 from runtime.tools.bench import (  # noqa: E402
     GREEK_NAMES,

@@ -58,6 +58,7 @@ from runtime.core.options import OptionSpec, Quote  # noqa: E402
 from runtime.engines import get_engine  # noqa: E402
 from runtime.engines.cpus import available_cpus  # noqa: E402
 from runtime.engines.parallel import shutdown  # noqa: E402
+from runtime.environment import cpu_limits  # noqa: E402
 from runtime.tools.generate import generate_portfolio  # noqa: E402
 from runtime.tools.references import reference_quote  # noqa: E402
 
@@ -254,7 +255,12 @@ def time_engine(
 
         engine_name = name.removesuffix("-parallel")
         price_in_parallel(engine_name, list(options[:64]))  # start the workers untimed
-        return _timed(lambda: price_in_parallel(engine_name, options), repeat, time.perf_counter)
+        limits = cpu_limits()
+        return _timed(
+            lambda: price_in_parallel(engine_name, options, limits=limits),
+            repeat,
+            time.perf_counter,
+        )
     engine = engine_for(name)
     extra = {"greeks": True} if greeks else {}
     engine(list(options[:1]), **extra)  # imports and first-call set-up are not the workload
@@ -590,7 +596,8 @@ def machine() -> str:
     except OSError:
         pass
     return (
-        f"{model}; os.cpu_count()={os.cpu_count()}, available_cpus()={available_cpus()}; "
+        f"{model}; os.cpu_count()={os.cpu_count()}, "
+        f"available_cpus()={available_cpus(limits=cpu_limits())}; "
         f"Python {platform.python_version()}, numpy {np.__version__}, QuantLib {ql.__version__}"
     )
 
@@ -634,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for name in engines:
         engine_for(name)  # unknown names fail before any work
-    workers = args.workers or available_cpus()
+    workers = args.workers or available_cpus(limits=cpu_limits())
     started = time.perf_counter()
     rows: list[Row] = []
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:

@@ -54,7 +54,6 @@ import numpy as np  # noqa: E402
 from runtime.core.csvio import read_table, write_csv  # noqa: E402
 from runtime.core.manifest import merge_results, plan_parts  # noqa: E402
 from runtime.core.options import OptionSpec, Quote  # noqa: E402
-from runtime.core.pricing import price_table  # noqa: E402
 from runtime.engines import ENGINE_NAMES, get_engine  # noqa: E402
 from runtime.planning.model import (  # noqa: E402
     COEFFICIENTS,
@@ -63,6 +62,7 @@ from runtime.planning.model import (  # noqa: E402
     parse_model,
     row_classes,
 )
+from runtime.pricing import price_table  # noqa: E402
 from runtime.tools.generate import generate_portfolio  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,7 +352,7 @@ def price_command_seconds(engine: str) -> float:
 _COLD = """
 import {module}
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.engines.parallel import parallel_engine
 price_table(read_table({row!r}.encode()), parallel_engine({engine!r}))
 """

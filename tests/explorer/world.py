@@ -33,9 +33,9 @@ from runtime.adapters.batch_queue import BatchQueue
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.core.csvio import FileError, read_table
-from runtime.core.pricing import price_table
 from runtime.engines import get_engine
 from runtime.environment import BatchContext, RuntimeConfig, parse_part_indexes
+from runtime.pricing import price_table
 from runtime.protocol import lifecycle
 from runtime.protocol.events import EventDeliveryError
 from runtime.protocol.steps import JobSteps

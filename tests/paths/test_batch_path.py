@@ -8,7 +8,7 @@ import pytest
 from runtime.adapters import batch_job, lambda_handler
 from runtime.core import keys
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.tools.local_cloud import INPUT_BUCKET, JOB_QUEUE, RESULT_BUCKET, job_environment
 from tests.conftest import serialised
 from tests.helpers import (

@@ -11,7 +11,7 @@ import pytest
 from runtime.adapters.lambda_handler import handle_object, s3_records
 from runtime.core import keys
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.conftest import serialised
 from tests.helpers import all_keys, as_lambda, fence_of, price_parts, read, status_of, upload

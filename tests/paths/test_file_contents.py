@@ -8,7 +8,7 @@ import pytest
 from runtime.adapters.lambda_handler import handle_object
 from runtime.core import keys
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
+from runtime.pricing import price_table
 from runtime.tools.local_cloud import INPUT_BUCKET
 from tests.conftest import serialised
 from tests.helpers import FAST_KEY, fast_parts, read, run_batch_job, status_of, upload

@@ -9,6 +9,7 @@ import fnmatch
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from tests.project.test_contract import pins
@@ -133,10 +134,18 @@ def image_tree(target: Path) -> Path:
 def test_in_the_image_price_works_and_a_tool_says_in_one_line_it_is_not_there(tmp_path):
     app = image_tree(tmp_path / "app")
     assert not (app / "runtime" / "tools").exists()
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(app), "PRICING_WORKERS": "1"}
+    # As in the image: the installed packages, and runtime/ only from /app. ``-S`` skips the
+    # site hooks, among them the development environment's editable install of this project,
+    # which would otherwise find the checkout's runtime/ (tools and all) first.
+    packages = sysconfig.get_paths()["purelib"]
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": os.pathsep.join([str(app), packages]),
+        "PRICING_WORKERS": "1",
+    }
     sample = app / "runtime" / "sample" / "EquityOption-100.csv"
     out = tmp_path / "out.csv"
-    entry = [sys.executable, "-m", "runtime.entrypoint"]
+    entry = [sys.executable, "-S", "-m", "runtime.entrypoint"]
     done = subprocess.run(
         [*entry, "price", str(sample), "-o", str(out), "--engine", "qdfp"],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
@@ -155,20 +164,25 @@ def test_in_the_image_price_works_and_a_tool_says_in_one_line_it_is_not_there(tm
 
 
 def test_dependencies_point_one_way():
-    """tools -> adapters -> protocol -> core and engines: no layer imports one above it."""
+    """tools -> adapters -> protocol -> pricing -> engines -> core: no layer imports one
+    above it (planning sits beside pricing: the cost of pricing, never its caller)."""
     layers = [
         "runtime.core",
         "runtime.engines",
+        "runtime.pricing",
+        "runtime.planning",
         "runtime.protocol",
         "runtime.adapters",
         "runtime.tools",
     ]
     rank = {
         "runtime.core": 0,
-        "runtime.engines": 0,
-        "runtime.protocol": 1,
-        "runtime.adapters": 2,
-        "runtime.tools": 3,
+        "runtime.engines": 1,
+        "runtime.pricing": 2,
+        "runtime.planning": 2,
+        "runtime.protocol": 3,
+        "runtime.adapters": 4,
+        "runtime.tools": 5,
     }
     modules = project_modules()
 

@@ -11,9 +11,9 @@ import pytest
 
 from runtime.core.csvio import FileError, read_table
 from runtime.core.options import OptionSpec
-from runtime.core.pricing import price_table
 from runtime.engines import get_engine
 from runtime.engines.implied import implied_volatilities
+from runtime.pricing import price_table
 from runtime.tools.references import reference_quote
 
 DAY = dt.date(2024, 3, 1)

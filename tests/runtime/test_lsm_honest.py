@@ -14,8 +14,8 @@ import math
 import pytest
 
 from runtime.core.options import OptionSpec
-from runtime.core.pricing import price_bounds
 from runtime.engines.lsm import price_lsm
+from runtime.pricing import price_bounds
 from runtime.tools.audit_sets import boundary, broad
 from runtime.tools.bench import GREEK_NAMES, GREEK_TOLERANCE
 from runtime.tools.references import reference_quote

@@ -14,6 +14,7 @@ from runtime.core.options import OptionSpec
 from runtime.engines import get_engine, parallel
 from runtime.engines.cpus import available_cpus
 from runtime.engines.parallel import price_in_parallel
+from runtime.environment import cpu_limits
 
 # --- available_cpus ---------------------------------------------------------------------
 
@@ -34,7 +35,7 @@ def cgroup_v2(tmp_path, cpu_max: str | None, path: str = "/", parents: dict | No
 
 
 def cpus(root, proc, affinity=8, environ=None):
-    return available_cpus(root, proc, environ=environ or {}, affinity=affinity)
+    return available_cpus(root, proc, limits=cpu_limits(environ or {}), affinity=affinity)
 
 
 @pytest.mark.parametrize(
@@ -286,15 +287,14 @@ def test_greek_results_are_the_same_bytes_with_1_or_2_workers_and_any_split(
 ):
     from runtime.core.csvio import read_table, result_header, write_csv
     from runtime.core.manifest import merge_results, plan_parts
-    from runtime.core.pricing import price_table
     from runtime.engines.parallel import parallel_engine
+    from runtime.pricing import price_table
 
     table = read_table(greek_file(30), greeks=True)
-    monkeypatch.setenv("PRICING_WORKERS", "1")
-    one = price_table(table, parallel_engine("qdfp"), greeks=True).csv
+    one = price_table(table, parallel_engine("qdfp", (None, 1)), greeks=True).csv
     assert parallel._POOL.workers == []
-    monkeypatch.setenv("PRICING_WORKERS", "2")
-    two = price_table(table, parallel_engine("qdfp"), greeks=True, progress=lambda n: None).csv
+    engine = parallel_engine("qdfp", (None, 2))  # PRICING_WORKERS=2
+    two = price_table(table, engine, greeks=True, progress=lambda n: None).csv
     assert len(parallel._POOL.workers) == 2
     assert two == one
     header = write_csv(result_header(table.header, greeks=True), [])

@@ -11,8 +11,8 @@ import pytest
 
 from runtime.core.csvio import Row, read_table
 from runtime.core.options import Greeks, OptionSpec, Quote
-from runtime.core.pricing import NO_GREEKS, check_quote, price_bounds, price_rows, price_table
 from runtime.engines import get_engine
+from runtime.pricing import NO_GREEKS, check_quote, price_bounds, price_rows, price_table
 
 TODAY = dt.date(2022, 10, 26)
 SETTLEMENT = dt.date(2022, 10, 28)
@@ -231,7 +231,7 @@ def test_fd_beyond_its_grid_is_an_error_qdfp_still_prices():
 
 
 def test_an_option_that_killed_its_worker_is_not_priced_again_here():
-    from runtime.core.pricing import WORKER_DIED
+    from runtime.engines import WORKER_DIED
 
     calls = []
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from runtime.core.csvio import FileError, read_table, write_csv
 from runtime.core.fields import MAX_ERROR_CHARS, QUOTE_CHARS
 from runtime.core.manifest import merge_results, plan_parts
-from runtime.core.pricing import price_table
 from runtime.engines import get_engine
+from runtime.pricing import price_table
 from tests.runtime.test_cli import run_cli
 
 HEADER = (

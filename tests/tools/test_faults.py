@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
 from runtime.engines import get_engine
+from runtime.pricing import price_table
 from runtime.protocol.lifecycle import Fence
 from runtime.tools.faults import Fault, check_faults, parse_fault
 from runtime.tools.jobs import Jobs, Target

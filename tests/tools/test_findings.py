@@ -6,8 +6,8 @@ import boto3
 
 from runtime.core import keys
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
 from runtime.engines.parallel import parallel_engine
+from runtime.pricing import price_table
 from runtime.tools.local_cloud import INPUT_BUCKET
 from runtime.tools.simulate import run_simulation
 from tests.conftest import SAMPLE

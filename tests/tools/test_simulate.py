@@ -14,8 +14,8 @@ import pytest
 
 from runtime.core import keys
 from runtime.core.csvio import read_table
-from runtime.core.pricing import price_table
 from runtime.engines.parallel import parallel_engine
+from runtime.pricing import price_table
 from runtime.tools.generate import generate_portfolio
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
 from runtime.tools.simulate import Timeline, run_fast_path, run_simulation, runtime_environment

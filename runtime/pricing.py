@@ -19,7 +19,6 @@ is a note in the row's ``error``, next to its price.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -37,7 +36,7 @@ from runtime.core.csvio import (
     write_csv,
 )
 from runtime.core.options import OptionSpec, Quote
-from runtime.engines import Engine
+from runtime.engines import WORKER_DIED, Engine, call_engine
 from runtime.engines.closed_forms import perpetual_put
 from runtime.engines.implied import implied_volatilities
 
@@ -59,36 +58,6 @@ _GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho")
 NO_GREEKS = "Greeks: not computed by this engine"
 NO_BOUNDS = "bounds: not computed by this engine"
 _NOTES = (NO_GREEKS, NO_BOUNDS)
-# An option that killed a worker process twice is not priced again in this process.
-WORKER_DIED = "pricing failed: worker process died"
-
-
-def accepts(engine: Callable, name: str) -> bool:
-    """Whether ``engine`` takes the argument ``name`` (``greeks``, ``bounds``): an engine
-    written before it existed is still called, without it, and its rows say what is
-    missing."""
-    try:
-        parameters = inspect.signature(engine).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in parameters)
-
-
-def accepts_greeks(engine: Callable) -> bool:
-    return accepts(engine, "greeks")
-
-
-def call_engine(
-    engine: Callable, options: Sequence[OptionSpec], greeks: bool, bounds: bool = False
-) -> list[Quote]:
-    """``engine(options)``, with ``greeks=True`` and ``bounds=True`` when requested and the
-    engine takes them."""
-    extra = {}
-    if greeks and accepts(engine, "greeks"):
-        extra["greeks"] = True
-    if bounds and accepts(engine, "bounds"):
-        extra["bounds"] = True
-    return engine(options, **extra)
 
 
 def year_fraction(spec: OptionSpec) -> float:
