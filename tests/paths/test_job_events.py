@@ -33,15 +33,21 @@ class RefusingFirst:
 
 def test_the_job_event_carries_the_documented_fields(make_steps, s3, sample_bytes, events):
     steps = make_steps(threshold=200, region="eu-west-1")
-    upload(s3, FAST_KEY, sample_bytes)
-    handle_object(steps, INPUT_BUCKET, FAST_KEY)
+    s3.put_object(Bucket=INPUT_BUCKET, Key=FAST_KEY, Body=sample_bytes, Metadata={"team": "risk"})
+    lambda_handler.handle(steps, s3_notification(INPUT_BUCKET, FAST_KEY), "req-1")
     (event,) = events
     assert set(event) == {
         "eventId", "input", "inputBucket", "inputKey", "token", "attempt", "generation",
         "state", "path", "rows", "rowsWithErrors", "parts", "resultKey", "errorKey", "error",
         "failedParts", "failedPartsTotal", "startedAt", "finishedAt", "seconds", "engine",
-        "region", "resultBucket",
+        "region", "resultBucket", "team", "route", "cost",
     }  # fmt: skip
+    # The invocation that priced it, measured up to its commit: one Lambda request, its
+    # GB-seconds and S3 requests, priced at eu-west-1's list prices (an estimate).
+    cost = event["cost"]
+    assert (cost["lambdaRequests"], cost["attempts"], cost["estimated"]) == (1, 1, True)
+    assert cost["lambdaGbSeconds"] > 0 and cost["s3Requests"] >= 5 and cost["usd"] > 0
+    assert (event["team"], event["route"]) == ("risk", None)
     assert (event["state"], event["rows"], event["parts"], event["region"]) == (
         "done",
         100,
