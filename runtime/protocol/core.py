@@ -217,9 +217,11 @@ class JobCore:
             self.finish_actor(actor, USAGE_SUCCEEDED)
 
     def finish_actor(self, actor: costs.Actor, outcome: str) -> None:
-        """Write the actor's record; if its job had ended, total its cost again."""
+        """Write the actor's record, then, if its job has ended, total its cost again (one
+        GET of the status when it runs): the record may have come after the last total,
+        and no other actor would count it."""
         try:
-            if self.usage.write(actor, outcome) and actor.ended:
+            if self.usage.write(actor, outcome):
                 self.update_cost(actor.input_key, actor.token, actor.runner)
         except (ConcurrentUpdateError, OSError, ValueError, RuntimeError) as exc:
             log.warning("usage of %s not recorded: %s", actor.name, exc)
@@ -305,9 +307,7 @@ class JobCore:
         return decision
 
     def settle(self, input_key: str, actor: str) -> dict | None:
-        status = self.ledger.settle(input_key, actor)
-        costs.saw(status)
-        return status
+        return self.ledger.settle(input_key, actor)
 
     def refused(self, decision: Decision, job: JobRef, what: str, actor: str) -> StepOutcome:
         """The outcome of an actor whose fact the lifecycle did not accept: it settles the

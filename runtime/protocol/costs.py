@@ -23,10 +23,11 @@ no figure exists, counts its request and no duration). Estimated records say so,
 measured record of the same attempt replaces one.
 
 The job's cost is the sum of all its records (``planning.usage.total_cost``): taken by the
-actor that ends the job just before it commits (the job event carries it), and by every
-actor that acts on the job after that, with a ``lifecycle.Costs`` fact that replaces the
-figure only with a total of more records. Records are kept when the work area is cleaned
-up (the bucket's lifecycle rule expires them with the rest), so totals only grow.
+actor that ends the job just before it commits (the job event carries it), and again by
+every actor once it has written its record, if the job has ended by then (one GET of the
+status), with a ``lifecycle.Costs`` fact that replaces the figure only with a total of more
+records. So the last record written is always counted. Records are kept when the work area
+is cleaned up (the bucket's lifecycle rule expires them with the rest): totals only grow.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import contextvars
 import logging
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -96,7 +97,6 @@ class Actor:
     runner: str = ""
     steps: list[str] = field(default_factory=list)
     events_published: int = 0
-    ended: bool = False  # it saw (or made) its job's terminal state
     key: str | None = None  # its record's key, once written
     writes: int = 0  # PUTs of its own record (conditional ones that failed included)
     earlier_written: bool = False
@@ -149,16 +149,6 @@ def published_event() -> None:
     actor = _ACTOR.get()
     if actor is not None:
         actor.events_published += 1
-
-
-def saw(status: Mapping | None) -> None:
-    """The running actor saw its job's status: if it is terminal, the actor re-totals the
-    job's cost when it is done (its own record, and any other late one, are not in it)."""
-    actor = _ACTOR.get()
-    if actor is None or status is None or status.get("token") != actor.token:
-        return
-    if status.get("state") in ("done", "failed", "superseded", "cancelled"):
-        actor.ended = True
 
 
 class UsageLog:

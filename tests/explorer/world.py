@@ -5,7 +5,8 @@ invocation, ``batch_job.run`` for every Batch job, against S3 (moto, or the in-m
 for long runs). What AWS would do next is modelled here, and the explorer chooses the order:
 
 - S3 notifications for every object written under ``fast/`` (parts included), EventBridge
-  "Object Created" events for uploads to the Batch lanes, job commands, Batch state-change
+  "Object Created" events for uploads to the Batch lanes and ``auto/``, job commands, Batch
+  state-change
   events: each an asynchronous invocation with Lambda's 3 attempts (same request id), then
   an on-failure record in an SQS queue, delivered again while it fails, 5 receives at most;
 - Batch: submitted jobs with their dependencies, array children, the retry strategy (host
@@ -36,6 +37,7 @@ from runtime.core.csvio import FileError, read_table
 from runtime.core.pricing import price_table
 from runtime.engines import get_engine
 from runtime.environment import BatchContext, RuntimeConfig, parse_part_indexes
+from runtime.planning.usage import Cost
 from runtime.protocol import lifecycle
 from runtime.protocol.events import EventDeliveryError
 from runtime.protocol.steps import JobSteps
@@ -59,7 +61,7 @@ MAX_RECEIVES = 5
 # The failure queues' visibility timeout: 6 x the function's timeout (components/shared.py).
 VISIBILITY_SECONDS = 6 * 900.0
 BATCH_ATTEMPTS = 3
-_LANE_PREFIXES = ("fast/", "normal/", "urgent/")
+_LANE_PREFIXES = ("fast/", "normal/", "urgent/", "auto/")
 
 
 class Killed(BaseException):
@@ -237,6 +239,8 @@ class World:
     threshold: int = 3
     greeks: bool = False
     urgent: bool = True
+    auto_fast_seconds: int = 60  # the auto lane's line (0: every auto/ upload goes normal)
+    max_job_usd: float = 0.0  # the budget guard (0: off)
     clock: float = 1_800_000_000.0
     pending: list[Pending] = field(default_factory=list)
     parked: list[Pending] = field(default_factory=list)
@@ -276,6 +280,8 @@ class World:
             urgent_job_queue=URGENT_QUEUE if self.urgent else "",
             job_definition=DEFINITION,
             region="us-east-1",
+            auto_fast_seconds=self.auto_fast_seconds,
+            max_job_usd=self.max_job_usd,
         )
 
     def steps(self, faults: Faults) -> JobSteps:
@@ -578,6 +584,11 @@ class World:
         return [
             v["VersionId"] for page in pages for v in page.get("Versions", []) if v["Key"] == key
         ]
+
+    def job_cost(self, status: dict) -> Cost:
+        """What the job's usage records add up to (read as an operator would)."""
+        steps = self.steps(Faults())
+        return steps.usage.cost(lifecycle.plan_of(status).runner, status["token"])
 
     def keys_uploaded(self) -> list[str]:
         return sorted({u.key for u in self.uploads})
