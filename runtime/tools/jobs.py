@@ -368,7 +368,8 @@ class Jobs:
             self.say(f"retry of {key} requested")
             return 0
         attempt = final.get("attempt")
-        cost = f", {cost_text(final.get('cost'))} estimated" if final.get("cost") else ""
+        found = cost_text(final.get("cost"))
+        cost = f", {found} estimated" if found != "-" else ""
         self.say(f"{key}: {final.get('state')} (attempt {attempt}{cost})")
         if self.target.embedded and final.get("state") != states.DONE:
             raise CommandError(f"the retried job {final.get('state')}: {final.get('error')}")
@@ -412,15 +413,15 @@ class Jobs:
 
 
 def cost_text(cost: dict | None) -> str:
-    """A job's estimated cost, as ``list`` shows it ("-": none recorded yet)."""
-    if not cost:
+    """A job's estimated cost, as ``list`` shows it ("-": no usage recorded yet)."""
+    if not cost or not cost.get("attempts"):
         return "-"
     return usd_text(float(cost.get("usd", 0.0)))
 
 
 def cost_lines(cost: dict | None) -> list[str]:
     """``show``'s cost lines: the estimate and its parts, then what was measured."""
-    if not cost:
+    if not cost or not cost.get("attempts"):
         return []
     by = cost.get("usdBy") or {}
     parts = ", ".join(

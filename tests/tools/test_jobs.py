@@ -96,7 +96,7 @@ def test_list_and_show_a_running_and_a_failed_job(jobs, make_steps, s3, sample_b
 
     assert jobs.list(None, 10) == 0
     header, *rows = jobs.lines
-    assert header.split() == ["STATE", "PARTS", "AGE", "KEY"]
+    assert header.split() == ["STATE", "PARTS", "AGE", "COST", "KEY"]
     listed = {row.split()[-1]: row.split()[:2] for row in rows}
     assert listed == {FAST_KEY: ["running", "1/3"], NORMAL_KEY: ["failed", "0/0"]}
     jobs.lines.clear()
