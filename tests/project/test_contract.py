@@ -176,3 +176,13 @@ def test_runtime_planning_defaults_equal_the_stack_defaults():
     assert config.auto_fast_seconds == defaults["autoFastSeconds"]
     assert config.max_job_usd == defaults["maxJobUsd"]
     assert defaults["priceTable"] == {} and config.price_table == ""
+
+
+def test_the_dashboards_cost_widgets_search_what_the_metrics_line_writes():
+    from components import monitoring
+    from runtime.planning import metrics
+
+    assert monitoring.EMF_NAMESPACE == metrics.NAMESPACE
+    assert monitoring.EMF_PATH_DIMENSIONS in metrics.DIMENSION_SETS
+    assert monitoring.EMF_TEAM_DIMENSIONS in metrics.DIMENSION_SETS
+    assert monitoring.COST_METRIC in {name for name, _ in metrics.METRICS}
