@@ -171,6 +171,7 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
     payload = record.get("requestPayload") or {}
     if not isinstance(payload, dict):
         return [StepOutcome(Action.IGNORED, "an on-failure record without a payload")]
+    costs.play("on-failure")
     outcomes = _exhausted(steps, record, payload, reason, request_id, last_receive)
     actor = costs.current_actor()
     if actor is not None and actor.token:  # the job the steps acted for: a late record
@@ -301,6 +302,7 @@ def handle_dead_letter(
     steps: JobSteps, event: dict, attributes: dict, actor: str
 ) -> list[StepOutcome]:
     """An EventBridge event its rule could not deliver to the function."""
+    costs.play("dead-letter")
     if event.get("source") == "aws.batch":
         return [handle_batch_event(steps, event, actor)]
     if event.get("source") == SCHEDULE_SOURCE:  # a run Scheduler could not deliver
@@ -325,6 +327,7 @@ def handle_batch_event(steps: JobSteps, event: dict, actor: str) -> StepOutcome:
     """A Batch job of ours failed: its fence says which attempt. A failure counts only if
     the job is the one the status recorded for its role (a duplicate manager's, or an
     orphan submission's, does not)."""
+    costs.play("batch-event")
     failure = batch_events.parse(event)
     if failure is None or failure.fence is None:
         return StepOutcome(Action.IGNORED, "not a failed job of this pipeline")
@@ -431,6 +434,7 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
     except ValueError as exc:
         return StepOutcome(Action.IGNORED, str(exc))
     logs.annotate(inputKey=key)
+    costs.play(str(name))
     step = _command_step(payload)
     if name == "cancel":
         return steps.cancel(key, step, actor, fence)
@@ -439,6 +443,7 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
 
 def _schedule(steps: JobSteps, payload: dict, actor: str, failed: str | None = None) -> StepOutcome:
     """A scheduled run (``failed``: the reason it could not be started)."""
+    costs.play("schedule")
     arguments = {
         name: str(payload.get(field) or "")
         for name, field in (

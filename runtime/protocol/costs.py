@@ -95,6 +95,7 @@ class Actor:
     input_key: str = ""
     token: str = ""
     runner: str = ""
+    role: str = ""  # what its record's step says, when not the steps it ran (a failure route)
     steps: list[str] = field(default_factory=list)
     events_published: int = 0
     key: str | None = None  # its record's key, once written
@@ -115,7 +116,7 @@ class Actor:
 
     def record(self, outcome: str) -> UsageRecord:
         """What it used so far, the write about to be made included."""
-        found = self.meter.finish("+".join(self.steps) or "invocation", outcome)
+        found = self.meter.finish(self.role or "+".join(self.steps) or "invocation", outcome)
         return replace(
             found,
             s3_put_requests=found.s3_put_requests + self.writes + 1,
@@ -142,6 +143,14 @@ def act(input_key: str, token: str, runner: str, step: str) -> None:
     actor = _ACTOR.get()
     if actor is not None:
         actor.act(input_key, token, runner, step)
+
+
+def play(role: str) -> None:
+    """The running actor is a failure route or a command (``batch-event``, ``on-failure``,
+    ``retry``...): its record says so, whatever steps of the job it ran."""
+    actor = _ACTOR.get()
+    if actor is not None and not actor.role:
+        actor.role = role
 
 
 def published_event() -> None:

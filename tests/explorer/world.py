@@ -170,6 +170,7 @@ class BatchRecord:
     state: str = "SUBMITTED"  # SUBMITTED | SUCCEEDED | FAILED
     attempt: int = 1
     terminated: str | None = None
+    attempts: list[dict] = field(default_factory=list)  # as DescribeJobs lists them
 
     @property
     def environment(self) -> dict[str, str]:
@@ -241,6 +242,10 @@ class World:
     urgent: bool = True
     auto_fast_seconds: int = 60  # the auto lane's line (0: every auto/ upload goes normal)
     max_job_usd: float = 0.0  # the budget guard (0: off)
+    # The engine jobs are planned for (the world prices with qdfp whatever it is called, so
+    # results stay comparable), and other planning settings (PLAN_SETTINGS' names).
+    engine_name: str = "qdfp"
+    planning: dict = field(default_factory=dict)
     clock: float = 1_800_000_000.0
     pending: list[Pending] = field(default_factory=list)
     parked: list[Pending] = field(default_factory=list)
@@ -273,7 +278,7 @@ class World:
         return RuntimeConfig(
             result_bucket=RESULT,
             threshold=self.threshold,
-            engine="qdfp",
+            engine=self.engine_name,
             max_parts=4,
             greeks=self.greeks,
             job_queue=QUEUE,
@@ -282,6 +287,7 @@ class World:
             region="us-east-1",
             auto_fast_seconds=self.auto_fast_seconds,
             max_job_usd=self.max_job_usd,
+            planning=tuple(sorted(self.planning.items())),
         )
 
     def steps(self, faults: Faults) -> JobSteps:
@@ -514,26 +520,30 @@ class World:
                 killed = True
             except Exception as exc:
                 failure = f"Essential container in task exited: {type(exc).__name__}"
-        if killed and host_failure and job.attempt < BATCH_ATTEMPTS:
-            job.attempt += 1  # the retry strategy retries a host failure
-            return True
         if killed:
             failure = (
                 "Host EC2 (instance i-0explorer) terminated."
                 if host_failure
                 else "OutOfMemoryError: Container killed due to memory usage"
             )
+        if failure is not None:
+            # Batch's record of the attempt: each one ran a minute of the world's clock
+            stopped = int(self.clock * 1000)
+            job.attempts.append(
+                {
+                    "statusReason": failure,
+                    "container": {"exitCode": 137 if killed else 1},
+                    "startedAt": stopped - 60_000,
+                    "stoppedAt": stopped,
+                }
+            )
+        if killed and host_failure and job.attempt < BATCH_ATTEMPTS:
+            job.attempt += 1  # the retry strategy retries a host failure
+            return True
         if failure is None:
             job.state = "SUCCEEDED"
         else:
-            moment = int(self.clock * 1000)
-            attempt = {
-                "statusReason": failure,
-                "container": {"exitCode": 137 if killed else 1},
-                "startedAt": moment,
-                "stoppedAt": moment,
-            }
-            self._failed(job, failure, attempts=[attempt])
+            self._failed(job, failure, attempts=list(job.attempts))
         return True
 
     def give_up(self, index: int) -> bool:
