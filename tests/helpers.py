@@ -40,7 +40,7 @@ def all_keys(s3, bucket: str, usage: bool = False) -> list[str]:
 
 
 def _is_usage(key: str) -> bool:
-    head, _, rest = key.partition("/_work/")
+    rest = key.partition("/_work/")[2]
     return bool(rest) and rest.split("/")[1:2] == ["usage"]
 
 

@@ -417,8 +417,8 @@ def _publish(current: dict, fact: Publish, context: Mapping) -> Decision:
             fields[name] = value
     if fact.failed_part is not None:
         fields["failedParts"] = _with_failure(current, fact.failed_part, fact.fence)
-    if fact.cost is not None:
-        fields["cost"] = dict(fact.cost)
+    if _grows(current, fact.cost):
+        fields["cost"] = dict(fact.cost)  # type: ignore[arg-type]
     document = _ended(current, fact.state, fact.at, error=fact.error, **fields)
     document["outbox"] = list(current.get("outbox", [])) + _ending_effects(document, context)
     return Decision(Outcome.APPLIED, _remember(document, fact.step), fact.state, current)
@@ -430,8 +430,8 @@ def _cancel(current: dict, fact: Cancel, context: Mapping) -> Decision:
         return refusal
     document = _ended(current, CANCELLED, fact.at, error=fact.reason, result=None)
     document["resultVersion"] = None
-    if fact.cost is not None:
-        document["cost"] = dict(fact.cost)
+    if _grows(current, fact.cost):
+        document["cost"] = dict(fact.cost)  # type: ignore[arg-type]
     document["outbox"] = list(current.get("outbox", [])) + _ending_effects(document, context)
     return Decision(Outcome.APPLIED, _remember(document, fact.step), CANCELLED, current)
 
@@ -504,6 +504,12 @@ def _costs(current: dict | None, fact: Costs, context: Mapping) -> Decision:
     # Not a change of state: updatedAt stays (the job commands watch it for outcomes).
     document["cost"] = dict(fact.cost)
     return Decision(Outcome.APPLIED, document, "cost recorded", current)
+
+
+def _grows(current: Mapping, cost: Mapping | None) -> bool:
+    """Whether ``cost`` may replace the document's: a total of at least as many records (a
+    terminal step whose listing missed a record another actor's total had keeps that one)."""
+    return cost is not None and cost_order(cost) >= cost_order(current.get("cost"))
 
 
 def cost_order(cost: Mapping | None) -> tuple[int, float]:
