@@ -36,9 +36,13 @@ from runtime.planning.settings import PlanSettings
 PATH_NAMES = (FAST, NORMAL, URGENT)
 # Rows a job's start parses to plan it. Parsing is what a plan costs: every row of a
 # 500,000-row file takes 17 s here (csvio.parse_rows), more than reading and splitting the
-# file; 4,000 rows spread evenly through it take about 0.15 s, and each stands for the rows
+# file; 4,000 rows spread evenly through it take about 0.1 s, and each stands for the rows
 # up to the next one (docs/cost.md, "Parts that fit").
 SAMPLE_ROWS = 4_000
+# A sampled row's estimate is the mean of this many neighbouring samples: one heavy row
+# (mc's cost per row spans two orders of magnitude) must not stand for a whole stretch of
+# the file, while a slow stretch that spans several samples stays slow.
+SAMPLE_WINDOW = 5
 
 
 @dataclass
@@ -135,9 +139,10 @@ def table_row_seconds(
     table: Table, settings: PlanSettings, model: CostModel | None = None, sample: int = SAMPLE_ROWS
 ) -> tuple[np.ndarray, int]:
     """Each record's one-core seconds (pricing and I/O), and how many are options, from a
-    sample of at most ``sample`` records: a sampled record's estimate stands for the
-    records after it up to the next sampled one, so slow stretches of the file stay where
-    they are (parts are cut in file order). With fewer records than ``sample``, exact."""
+    sample of at most ``sample`` records: a sampled record (averaged with its neighbours,
+    ``SAMPLE_WINDOW``) stands for the records after it up to the next sampled one, so slow
+    stretches of the file stay where they are (parts are cut in file order). With fewer
+    records than ``sample``, exact."""
     model = model or load_model()
     rows = len(table.records)
     chosen = sample_indexes(rows, sample)
@@ -146,9 +151,12 @@ def table_row_seconds(
     seconds = model.row_seconds(options, settings.engine, settings.greeks) + model.io_per_row
     if len(chosen) == rows:
         return seconds, sum(1 for spec in options if spec is not None)
+    window = min(SAMPLE_WINDOW, len(seconds))
+    padded = np.pad(seconds, (window // 2, window - 1 - window // 2), mode="edge")
+    smoothed = np.convolve(padded, np.full(window, 1.0 / window), mode="valid")
     spans = np.diff(np.append(chosen, rows))
     share = sum(1 for spec in options if spec is not None) / max(len(options), 1)
-    return np.repeat(seconds, spans), round(share * rows)
+    return np.repeat(smoothed, spans), round(share * rows)
 
 
 def plan_table(
