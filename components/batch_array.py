@@ -538,6 +538,7 @@ class BatchArrayPath(pulumi.ComponentResource):
             # (URGENT_JOB_QUEUE, FAIR_SHARE when off): the runtime reads absent as empty.
             "RESULT_BUCKET": a.result_bucket_name,
             **s.pricing_environment(),
+            **s.metering_environment(),  # JOB_VCPUS, JOB_MEMORY_MB, CAPACITY
             **submission,  # queues, job definition, fair-share teams, job tag
             # ECS on EC2 enforces a job's vCPUs as CPU shares, invisible from inside: say it.
             "PRICING_WORKERS": str(s.job_vcpus),

@@ -26,6 +26,14 @@ TARGET_RETRY_ATTEMPTS = 185
 LOG_TARGET_RETRY_SECONDS = 3600
 LOG_TARGET_RETRY_ATTEMPTS = 20
 ALARM_PERIOD_SECONDS = 300
+# The runtime's embedded-metric-format line per job (runtime/planning/metrics.py, mirrored:
+# components/ never imports runtime/; tests/project/test_contract.py keeps them equal):
+# its namespace, and the dimension sets the cost widgets search.
+EMF_NAMESPACE = "McPricing"
+EMF_PATH_DIMENSIONS = ("Stack", "Path", "Engine")
+EMF_TEAM_DIMENSIONS = ("Stack", "Team")
+COST_METRIC = "CostUsd"
+DAY_SECONDS = 86400
 # Metric name per job state, in the stack's namespace.
 JOB_METRICS = {
     "done": "JobsDone",
@@ -57,6 +65,16 @@ def batch_state_pattern(status: str) -> str:
 
 def batch_metric(status: str) -> str:
     return f"BatchJobs{status.title()}"
+
+
+def cost_search(stack: str, dimensions: tuple[str, ...]) -> str:
+    """A CloudWatch SEARCH of the jobs' estimated cost for this stack, one series per value
+    of the dimensions (the jobs' metrics line writes each set): summed per day."""
+    schema = ",".join((EMF_NAMESPACE, *dimensions))
+    return (
+        f'SEARCH(\'{{{schema}}} MetricName="{COST_METRIC}" Stack="{stack}"\', '
+        f"'Sum', {DAY_SECONDS})"
+    )
 
 
 def job_failed_rule_name(settings: StackSettings) -> str:
@@ -478,6 +496,20 @@ class PricingMonitoring(pulumi.ComponentResource):
                     "type": "alarm", "x": 12, "y": 18, "width": 12, "height": 6,
                     "properties": {"title": "Alarms", "alarms": alarm_arns},
                 },
+                # The jobs' own metrics line (EMF, written by both paths' runtime): the
+                # estimated cost per day, stacked by path (and engine), and by team.
+                widget(
+                    0, 24, 12, "Estimated cost per day by path (USD)",
+                    [[{"expression": cost_search(self._prefix, EMF_PATH_DIMENSIONS),
+                       "id": "bypath", "label": ""}]],
+                    period=DAY_SECONDS, stacked=True,
+                ),
+                widget(
+                    12, 24, 12, "Estimated cost per day by team (USD)",
+                    [[{"expression": cost_search(self._prefix, EMF_TEAM_DIMENSIONS),
+                       "id": "byteam", "label": ""}]],
+                    period=DAY_SECONDS, stacked=True,
+                ),
             ]
         }  # fmt: skip
         return aws.cloudwatch.Dashboard(

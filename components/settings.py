@@ -9,6 +9,8 @@ exactly the same values. Nothing here repeats a default.
 from __future__ import annotations
 
 import functools
+import json
+import math
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -80,6 +82,50 @@ MAX_SCHEDULE_WINDOW_MINUTES = 1440
 # The failure queues' event source mappings: AWS's minimum maximum-concurrency per mapping.
 MIN_MAPPING_CONCURRENCY = 2
 
+# The price table's override (priceTable, passed to the image as PRICE_TABLE): the keys of
+# runtime/planning/prices.py's table, mirrored here because components/ never imports
+# runtime/ (tests/project/test_contract.py keeps the two equal). One instance type name,
+# two discounts (a fraction of the on-demand price saved, in [0, 1)), one whole number of
+# vCPUs, and prices (numbers >= 0).
+PRICE_TABLE_KEYS = (
+    "lambdaUsdPerGbSecond",
+    "lambdaUsdPerMillionRequests",
+    "fargateUsdPerVcpuHour",
+    "fargateUsdPerGbHour",
+    "fargateSpotDiscount",
+    "ec2InstanceType",
+    "ec2UsdPerInstanceHour",
+    "ec2InstanceVcpus",
+    "ec2SpotDiscount",
+    "s3UsdPerThousandPut",
+    "s3UsdPerThousandGet",
+    "eventsUsdPerMillion",
+    "sqsUsdPerMillion",
+)
+PRICE_DISCOUNT_KEYS = ("fargateSpotDiscount", "ec2SpotDiscount")
+# Regions whose list prices the image knows (runtime/planning/prices.py REGIONS); elsewhere
+# the image prices at us-east-1's unless priceTable gives every price.
+PRICED_REGIONS = ("us-east-1", "eu-west-1")
+_INSTANCE_TYPE = re.compile(r"[a-z][a-z0-9-]{0,15}\.[a-z0-9]{1,15}")
+# The planning settings the image reads from PLAN_SETTINGS (runtime/planning/settings.py
+# PLAN_SETTING_NAMES without those that have a variable of their own: THRESHOLD, ENGINE,
+# GREEKS, MAX_PARTS, AUTO_FAST_SECONDS, MAX_JOB_USD, PRICE_TABLE, AWS_REGION).
+PLAN_SETTING_NAMES = (
+    "architecture",
+    "lambdaMemoryMb",
+    "lambdaTimeoutSeconds",
+    "lambdaReservedConcurrency",
+    "lambdaProvisionedConcurrency",
+    "maxVcpus",
+    "urgentMaxVcpus",
+    "minVcpus",
+    "jobVcpus",
+    "jobMemoryMb",
+    "jobTimeoutSeconds",
+    "useSpot",
+    "useFargate",
+)
+
 # Longest name prefix that still leaves room for the longest bucket_prefix ("<p>-result-",
 # S3 allows 37 characters) and the longest role name (64).
 _MAX_PREFIX = 29
@@ -141,6 +187,9 @@ class StackSettings:
     schedule_window_minutes: int  # 0 = OFF
     lambda_provisioned_concurrency: int  # 0 = no alias, no provisioned concurrency
     min_vcpus: int  # warm EC2 floor (see BatchArrayPath)
+    auto_fast_seconds: int  # the auto lane's line on the fast path's estimate
+    max_job_usd: float  # the budget guard; 0 = off
+    price_table: tuple[tuple[str, Any], ...]  # priceTable: (key, value), () = the defaults
 
     @property
     def name_prefix(self) -> str:
@@ -200,7 +249,56 @@ class StackSettings:
             "GREEKS": "true" if self.greeks else "false",
             "BOUNDS": "true" if self.bounds else "false",
             "LOG_LEVEL": LOG_LEVEL,
+            **self.planning_environment(),
         }
+
+    def planning_environment(self) -> dict[str, str]:
+        """What the planner inside the image needs (the auto lane, the budget guard, part
+        sizing) and what its usage is priced with; compact JSON, so the function's whole
+        environment stays far below Lambda's 4 KB."""
+        plan = {
+            "architecture": self.architecture,
+            "lambdaMemoryMb": self.lambda_memory_mb,
+            "lambdaTimeoutSeconds": self.lambda_timeout_seconds,
+            "lambdaReservedConcurrency": self.lambda_reserved_concurrency,
+            "lambdaProvisionedConcurrency": self.lambda_provisioned_concurrency,
+            "maxVcpus": self.max_vcpus,
+            "urgentMaxVcpus": self.urgent_max_vcpus,
+            "minVcpus": self.min_vcpus,
+            "jobVcpus": self.job_vcpus,
+            "jobMemoryMb": self.job_memory_setting,
+            "jobTimeoutSeconds": self.job_timeout_seconds,
+            "useSpot": self.use_spot,
+            "useFargate": self.use_fargate,
+        }
+        return {
+            "AUTO_FAST_SECONDS": str(self.auto_fast_seconds),
+            "MAX_JOB_USD": f"{self.max_job_usd:g}",
+            "PRICE_TABLE": _compact(dict(self.price_table)),
+            "PLAN_SETTINGS": _compact(plan),
+        }
+
+    def metering_environment(self) -> dict[str, str]:
+        """What a Batch job is billed for, which its container cannot see: its vCPUs, its
+        memory and the compute environment's capacity type (the job definition's; the
+        runtime overrides CAPACITY on the urgent lane's on-demand jobs)."""
+        return {
+            "JOB_VCPUS": str(self.job_vcpus),
+            "JOB_MEMORY_MB": str(self.job_memory_mb),
+            "CAPACITY": self.capacity_type,
+        }
+
+    def warnings(self) -> list[str]:
+        """What deploys but deserves a word at preview time."""
+        found = []
+        given = {key for key, _ in self.price_table}
+        missing = [key for key in PRICE_TABLE_KEYS if key not in given]
+        if self.region not in PRICED_REGIONS and missing:
+            found.append(
+                f"priceTable: the image has no list prices for {self.region}; jobs' costs are "
+                f"estimated at us-east-1's for {', '.join(missing)} (docs/cost.md)"
+            )
+        return found
 
     def validate(self) -> None:
         """Fail the preview with a readable message instead of a half-applied update."""
@@ -238,6 +336,7 @@ class StackSettings:
         problems.extend(self._fair_share_problems())
         problems.extend(self._schedule_problems())
         problems.extend(self._concurrency_problems())
+        problems.extend(self._cost_problems())
         if self.notify_email and not _EMAIL.fullmatch(self.notify_email):
             problems.append(
                 f"notifyEmail must be an email address or empty, not {self.notify_email!r}"
@@ -346,6 +445,15 @@ class StackSettings:
             )
         return problems
 
+    def _cost_problems(self) -> list[str]:
+        problems = []
+        if self.auto_fast_seconds < 0:
+            problems.append("autoFastSeconds must be 0 or more (seconds on the fast path)")
+        if not (math.isfinite(self.max_job_usd) and self.max_job_usd >= 0):
+            problems.append("maxJobUsd must be a number of dollars, 0 (no budget guard) or more")
+        problems.extend(price_table_problems(dict(self.price_table)))
+        return problems
+
     def _fargate_problems(self) -> list[str]:
         memory = FARGATE_MEMORY.get(self.job_vcpus)
         if memory is None:
@@ -361,6 +469,58 @@ class StackSettings:
                 "(or 0 for the smallest)"
             ]
         return []
+
+
+def price_table_problems(table: dict[str, Any]) -> list[str]:
+    """What is wrong with a priceTable override: the image's rules (prices.py), named."""
+    problems = []
+    for key, value in table.items():
+        if key not in PRICE_TABLE_KEYS:
+            problems.append(
+                f"priceTable: unknown price {key!r}; known: {', '.join(sorted(PRICE_TABLE_KEYS))}"
+            )
+        elif key == "ec2InstanceType":
+            if not isinstance(value, str) or not _INSTANCE_TYPE.fullmatch(value.strip()):
+                problems.append(
+                    f"priceTable: ec2InstanceType must be an instance type name such as "
+                    f"c7g.large, not {value!r}"
+                )
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"priceTable: {key} must be a number, not {value!r}")
+        elif not math.isfinite(value) or value < 0:
+            problems.append(f"priceTable: {key} must be a finite number >= 0, not {value}")
+        elif key == "ec2InstanceVcpus" and (int(value) != value or value < 1):
+            problems.append(f"priceTable: {key} must be a whole number >= 1, not {value}")
+        elif key in PRICE_DISCOUNT_KEYS and value >= 1:
+            problems.append(
+                f"priceTable: {key} is the fraction of the on-demand price saved, in [0, 1); "
+                f"not {value}"
+            )
+    return problems
+
+
+def _compact(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _price_table(raw: Any) -> tuple[tuple[str, Any], ...]:
+    if not raw:
+        return ()
+    if not isinstance(raw, dict):
+        raise ValueError(
+            "invalid stack configuration: priceTable must be a map of price to value, e.g. "
+            "pulumi config set --path 'priceTable.ec2SpotDiscount' 0.55"
+        )
+    return tuple(sorted((str(key), value) for key, value in raw.items()))
+
+
+def _dollars(raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"invalid stack configuration: maxJobUsd must be a number of dollars, not {raw!r}"
+        ) from None
 
 
 def schedule_entry_problems(entry: ScheduleEntry, settings: StackSettings) -> list[str]:
@@ -470,8 +630,10 @@ def load_settings() -> StackSettings:
 
     def value(key: str) -> Any:
         kind = spec[key].get("type")
-        if kind is None:  # structured settings (a map, a list of maps): see Pulumi.yaml
-            found: Any = cfg.get_object(key)
+        if key == "maxJobUsd":  # a number, which Pulumi's config types cannot declare
+            found: Any = cfg.get(key)
+        elif kind is None:  # structured settings (a map, a list of maps): see Pulumi.yaml
+            found = cfg.get_object(key)
         elif kind == "boolean":
             found = cfg.get_bool(key)
         elif kind == "integer":
@@ -512,6 +674,11 @@ def load_settings() -> StackSettings:
         schedule_window_minutes=int(value("scheduleWindowMinutes")),
         lambda_provisioned_concurrency=int(value("lambdaProvisionedConcurrency")),
         min_vcpus=int(value("minVcpus")),
+        auto_fast_seconds=int(value("autoFastSeconds")),
+        max_job_usd=_dollars(value("maxJobUsd")),
+        price_table=_price_table(value("priceTable")),
     )
     settings.validate()
+    for warning in settings.warnings():
+        pulumi.log.warn(warning)
     return settings

@@ -31,9 +31,29 @@ def status_of(s3, input_key: str) -> dict | None:
     return json.loads(body) if body else None
 
 
-def all_keys(s3, bucket: str) -> list[str]:
+def all_keys(s3, bucket: str, usage: bool = False) -> list[str]:
+    """Every key of ``bucket``; a job's usage records (kept after its work area is cleaned
+    up, see runtime/protocol/costs.py) only with ``usage``."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+    found = sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+    return found if usage else [key for key in found if not _is_usage(key)]
+
+
+def _is_usage(key: str) -> bool:
+    rest = key.partition("/_work/")[2]
+    return bool(rest) and rest.split("/")[1:2] == ["usage"]
+
+
+def usage_records(s3, input_key: str) -> list[dict]:
+    """The usage record documents of the key's current job (every actor and attempt)."""
+    status = status_of(s3, input_key)
+    assert status is not None, f"{input_key} has no status"
+    prefix = keys.usage_prefix(status["plan"]["runner"], status["token"])
+    return [
+        json.loads(read(s3, key))
+        for key in all_keys(s3, RESULT_BUCKET, True)
+        if key.startswith(prefix)
+    ]
 
 
 EVENTS = Path(__file__).resolve().parent / "events"

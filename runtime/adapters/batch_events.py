@@ -7,9 +7,9 @@ S3key), ``arrayProperties.index`` for an array child, and the reason of the last
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from runtime.environment import AWS_BATCH_JOB_ARRAY_INDEX, BatchContext, SettingsError
+from runtime.environment import AWS_BATCH_JOB_ARRAY_INDEX, CAPACITY, BatchContext, SettingsError
 from runtime.protocol.lifecycle import Fence
 
 MANAGER = "manager"
@@ -27,6 +27,8 @@ class BatchFailure:
     index: int | None
     job_id: str  # an array child's is "<array job id>:<index>"
     reason: str
+    capacity: str = ""  # the capacity type the job was priced on (CAPACITY), "" unknown
+    detail: dict = field(default_factory=dict)  # the job as the event describes it
 
     @property
     def submitted_as(self) -> str:
@@ -75,6 +77,8 @@ def parse(event: dict) -> BatchFailure | None:
         index=index,
         job_id=job_id,
         reason=f"{label} {job_id} failed: {reason}",
+        capacity=str(environment.get(CAPACITY) or ""),
+        detail=detail,
     )
 
 

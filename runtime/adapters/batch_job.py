@@ -9,6 +9,10 @@ An application error is final at once: the job definition's retry strategy retri
 host failures (Spot reclaims), so a child records its failure as final before it exits.
 What kills a job without a word (out of memory, timeout, SIGKILL, a cancelled queue wait)
 reaches the job's status through the "Batch Job State Change" events the function handles.
+
+Every attempt is an actor of its job: it measures itself and leaves one usage record
+(``runtime.protocol.costs``); an attempt after the first also records the ones before it,
+which the stack retries only after a host interruption, and which left none.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from runtime.adapters.events import EventBridgeSink
 from runtime.adapters.s3 import ObjectStore
 from runtime.core import keys
 from runtime.environment import BatchContext, RuntimeConfig, SettingsError
+from runtime.planning.meter import MeterContext, StepMeter
+from runtime.protocol import costs
 from runtime.protocol.lifecycle import Fence
 from runtime.protocol.steps import Action, JobSteps, StepOutcome
 
@@ -34,7 +40,21 @@ class BatchJobError(RuntimeError):
 
 
 def run(steps: JobSteps, bucket: str, key: str, job: BatchContext) -> StepOutcome:
-    """Do whatever this Batch job is for; raise BatchJobError to fail the job."""
+    """Do whatever this Batch job is for; raise BatchJobError to fail the job. The attempt
+    is metered as one actor of the job."""
+    config = steps.config
+    context = MeterContext(config.capacity, config.batch_memory_mb, config.job_vcpus, job.attempt)
+    actor = costs.Actor(
+        f"batch-{job.job_id or 'local'}",
+        StepMeter(context, steps.requests),
+        attempt=job.attempt,
+        earlier_attempts=job.attempt - 1,
+    )
+    with steps.metered(actor):
+        return _run(steps, bucket, key, job)
+
+
+def _run(steps: JobSteps, bucket: str, key: str, job: BatchContext) -> StepOutcome:
     try:
         fence = Fence.parse(job.fence)
     except ValueError as exc:
@@ -81,11 +101,18 @@ def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
 
 def job_steps(config: RuntimeConfig) -> JobSteps:
     """The steps as a Batch container (or the Lambda function) runs them in AWS."""
+    # The urgent lane's jobs run on on-demand capacity: they are metered as such.
+    urgent = {config.urgent_job_queue: config.plan_settings().urgent_capacity}
     return JobSteps(
         ObjectStore(),
         config,
-        events=EventBridgeSink(),
-        batch=BatchQueue(config.job_definition, config.job_queue, stack_name=config.stack_name),
+        events=EventBridgeSink(stack=config.stack_name),
+        batch=BatchQueue(
+            config.job_definition,
+            config.job_queue,
+            stack_name=config.stack_name,
+            capacities=urgent if config.urgent_job_queue else {},
+        ),
     )
 
 

@@ -3,7 +3,8 @@
 Every job carries its attempt's fence (``JOB_FENCE``) and role (``BATCH_ROLE``) in its
 environment, so Batch's own state-change events name the attempt they are about; on a
 fair-share queue every job carries its share identifier, in SubmitJob and in its environment
-(``JOB_SHARE``, which the events and the local emulator see: moto drops the former); and
+(``JOB_SHARE``, which the events and the local emulator see: moto drops the former); a job
+of the urgent lane carries the capacity it is metered on (``CAPACITY``, on demand); and
 every job carries the stack's tag (``mc-pricing:stack``), the only jobs the stack's roles may
 terminate.
 """
@@ -11,6 +12,7 @@ terminate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -20,6 +22,7 @@ from botocore.exceptions import ClientError
 from runtime.core.manifest import Manifest
 from runtime.environment import (
     BATCH_ROLE,
+    CAPACITY,
     JOB_FENCE,
     JOB_SHARE,
     PART_INDEXES,
@@ -44,10 +47,14 @@ class BatchQueue:
         default_queue: str,
         client: Any | None = None,
         stack_name: str = "",
+        capacities: Mapping[str, str] | None = None,
     ) -> None:
         self.job_definition = job_definition
         self.default_queue = default_queue
         self.stack_name = stack_name
+        # queue -> the capacity type its jobs are metered on, where it is not the job
+        # definition's CAPACITY (the urgent lane's on-demand capacity)
+        self.capacities = dict(capacities or {})
         self._client = client
 
     @property
@@ -111,6 +118,8 @@ class BatchQueue:
         variables = {BATCH_ROLE: role, JOB_FENCE: str(fence)}
         if plan.share:
             variables[JOB_SHARE] = plan.share
+        if self.capacities.get(plan.queue):
+            variables[CAPACITY] = self.capacities[plan.queue]
         variables.update(environment or {})
         request: dict[str, Any] = {
             "jobName": name,

@@ -2,8 +2,9 @@
 
 - S3 notifications (``fast/``): a user's upload (``start``), or one of our parts, whose key
   names its job and attempt.
-- EventBridge "Object Created" for ``normal/`` and ``urgent/`` uploads: ``admit`` begins the
-  job and submits its manager job.
+- EventBridge "Object Created" for ``normal/``, ``urgent/`` and ``auto/`` uploads: ``admit``
+  begins the job and submits its manager job (an ``auto/`` upload: on the path the planner
+  chooses, priced here or split into fast parts when that is the fast path).
 - EventBridge "Batch Job State Change" (FAILED) for this stack's queues: the part, merge or
   manager that failed, by the fence in its environment, ends its attempt ``failed``.
 - SQS records from the failure queues: Lambda's record of an invocation that failed on every
@@ -11,6 +12,10 @@
   deliver; each ends what it is about ``failed``, or resumes a crashed merge.
 - Commands (``jobs cancel``, ``jobs retry``): ``{"source": "mc-pricing.command", ...}``.
 - Scheduled runs (EventBridge Scheduler): ``{"source": "mc-pricing.schedule", ...}``.
+
+Every invocation is an actor of the job it works for: it measures itself and leaves one
+usage record (``runtime.protocol.costs``); the on-failure route records the attempts that
+died without one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -27,7 +34,11 @@ from runtime.adapters import batch_events
 from runtime.adapters.batch_job import job_steps
 from runtime.core import keys
 from runtime.core.manifest import Manifest
-from runtime.environment import RuntimeConfig
+from runtime.environment import LAMBDA_MB_PER_VCPU, RuntimeConfig
+from runtime.planning.meter import MeterContext, StepMeter, process_age_seconds
+from runtime.planning.usage import FAILED, LAMBDA, TIMED_OUT, UsageRecord
+from runtime.planning.usage import batch_attempts as usage_attempts
+from runtime.protocol import costs
 from runtime.protocol.lifecycle import Fence
 from runtime.protocol.steps import Action, JobSteps, PartLost, StepOutcome
 
@@ -160,6 +171,67 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
     payload = record.get("requestPayload") or {}
     if not isinstance(payload, dict):
         return [StepOutcome(Action.IGNORED, "an on-failure record without a payload")]
+    costs.play("on-failure")
+    outcomes = _exhausted(steps, record, payload, reason, request_id, last_receive)
+    actor = costs.current_actor()
+    if actor is not None and actor.token:  # the job the steps acted for: a late record
+        _record_lost(steps, record, costs.JobOf(actor.input_key, actor.token, actor.runner))
+    return outcomes
+
+
+def _record_lost(steps: JobSteps, record: dict, job: costs.JobOf, step: str = "") -> None:
+    """Records of the invocation's attempts that left none (killed by the timeout or
+    otherwise): up to Lambda's count of attempts, the slots their own records left free.
+    An attempt killed by its timeout ran the function's timeout; one killed otherwise
+    (out of memory, a crash of the runtime) ran for an unknown time, counted as none."""
+    request = record.get("requestContext", {})
+    request_id = str(request.get("requestId") or "")
+    if not request_id:
+        return
+    response = record.get("responsePayload") or {}
+    error = json.dumps(response).lower() if isinstance(response, dict) else str(response)
+    timed_out = "sandbox.timedout" in error or "timed out" in error
+    settings = steps.config.plan_settings()
+    memory = steps.config.lambda_memory_mb or settings.lambda_memory_mb
+    seconds = float(settings.lambda_timeout_seconds) if timed_out else 0.0
+    try:
+        count = max(1, int(request.get("approximateInvokeCount") or 1))
+        for attempt in range(1, count + 1):
+            lost = UsageRecord(
+                step=step or _payload_step(record.get("requestPayload") or {}),
+                capacity=LAMBDA,
+                seconds=seconds,
+                memory_mb=memory,
+                vcpus=memory / LAMBDA_MB_PER_VCPU,
+                attempt=attempt,
+                outcome=TIMED_OUT if timed_out else FAILED,
+            )
+            steps.usage.add(job, f"lambda-{request_id}", lost, estimated=True)
+    except Exception as exc:  # botocore's errors: metering never stops a failure route
+        log.warning("lost invocations of %s not recorded: %s", request_id, exc)
+
+
+def _payload_step(payload: dict) -> str:
+    """The step an invocation of ``payload`` was (a usage record's ``step``)."""
+    if payload.get("source") == COMMAND_SOURCE:
+        return str(payload.get("command") or "command")
+    if payload.get("source") == SCHEDULE_SOURCE:
+        return "schedule"
+    if payload.get("source") == "aws.batch":
+        return "batch-event"
+    if object_created(payload) is not None:
+        return "admit"
+    return "start"
+
+
+def _exhausted(
+    steps: JobSteps,
+    record: dict,
+    payload: dict,
+    reason: str,
+    request_id: str,
+    last_receive: bool,
+) -> list[StepOutcome]:
     if payload.get("source") == "aws.batch":
         # EventBridge invokes the function asynchronously too: a Batch failure event whose
         # handling failed every time is handled once more here (it is idempotent).
@@ -190,6 +262,9 @@ def handle_exhausted(steps: JobSteps, record: dict, last_receive: bool) -> list[
             continue
         manifest, fence, index = found
         claimant = _claimant(index, request_id)
+        # Before the part's failure ends the job, so that its cost counts them.
+        job = costs.JobOf(manifest.input_key, fence.token, manifest.runner)
+        _record_lost(steps, record, job, keys.part_name(index))
         done = steps.finished_parts(manifest)
         if len(done) == manifest.parts and not last_receive:
             # Every part is priced: the failure was the merge (or what came after it).
@@ -227,6 +302,7 @@ def handle_dead_letter(
     steps: JobSteps, event: dict, attributes: dict, actor: str
 ) -> list[StepOutcome]:
     """An EventBridge event its rule could not deliver to the function."""
+    costs.play("dead-letter")
     if event.get("source") == "aws.batch":
         return [handle_batch_event(steps, event, actor)]
     if event.get("source") == SCHEDULE_SOURCE:  # a run Scheduler could not deliver
@@ -251,11 +327,13 @@ def handle_batch_event(steps: JobSteps, event: dict, actor: str) -> StepOutcome:
     """A Batch job of ours failed: its fence says which attempt. A failure counts only if
     the job is the one the status recorded for its role (a duplicate manager's, or an
     orphan submission's, does not)."""
+    costs.play("batch-event")
     failure = batch_events.parse(event)
     if failure is None or failure.fence is None:
         return StepOutcome(Action.IGNORED, "not a failed job of this pipeline")
     fence = failure.fence
     logs.annotate(token=fence.token, inputKey=failure.input_key)
+    _record_attempts(steps, failure)
     status = steps.status(failure.input_key)
     role = batch_events.ARRAY if failure.role == batch_events.CHILD else failure.role
     recorded = ((status or {}).get("batchJobs") or {}).get(role)
@@ -274,6 +352,26 @@ def handle_batch_event(steps: JobSteps, event: dict, actor: str) -> StepOutcome:
         missing = sorted(set(range(manifest.parts)) - steps.finished_parts(manifest))
         reason = f"{reason}; parts without a result: {missing[:20]}"
     return steps.fail_fence(failure.input_key, fence, reason, actor)
+
+
+def _record_attempts(steps: JobSteps, failure: batch_events.BatchFailure) -> None:
+    """Records of the failed job's attempts, which its containers could not write (killed:
+    out of memory, Spot, timeout), from the event's measured start and stop: before its
+    failure ends the job, so that the job's cost counts them. Written once; an attempt
+    that recorded itself keeps its own record, an estimated one is replaced."""
+    if failure.fence is None or failure.role == batch_events.ARRAY:
+        return  # the array's own event has no attempts: its children report theirs
+    step = keys.part_name(failure.index) if failure.index is not None else failure.role
+    capacity = failure.capacity or steps.config.capacity
+    job = costs.JobOf(failure.input_key, failure.fence.token, keys.NORMAL)
+    try:
+        attempts = usage_attempts(failure.detail, step, capacity, steps.config.job_vcpus)
+        for attempt in attempts:
+            if not attempt.memory_mb:
+                attempt = replace(attempt, memory_mb=steps.config.batch_memory_mb)
+            steps.usage.add(job, f"batch-{failure.job_id}", attempt)
+    except Exception as exc:  # botocore's errors: metering never stops a failure route
+        log.warning("attempts of %s not recorded: %s", failure.job_id, exc)
 
 
 def _attribute(attributes: dict, name: str) -> str:
@@ -336,6 +434,7 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
     except ValueError as exc:
         return StepOutcome(Action.IGNORED, str(exc))
     logs.annotate(inputKey=key)
+    costs.play(str(name))
     step = _command_step(payload)
     if name == "cancel":
         return steps.cancel(key, step, actor, fence)
@@ -344,6 +443,7 @@ def handle_command(steps: JobSteps, payload: dict, actor: str) -> StepOutcome:
 
 def _schedule(steps: JobSteps, payload: dict, actor: str, failed: str | None = None) -> StepOutcome:
     """A scheduled run (``failed``: the reason it could not be started)."""
+    costs.play("schedule")
     arguments = {
         name: str(payload.get(field) or "")
         for name, field in (
@@ -365,12 +465,31 @@ def _schedule(steps: JobSteps, payload: dict, actor: str, failed: str | None = N
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry point (``runtime.adapters.lambda_handler.handler``)."""
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-    return handle(_steps(), event, request_id)
+    # The process's age at its first invocation is the cold start's INIT, billed too.
+    return handle(_steps(), event, request_id, age=process_age_seconds)
 
 
-def handle(steps: JobSteps, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+def handle(
+    steps: JobSteps,
+    event: dict[str, Any],
+    request_id: str,
+    age: Callable[[], float | None] | None = None,
+) -> dict[str, Any]:
     """Route one invocation's event to its steps. ``request_id`` is Lambda's: the same on
-    every retry of one invocation."""
+    every retry of one invocation. The invocation is metered as one actor (``age``: the
+    process's age, for the cold start; None outside Lambda, where there is none)."""
+    config = steps.config
+    memory = config.lambda_memory_mb or config.plan_settings().lambda_memory_mb
+    meter = StepMeter(
+        MeterContext(LAMBDA, memory, memory / LAMBDA_MB_PER_VCPU),
+        steps.requests,
+        age=age or (lambda: None),
+    )
+    with steps.metered(costs.Actor(f"lambda-{request_id}", meter)):
+        return _handle(steps, event, request_id)
+
+
+def _handle(steps: JobSteps, event: dict[str, Any], request_id: str) -> dict[str, Any]:
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(steps, records)
@@ -414,6 +533,6 @@ def _admit(
         lane = keys.path_of(key)
     except keys.NotAJobKey as exc:
         return StepOutcome(Action.IGNORED, f"{key}: {exc}")
-    if lane not in keys.BATCH_LANES:
+    if lane not in (*keys.BATCH_LANES, keys.AUTO):
         return StepOutcome(Action.IGNORED, f"{key}: the {lane} lane is not started by EventBridge")
     return steps.admit(bucket, _existing_key(steps, bucket, key), actor, version, sequencer)

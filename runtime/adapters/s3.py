@@ -141,6 +141,15 @@ class ObjectStore:
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return keys
 
+    def list_etags(self, bucket: str, prefix: str) -> list[tuple[str, str]]:
+        """(key, ETag) of every object under ``prefix``: what changed since a listing."""
+        found: list[tuple[str, str]] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix
+        ):
+            found.extend((item["Key"], item.get("ETag", "")) for item in page.get("Contents", []))
+        return found
+
     def versions(self, bucket: str, key: str) -> list[str]:
         """Version ids of exactly ``key``, newest first (S3 lists them in that order)."""
         found: list[str] = []

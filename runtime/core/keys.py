@@ -125,6 +125,16 @@ def lock_key(path: str, token: str, attempt: int) -> str:
     return work_prefix(path, token) + f"merge-{attempt}.lock"
 
 
+def usage_prefix(path: str, token: str) -> str:
+    """Where the job's actors keep their usage records (one per actor and attempt)."""
+    return work_prefix(path, token) + "usage/"
+
+
+def usage_key(path: str, token: str, actor: str, attempt: int) -> str:
+    """One actor's record of one attempt: ``lambda-<request id>`` or ``batch-<job id>``."""
+    return usage_prefix(path, token) + f"{actor}-{attempt}.json"
+
+
 def part_name(index: int) -> str:
     return f"part-{index:05d}"
 

@@ -8,7 +8,8 @@ client, e.g. ``RequestCounter().install(store.client)`` for the job protocol's
 ``ObjectStore``, without changing the adapter.
 
 What the stack must tell a Batch job (the image cannot see it): ``JOB_VCPUS``,
-``JOB_MEMORY_MB`` and ``CAPACITY`` (EC2, SPOT, FARGATE or FARGATE_SPOT). Lambda's memory
+``JOB_MEMORY_MB`` and ``CAPACITY`` (EC2, SPOT, FARGATE or FARGATE_SPOT; named in
+runtime/environment.py). Lambda's memory
 comes from ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``. The mapping is passed in: this module
 never reads ``os.environ`` itself (runtime/environment.py does).
 """
@@ -30,14 +31,12 @@ from runtime.environment import (
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE,
     AWS_LAMBDA_FUNCTION_NAME,
     AWS_LAMBDA_RUNTIME_API,
+    CAPACITY,
+    JOB_MEMORY_MB,
+    JOB_VCPUS,
+    LAMBDA_MB_PER_VCPU,
 )
 from runtime.planning.usage import BATCH_CAPACITIES, LAMBDA, SUCCEEDED, UsageRecord
-
-# Variables the stack sets on the job definition for metering (the lead wires them).
-JOB_VCPUS = "JOB_VCPUS"
-JOB_MEMORY_MB = "JOB_MEMORY_MB"
-CAPACITY = "CAPACITY"
-LAMBDA_MB_PER_VCPU = 1769  # one vCPU per 1,769 MB (runtime/engines/cpus.py)
 
 # S3 request classes (S3 pricing page): DELETE and CANCEL requests are free.
 _S3_FREE = ("Delete", "AbortMultipartUpload")

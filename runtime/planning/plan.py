@@ -1,8 +1,9 @@
 """A file and a stack's settings in; per path, parts, wall time and USD out.
 
 ``plan_file`` reads an upload's bytes (no upload, nothing sent anywhere), ``plan_options``
-takes rows the caller already parsed (the splitter, the auto lane). ``part_sizing`` is
-what the splitter asks: rows per part on a path for the rows in hand.
+takes rows the caller already parsed, ``plan_table`` a table the caller read but did not
+parse (the splitter, the auto lane and the budget guard, which plan from a sample).
+``part_sizing`` is rows per part on a path for the rows in hand.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.core.csvio import Row, parse_rows, read_table
+from runtime.core.csvio import Row, Table, parse_rows, read_table
 from runtime.core.options import OptionSpec
 from runtime.planning.decide import choose_path, over_budget
 from runtime.planning.model import CostModel, load_model
@@ -33,6 +34,15 @@ from runtime.planning.prices import PriceTable, price_table
 from runtime.planning.settings import PlanSettings
 
 PATH_NAMES = (FAST, NORMAL, URGENT)
+# Rows a job's start parses to plan it. Parsing is what a plan costs: every row of a
+# 500,000-row file takes 17 s here (csvio.parse_rows), more than reading and splitting the
+# file; 4,000 rows spread evenly through it take about 0.1 s, and each stands for the rows
+# up to the next one (docs/cost.md, "Parts that fit").
+SAMPLE_ROWS = 4_000
+# A sampled row's estimate is the mean of this many neighbouring samples: one heavy row
+# (mc's cost per row spans two orders of magnitude) must not stand for a whole stretch of
+# the file, while a slow stretch that spans several samples stays slow.
+SAMPLE_WINDOW = 5
 
 
 @dataclass
@@ -75,29 +85,92 @@ def plan_options(
 ) -> Plan:
     """The plan for rows already parsed (None for a row that is not an option)."""
     model = model or load_model()
+    pricing = model.row_seconds(options, settings.engine, settings.greeks)
+    counted = sum(1 for spec in options if spec is not None)
+    return plan_seconds(pricing + model.io_per_row, counted, settings, model, prices, latencies)
+
+
+def plan_seconds(
+    row_seconds: np.ndarray,
+    options: int,
+    settings: PlanSettings,
+    model: CostModel | None = None,
+    prices: PriceTable | None = None,
+    latencies: Latencies = DEFAULT_LATENCIES,
+    paths: Sequence[str] = PATH_NAMES,
+) -> Plan:
+    """The plan for each row's one-core seconds (pricing and I/O), on ``paths`` only (the
+    auto lane's choice needs fast and normal; a splitter asks for its own path)."""
+    model = model or load_model()
     prices = prices or price_table(settings.region, settings.architecture, settings.price_table)
     engine = model.engine(settings.engine)
-    pricing = model.row_seconds(options, settings.engine, settings.greeks)
-    row_seconds = pricing + model.io_per_row
-    paths = {
-        FAST: fast_path(row_seconds, settings, prices, model, latencies),
-        NORMAL: batch_path(row_seconds, settings, prices, model, latencies),
-        URGENT: batch_path(row_seconds, settings, prices, model, latencies, urgent=True),
+    builders = {
+        FAST: lambda: fast_path(row_seconds, settings, prices, model, latencies),
+        NORMAL: lambda: batch_path(row_seconds, settings, prices, model, latencies),
+        URGENT: lambda: batch_path(row_seconds, settings, prices, model, latencies, urgent=True),
     }
-    auto_path, auto_reason = choose_path(paths, settings.auto_fast_seconds)
+    planned = {name: builders[name]() for name in PATH_NAMES if name in paths}
+    auto_path, auto_reason = "", ""
+    if FAST in planned and NORMAL in planned:
+        auto_path, auto_reason = choose_path(planned, settings.auto_fast_seconds)
     return Plan(
-        rows=len(options),
-        options=sum(1 for spec in options if spec is not None),
+        rows=len(row_seconds),
+        options=options,
         engine=settings.engine,
         greeks=settings.greeks,
         cpu_seconds=engine.price_fixed + float(np.sum(row_seconds)),
-        paths=paths,
+        paths=planned,
         auto_path=auto_path,
         auto_reason=auto_reason,
-        budget={name: over_budget(paths, name, settings.max_job_usd) for name in paths},
+        budget={name: over_budget(planned, name, settings.max_job_usd) for name in planned},
         model_current=model.is_current(settings.engine),
         calibrated=str(model.document.get("calibrated", "")),
     )
+
+
+def sample_indexes(rows: int, limit: int = SAMPLE_ROWS) -> np.ndarray:
+    """At most ``limit`` row indexes spread evenly over ``rows``, the first row included."""
+    if rows <= limit:
+        return np.arange(rows)
+    return np.unique(np.linspace(0, rows - 1, limit).astype(np.int64))
+
+
+def table_row_seconds(
+    table: Table, settings: PlanSettings, model: CostModel | None = None, sample: int = SAMPLE_ROWS
+) -> tuple[np.ndarray, int]:
+    """Each record's one-core seconds (pricing and I/O), and how many are options, from a
+    sample of at most ``sample`` records: a sampled record (averaged with its neighbours,
+    ``SAMPLE_WINDOW``) stands for the records after it up to the next sampled one, so slow
+    stretches of the file stay where they are (parts are cut in file order). With fewer
+    records than ``sample``, exact."""
+    model = model or load_model()
+    rows = len(table.records)
+    chosen = sample_indexes(rows, sample)
+    parsed = parse_rows(Table(table.header, [table.records[i] for i in chosen]), settings.greeks)
+    options = [row.option for row in parsed]
+    seconds = model.row_seconds(options, settings.engine, settings.greeks) + model.io_per_row
+    if len(chosen) == rows:
+        return seconds, sum(1 for spec in options if spec is not None)
+    window = min(SAMPLE_WINDOW, len(seconds))
+    padded = np.pad(seconds, (window // 2, window - 1 - window // 2), mode="edge")
+    smoothed = np.convolve(padded, np.full(window, 1.0 / window), mode="valid")
+    spans = np.diff(np.append(chosen, rows))
+    share = sum(1 for spec in options if spec is not None) / max(len(options), 1)
+    return np.repeat(smoothed, spans), round(share * rows)
+
+
+def plan_table(
+    table: Table,
+    settings: PlanSettings,
+    paths: Sequence[str] = PATH_NAMES,
+    model: CostModel | None = None,
+    prices: PriceTable | None = None,
+    sample: int = SAMPLE_ROWS,
+) -> Plan:
+    """The plan for a table read but not parsed (``csvio.read_table``), from a sample."""
+    model = model or load_model()
+    seconds, options = table_row_seconds(table, settings, model, sample)
+    return plan_seconds(seconds, options, settings, model, prices, paths=paths)
 
 
 def plan_rows(rows: Sequence[Row], settings: PlanSettings, **kwargs) -> Plan:

@@ -1,9 +1,7 @@
 """The stack settings a plan depends on, typed, with the stacks' defaults.
 
 Names are Pulumi.yaml's (camelCase); defaults equal its defaults (tests/runtime/
-test_planning_settings.py keeps them equal), and the third wave's settings not yet in
-Pulumi.yaml take the defaults /work/shared/DESIGN.md names (urgentMaxVcpus 16,
-autoFastSeconds 60, maxJobUsd 0, lambdaProvisionedConcurrency 0, minVcpus 0).
+test_planning_stackfile.py keeps them equal).
 """
 
 from __future__ import annotations
@@ -23,7 +21,8 @@ FARGATE_AUTO_MEMORY_PER_VCPU = 2048
 
 # The variable carrying the stack's planning settings to the image (JSON object of the
 # Pulumi settings below by their camelCase names, e.g. {"maxVcpus": 256, "useSpot": true});
-# runtime/environment.py reads it, components/ writes it (the lead wires both).
+# runtime/environment.py reads it, components/settings.py writes it (the settings that have
+# a variable of their own, such as THRESHOLD or PRICE_TABLE, travel in that one).
 PLAN_SETTINGS = "PLAN_SETTINGS"
 
 
@@ -143,7 +142,8 @@ def _convert(name: str, raw: Any, kind: Any) -> Any:
         if kind == "str" and isinstance(raw, (dict, list)):
             import json
 
-            return json.dumps(raw)  # an object setting (priceTable) travels as JSON
+            # an object setting (priceTable) travels as JSON; empty is no override at all
+            return json.dumps(raw) if raw else ""
         return str(raw)
     except (TypeError, ValueError):
         raise SettingsError(f"{name}: {raw!r} is not a valid {kind}") from None

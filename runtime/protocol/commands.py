@@ -32,8 +32,11 @@ class Commands(Uploads, Parts):
         if status is None:
             return StepOutcome(Action.STOPPED, f"{input_key}: no job", None, None, fence)
         runner = lifecycle.plan_of(status).runner if "plan" in status else keys.NORMAL
+        self.acting(input_key, fence.token, runner, "failure")
         job = JobRef.of(status, self.load_manifest(runner, fence.token))
-        return self.fail(JobRef(job.input_bucket, input_key, fence, job.manifest), reason, actor)
+        return self.fail(
+            JobRef(job.input_bucket, input_key, fence, job.manifest, runner), reason, actor
+        )
 
     # -- the user's commands ----------------------------------------------------------
 
@@ -42,7 +45,13 @@ class Commands(Uploads, Parts):
     ) -> StepOutcome:
         """The user's cancel: the running attempt ends ``cancelled``; nothing of it is
         published, and its Batch jobs are stopped."""
-        decision = self.ledger.apply(input_key, Cancel(step, self.clock(), fence))
+        current = self.status(input_key)
+        cost = None
+        if current is not None and current["state"] == lifecycle.RUNNING:
+            runner = lifecycle.plan_of(current).runner
+            self.acting(input_key, current["token"], runner, "cancel")
+            cost = self.job_cost(input_key, current["token"], runner)
+        decision = self.ledger.apply(input_key, Cancel(step, self.clock(), fence, cost=cost))
         status = decision.status
         if decision.accepted:
             self.settle(input_key, actor)
@@ -65,6 +74,10 @@ class Commands(Uploads, Parts):
         never split). Safe to run again: a retry whose step committed goes on dispatching
         the same attempt."""
         decision = self.ledger.apply(input_key, Reopen(step, self.clock(), fence, force))
+        reopened_job = decision.status
+        if reopened_job is not None and "plan" in reopened_job:
+            runner = lifecycle.plan_of(reopened_job).runner
+            self.acting(input_key, reopened_job["token"], runner, "retry")
         if not decision.accepted:
             return StepOutcome(
                 Action.STOPPED, f"{input_key}: {decision.reason}", None, decision.status
@@ -87,21 +100,15 @@ class Commands(Uploads, Parts):
                 return self.fail(job, URGENT_OFF, actor)
         manifest = self.load_manifest(plan.runner, fence.token)
         if manifest is None:
+            # It never split: run it whole (the budget guard first, unless --force).
             if plan.runner == keys.FAST:
-                return self.run_upload((status, fence), actor)
-            if status.get("batchJobs", {}).get("manager"):
-                return StepOutcome(Action.DUPLICATE, "the manager job was submitted", None, status)
-            manager = self.batch.submit_manager(fence, job.input_bucket, job.input_key, plan)
-            recorded = self.ledger.apply(
-                job.input_key,
-                lifecycle.Progress(fence, self.clock(), batch_jobs={"manager": manager}),
-            )
-            if not recorded.accepted and recorded.outcome is not Outcome.UNCHANGED:
-                self.batch.terminate([manager], f"job {fence} moved on")
-                return self.refused(recorded, job, "retry", actor)
-            return StepOutcome(
-                Action.REOPENED, f"manager job {manager}", None, recorded.status, fence
-            )
+                return self.run_upload((status, fence), actor, guard=True)
+            if plan.queue != lifecycle.plan_of(status).queue:
+                status = {**status, "plan": plan.to_dict()}
+            outcome = self.submit_manager(status, actor)
+            if outcome.action is Action.SUBMITTED:
+                return StepOutcome(Action.REOPENED, outcome.detail, None, outcome.status, fence)
+            return outcome
         job = JobRef(job.input_bucket, job.input_key, fence, manifest)
         missing = sorted(set(range(manifest.parts)) - self.finished_parts(manifest))
         if plan.runner == keys.NORMAL:

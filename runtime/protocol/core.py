@@ -7,10 +7,11 @@ Steps never decide a state themselves: they read what the world holds, hand a fa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -19,10 +20,13 @@ from runtime.core.csvio import FileError
 from runtime.core.manifest import Manifest
 from runtime.engines import Engine
 from runtime.environment import RuntimeConfig
-from runtime.protocol import lifecycle
+from runtime.planning.settings import PlanSettings
+from runtime.planning.usage import FAILED as USAGE_FAILED
+from runtime.planning.usage import SUCCEEDED as USAGE_SUCCEEDED
+from runtime.protocol import costs, lifecycle
 from runtime.protocol.events import EventSink
-from runtime.protocol.ledger import Ledger, publication_metadata
-from runtime.protocol.lifecycle import Decision, Fence, Outcome, Publish
+from runtime.protocol.ledger import ConcurrentUpdateError, Ledger, publication_metadata
+from runtime.protocol.lifecycle import Costs, Decision, Fence, Outcome, Publish
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +82,13 @@ class JobRef:
     input_key: str
     fence: Fence
     manifest: Manifest | None = None
+    runner: str = ""  # where its parts run (and its work area is): fast | normal
 
     @classmethod
     def of(cls, status: Mapping, manifest: Manifest | None = None) -> JobRef:
         bucket, _, key = str(status["input"]).removeprefix("s3://").partition("/")
-        return cls(bucket, key, Fence.of(status), manifest)
+        runner = str((status.get("plan") or {}).get("runner", ""))
+        return cls(bucket, key, Fence.of(status), manifest, runner)
 
 
 class _LoggedEvents:
@@ -118,6 +124,9 @@ class JobCore:
             clock,
             sleep,
         )
+        self.usage = costs.UsageLog(store, config.result_bucket, config.prices)
+        # What this process's S3 requests are counted with (None: not a botocore client)
+        self.requests = costs.request_counter(getattr(store, "client", None))
 
     @property
     def bucket(self) -> str:
@@ -152,6 +161,7 @@ class JobCore:
     def plan_from_config(self, lane: str, share: str = "") -> lifecycle.Plan:
         """The plan a new job of ``lane`` gets from this container's settings."""
         config = self.config
+        settings = config.plan_settings()
         queue = config.urgent_job_queue if lane == keys.URGENT else config.job_queue
         return lifecycle.Plan(
             engine=config.engine,
@@ -162,7 +172,91 @@ class JobCore:
             bounds=config.bounds,
             queue=queue if lane in keys.BATCH_LANES else "",
             share=share,
+            lambda_memory_mb=settings.lambda_memory_mb,
+            lambda_timeout_seconds=settings.lambda_timeout_seconds,
+            job_vcpus=settings.job_vcpus,
+            job_timeout_seconds=settings.job_timeout_seconds,
         )
+
+    def plan_settings(self, plan: lifecycle.Plan) -> PlanSettings:
+        """The planner's settings for a job: this container's, with what the job's plan
+        fixed when it began (engine, Greeks, part size, time limits)."""
+        settings = replace(
+            self.config.plan_settings(),
+            engine=plan.engine,
+            greeks=plan.greeks,
+            threshold=plan.threshold,
+            max_parts=plan.max_parts,
+        )
+        recorded = {
+            "lambda_memory_mb": plan.lambda_memory_mb,
+            "lambda_timeout_seconds": plan.lambda_timeout_seconds,
+            "job_vcpus": plan.job_vcpus,
+            "job_timeout_seconds": plan.job_timeout_seconds,
+        }
+        return replace(settings, **{name: value for name, value in recorded.items() if value})
+
+    # -- usage and cost ---------------------------------------------------------------
+
+    def acting(self, input_key: str, token: str, runner: str, step: str) -> None:
+        """The running actor (a Lambda invocation, a Batch attempt) works on this job."""
+        costs.act(input_key, token, runner, step)
+
+    @contextlib.contextmanager
+    def metered(self, actor: costs.Actor) -> Iterator[costs.Actor]:
+        """Run an actor's work: its usage record is written when it ends, by a return or
+        an exception (a process that dies writes nothing: the route that reports its death
+        records it). Recording never fails the work."""
+        actor.meter.start()
+        with costs.acting(actor):
+            try:
+                yield actor
+            except Exception:
+                self.finish_actor(actor, USAGE_FAILED)
+                raise
+            self.finish_actor(actor, USAGE_SUCCEEDED)
+
+    def finish_actor(self, actor: costs.Actor, outcome: str) -> None:
+        """Write the actor's record, then, if its job has ended, total its cost again (one
+        GET of the status when it runs): the record may have come after the last total,
+        and no other actor would count it."""
+        try:
+            if self.usage.write(actor, outcome):
+                self.update_cost(actor.input_key, actor.token, actor.runner)
+        except (ConcurrentUpdateError, OSError, ValueError, RuntimeError) as exc:
+            log.warning("usage of %s not recorded: %s", actor.name, exc)
+        except Exception as exc:  # botocore's errors: metering never fails a job
+            log.warning("usage of %s not recorded: %s: %s", actor.name, type(exc).__name__, exc)
+
+    def job_cost(self, input_key: str, token: str, runner: str) -> dict | None:
+        """The job's cost now: the running actor's record so far (when it works on this
+        job) written first, then every record totalled. None when the records cannot be
+        read: a job ends all the same, and a later actor totals them (``update_cost``)."""
+        actor = costs.current_actor()
+        try:
+            if actor is not None and actor.token == token:
+                self.usage.write(actor, USAGE_SUCCEEDED)
+            return self.usage.cost(runner, token).to_dict()
+        except Exception as exc:  # botocore's errors: metering never fails a job
+            log.warning("cost of %s not totalled: %s: %s", input_key, type(exc).__name__, exc)
+            return None
+
+    def update_cost(self, input_key: str, token: str, runner: str) -> None:
+        """Total the cost of a job that ended again (records came after its cost was set);
+        a running job's cost is set when it ends, so no part writes its status for it."""
+        status = self.status(input_key)
+        if status is None or status.get("token") != token or status["state"] == lifecycle.RUNNING:
+            return
+        cost = self.usage.cost(runner, token).to_dict()
+        self.ledger.apply(input_key, Costs(token, cost))
+
+    def runner_of(self, job: JobRef) -> str:
+        if job.runner:
+            return job.runner
+        if job.manifest is not None:
+            return job.manifest.runner
+        status = self.status(job.input_key) or {}
+        return str((status.get("plan") or {}).get("runner") or keys.FAST)
 
     # -- leaving a mark ---------------------------------------------------------------
 
@@ -191,6 +285,8 @@ class JobCore:
             content_type,
             metadata=publication_metadata(job.fence),
         )
+        runner = self.runner_of(job)
+        self.acting(job.input_key, job.fence.token, runner, "")
         decision = self.ledger.apply(
             job.input_key,
             Publish(
@@ -200,6 +296,7 @@ class JobCore:
                 state=state,
                 result=f"s3://{self.bucket}/{key}",
                 result_version=written.version,
+                cost=self.job_cost(job.input_key, job.fence.token, runner),
                 **fields,
             ),
         )

@@ -61,6 +61,9 @@ def job_event_detail(status: Mapping, result_bucket: str, region: str, event_id:
         "engine": status.get("engine"),
         "region": region,
         "resultBucket": result_bucket,
+        "team": status.get("team"),
+        "route": status.get("route"),
+        "cost": status.get("cost"),
     }
 
 

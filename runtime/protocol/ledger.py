@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from runtime.core import keys
-from runtime.protocol import lifecycle
+from runtime.protocol import costs, lifecycle
 from runtime.protocol.events import EventSink
 from runtime.protocol.lifecycle import (
     ClaimOutbox,
@@ -138,6 +138,7 @@ class Ledger:
     def _perform(self, entry: dict) -> None:
         if entry["kind"] == "event":
             self.events.publish(entry["detail"])  # raises when EventBridge refuses
+            costs.published_event()
         elif entry["kind"] == "terminate":
             control = self.batch()
             if control is None:
@@ -181,7 +182,14 @@ class Ledger:
             input_bucket = status["input"].removeprefix("s3://").partition("/")[0]
             parts = self.store.list_keys(input_bucket, keys.fast_parts_prefix(token))
             self.store.delete(input_bucket, parts)
-        leftovers = self.store.list_keys(self.bucket, keys.work_prefix(runner, token))
+        usage = keys.usage_prefix(runner, token)
+        # The usage records stay (the bucket's lifecycle rule expires them): a late record
+        # is totalled with all the others, so the job's cost only ever grows.
+        leftovers = [
+            key
+            for key in self.store.list_keys(self.bucket, keys.work_prefix(runner, token))
+            if not key.startswith(usage)
+        ]
         locks = [key for key in leftovers if key.endswith(".lock")]
         self.store.delete(self.bucket, [key for key in leftovers if key not in locks])
         self.store.delete(self.bucket, locks)

@@ -26,9 +26,13 @@ The guarantees, and where they come from:
   once EventBridge accepted it, so whoever touches the job next delivers it if the writer
   died or EventBridge refused. A lease (``outboxClaim``) keeps two actors from delivering
   it at once.
-- **The plan is fixed when the job begins.** ``plan`` (engine, Greeks, bounds, part size)
-  is recorded by the first actor; every later actor of the job follows it, whatever its
-  own container's settings are.
+- **The plan is fixed when the job begins.** ``plan`` (engine, Greeks, bounds, part size
+  and the time limits parts are sized for) is recorded by the first actor; every later
+  actor of the job follows it, whatever its own container's settings are. So is ``route``,
+  the auto lane's choice of path.
+- **Costs only grow.** ``cost`` is what the job's usage records add up to: set with the
+  terminal state (so its event carries it), and afterwards by ``Costs`` facts, which
+  replace it only with a total of more records (late ones), never fewer.
 
 Documents are plain JSON (camelCase keys, ISO 8601 UTC times). Decisions never mutate the
 document they are given.
@@ -123,6 +127,12 @@ class Plan:
     bounds: bool = False
     queue: str = ""  # Batch: the lane's job queue
     share: str = ""  # Batch fair share: the share identifier
+    # What parts are sized for (the threshold being a ceiling): the runner's time limit and
+    # the CPU a part gets. 0: not recorded (a job begun before sizing), the threshold alone.
+    lambda_memory_mb: int = 0
+    lambda_timeout_seconds: int = 0
+    job_vcpus: int = 0
+    job_timeout_seconds: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -134,6 +144,10 @@ class Plan:
             "bounds": self.bounds,
             "queue": self.queue,
             "share": self.share,
+            "lambdaMemoryMb": self.lambda_memory_mb,
+            "lambdaTimeoutSeconds": self.lambda_timeout_seconds,
+            "jobVcpus": self.job_vcpus,
+            "jobTimeoutSeconds": self.job_timeout_seconds,
         }
 
     @classmethod
@@ -147,7 +161,18 @@ class Plan:
             bounds=bool(found.get("bounds", False)),
             queue=str(found.get("queue", "")),
             share=str(found.get("share", "")),
+            lambda_memory_mb=int(found.get("lambdaMemoryMb", 0)),
+            lambda_timeout_seconds=int(found.get("lambdaTimeoutSeconds", 0)),
+            job_vcpus=int(found.get("jobVcpus", 0)),
+            job_timeout_seconds=int(found.get("jobTimeoutSeconds", 0)),
         )
+
+    @property
+    def sized(self) -> bool:
+        """Whether parts are sized from the planner's estimate (the limits are recorded)."""
+        if self.runner == "fast":
+            return self.lambda_timeout_seconds > 0 and self.lambda_memory_mb > 0
+        return self.job_timeout_seconds > 0 and self.job_vcpus > 0
 
 
 # -- facts --------------------------------------------------------------------------------
@@ -166,6 +191,8 @@ class Begin:
     # sequencer tells.
     versions: tuple[str, ...] = ()
     batch_jobs: Mapping[str, str] = field(default_factory=dict)
+    team: str = ""  # the upload's team (its metadata, or the share it runs in): metrics
+    route: Mapping | None = None  # the auto lane's choice: {path, reason}
 
 
 @dataclass(frozen=True)
@@ -201,6 +228,7 @@ class Publish:
     parts_total: int | None = None
     parts_done: int | None = None
     failed_part: Mapping | None = None
+    cost: Mapping | None = None  # the job's usage records so far, totalled (the event's)
 
 
 @dataclass(frozen=True)
@@ -211,6 +239,17 @@ class Cancel:
     at: float
     fence: Fence | None = None
     reason: str = "cancelled by the user"
+    cost: Mapping | None = None
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The job's usage records, totalled again (``usage.Cost.to_dict``): records that came
+    after its cost was set (a late part, the last actor's own, a Batch event's). About the
+    upload's job, whatever its attempt or state; idempotent, and only ever grows it."""
+
+    token: str
+    cost: Mapping
 
 
 @dataclass(frozen=True)
@@ -239,7 +278,7 @@ class Delivered:
     ids: tuple[str, ...]
 
 
-Fact = Begin | Progress | Publish | Cancel | Reopen | ClaimOutbox | Delivered
+Fact = Begin | Progress | Publish | Cancel | Reopen | ClaimOutbox | Delivered | Costs
 
 
 @dataclass(frozen=True)
@@ -378,6 +417,8 @@ def _publish(current: dict, fact: Publish, context: Mapping) -> Decision:
             fields[name] = value
     if fact.failed_part is not None:
         fields["failedParts"] = _with_failure(current, fact.failed_part, fact.fence)
+    if _grows(current, fact.cost):
+        fields["cost"] = dict(fact.cost)  # type: ignore[arg-type]
     document = _ended(current, fact.state, fact.at, error=fact.error, **fields)
     document["outbox"] = list(current.get("outbox", [])) + _ending_effects(document, context)
     return Decision(Outcome.APPLIED, _remember(document, fact.step), fact.state, current)
@@ -389,6 +430,8 @@ def _cancel(current: dict, fact: Cancel, context: Mapping) -> Decision:
         return refusal
     document = _ended(current, CANCELLED, fact.at, error=fact.reason, result=None)
     document["resultVersion"] = None
+    if _grows(current, fact.cost):
+        document["cost"] = dict(fact.cost)  # type: ignore[arg-type]
     document["outbox"] = list(current.get("outbox", [])) + _ending_effects(document, context)
     return Decision(Outcome.APPLIED, _remember(document, fact.step), CANCELLED, current)
 
@@ -450,6 +493,33 @@ def _claim(current: dict | None, fact: ClaimOutbox, context: Mapping) -> Decisio
     return Decision(Outcome.APPLIED, document, "claimed", current)
 
 
+def _costs(current: dict | None, fact: Costs, context: Mapping) -> Decision:
+    if current is None:
+        return Decision(Outcome.REFUSED, None, "there is no job", current)
+    if current.get("token") != fact.token:
+        return Decision(Outcome.FENCED, None, "a newer upload of the same key replaced this job")
+    if cost_order(fact.cost) <= cost_order(current.get("cost")):
+        return Decision(Outcome.UNCHANGED, None, "no more usage than recorded", current)
+    document = copy.deepcopy(current)
+    # Not a change of state: updatedAt stays (the job commands watch it for outcomes).
+    document["cost"] = dict(fact.cost)
+    return Decision(Outcome.APPLIED, document, "cost recorded", current)
+
+
+def _grows(current: Mapping, cost: Mapping | None) -> bool:
+    """Whether ``cost`` may replace the document's: a total of at least as many records (a
+    terminal step whose listing missed a record another actor's total had keeps that one)."""
+    return cost is not None and cost_order(cost) >= cost_order(current.get("cost"))
+
+
+def cost_order(cost: Mapping | None) -> tuple[int, float]:
+    """How far a cost document got: records counted (each is one attempt of one actor),
+    then USD. A total of more records replaces one of fewer; never the other way."""
+    if not cost:
+        return (-1, -1.0)
+    return (int(cost.get("attempts", 0)), float(cost.get("usd", 0.0)))
+
+
 def _delivered(current: dict | None, fact: Delivered, context: Mapping) -> Decision:
     if current is None:
         return Decision(Outcome.UNCHANGED, None, "no status", current)
@@ -476,6 +546,8 @@ _TRANSITIONS: dict[tuple[type, object], _TransitionRule] = {
     (Reopen, ANY): _not_failed,
     (ClaimOutbox, ANY): _claim,
     (Delivered, ANY): _delivered,
+    (Costs, None): _costs,
+    (Costs, ANY): _costs,
     **{(kind, None): _no_job for kind in (Progress, Publish, Cancel)},
     **{(kind, s): _ended_already for kind in (Progress, Publish, Cancel) for s in TERMINAL_STATES},
 }
@@ -553,6 +625,9 @@ def _new_document(fact: Begin, generation: int) -> dict:
         "batchJobs": dict(fact.batch_jobs),
         "attempts": [],
         "force": False,
+        "team": fact.team or None,
+        "route": dict(fact.route) if fact.route is not None else None,
+        "cost": None,
         "startedAt": iso(fact.at),
         "updatedAt": iso(fact.at),
         "finishedAt": None,

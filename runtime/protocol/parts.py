@@ -37,6 +37,7 @@ class Parts(JobCore):
         with ``merge`` (the fast path), merge if it was the last one."""
         if not 0 <= index < manifest.parts:
             return StepOutcome(Action.IGNORED, f"{keys.part_name(index)}: the job has no such part")
+        self.acting(manifest.input_key, fence.token, manifest.runner, keys.part_name(index))
         job = JobRef(manifest.input_bucket, manifest.input_key, fence, manifest)
         status = self.status(manifest.input_key)
         reason = lifecycle.why_not_running(status, fence)
@@ -102,6 +103,7 @@ class Parts(JobCore):
         self, manifest: Manifest, fence: Fence, index: int, error: str, final: bool, actor: str
     ) -> StepOutcome:
         """Make a part's failure visible; ``final`` (no retry follows) fails the attempt."""
+        self.acting(manifest.input_key, fence.token, manifest.runner, keys.part_name(index))
         job = JobRef(manifest.input_bucket, manifest.input_key, fence, manifest)
         failure = {
             "part": index,
@@ -128,6 +130,7 @@ class Parts(JobCore):
         """Merge once every part result exists; exactly one claimant per attempt wins the
         lock, and a claimant that crashed resumes on its retry (it carries the same
         name: Lambda keeps the request id, Batch the job id)."""
+        self.acting(manifest.input_key, fence.token, manifest.runner, "merge")
         job = JobRef(manifest.input_bucket, manifest.input_key, fence, manifest)
         status = self.status(manifest.input_key)
         reason = lifecycle.why_not_running(status, fence)

@@ -2,24 +2,29 @@
 
 - ``start`` (the fast lane, in the Lambda function): begin, then price or split here;
 - ``admit`` (the Batch lanes, in the function): begin, then submit the manager job with the
-  job's fence, on the lane's queue, with its fair-share identifier;
+  job's fence, on the lane's queue, with its fair-share identifier; an ``auto/`` upload is
+  planned first, and runs as a fast upload or as a normal one, as the planner says;
 - ``manage`` (the Batch manager): price or split, then submit the array and merge jobs.
 
-A job's plan (engine, Greeks, part size) is fixed when it begins, and the manifest of a
-split is written once: a duplicate start, a retry, or a container with other settings
-reads them and does the same work.
+A job's plan (engine, Greeks, part size, the time limits parts are sized for, the auto
+lane's route) is fixed when it begins, and the manifest of a split is written once: a
+duplicate start, a retry, or a container with other settings reads them and does the same
+work. Before anything is priced, the budget guard (``maxJobUsd``) may end the job
+``failed``; a retry with ``--force`` (the status' ``force``) passes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from runtime import logs
 from runtime.core import keys
 from runtime.core.csvio import FileError, Table, read_table, result_header, write_csv
 from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE, Manifest, plan_parts
+from runtime.planning import plan as planner
 from runtime.pricing import price_table
 from runtime.protocol import lifecycle
 from runtime.protocol.core import Action, JobCore, JobRef, StepOutcome
@@ -52,10 +57,10 @@ class Uploads(JobCore):
         if refused:
             return refused
         plan = self.plan_from_config(keys.FAST)
-        begun = self._begin(bucket, key, version, sequencer, plan, actor)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor, step="start")
         if isinstance(begun, StepOutcome):
             return begun
-        return self.run_upload(begun, actor)
+        return self.run_upload(begun, actor, guard=True)
 
     # -- scheduled runs ----------------------------------------------------------------
 
@@ -113,25 +118,91 @@ class Uploads(JobCore):
     ) -> StepOutcome:
         """An upload under ``normal/`` or ``urgent/``: begin its job and submit its manager
         job; the manager's id is in the status before it runs, so whatever happens to it
-        (never placed, cancelled in the queue, killed) ends this job."""
+        (never placed, cancelled in the queue, killed) ends this job. Under ``auto/``: the
+        planner chooses the path first (``admit_auto``)."""
         refused = self._refuse_key(bucket, key)
         if refused:
             return refused
         lane = keys.path_of(key)
         info = self.store.head(bucket, key)
+        if lane == keys.AUTO:
+            return self.admit_auto(bucket, key, actor, version, sequencer, info)
         plan = self.plan_from_config(lane, self._share(info.metadata if info else {}))
-        begun = self._begin(bucket, key, version, sequencer, plan, actor, info)
+        begun = self._begin(bucket, key, version, sequencer, plan, actor, info, step="admit")
         if isinstance(begun, StepOutcome):
             return begun
-        status, fence = begun
-        job = JobRef.of(status)
+        job = JobRef.of(begun[0])
         if lane == keys.URGENT and not plan.queue:
             return self.fail(job, URGENT_OFF, actor)
+        return self.submit_manager(begun[0], actor)
+
+    def admit_auto(
+        self,
+        bucket: str,
+        key: str,
+        actor: str,
+        version: str | None,
+        sequencer: str | None,
+        info: object,
+    ) -> StepOutcome:
+        """An upload under ``auto/``: plan it, then begin its job on the path the planner
+        chooses (``route`` in the status says which and why): the fast path when it is
+        estimated to finish within ``autoFastSeconds`` on Lambda, else the normal path. A
+        duplicate event follows the route its job took."""
+        share = self._share(getattr(info, "metadata", None) or {})
+        current = (info.version or info.etag) if info is not None else None  # type: ignore[attr-defined]
+        status = self.status(key) if current else None
+        table: Table | None = None
+        estimate: planner.Plan | None = None
+        route: dict | None = None
+        lane = keys.FAST
+        if current and not (status and status.get("token") == keys.job_token(bucket, key, current)):
+            try:
+                table = self._read_upload(bucket, key, info)
+            except FileError as exc:
+                begun = self._begin(
+                    bucket, key, version, sequencer, self.plan_from_config(lane, share), actor,
+                    info, step="admit",
+                )  # fmt: skip
+                if isinstance(begun, StepOutcome):
+                    return begun
+                return self.fail(JobRef.of(begun[0]), str(exc), actor, action=Action.REJECTED)
+            if table is not None:
+                base = self.plan_from_config(keys.FAST, share)
+                estimate = self.estimate(base, table, (keys.FAST, keys.NORMAL))
+                lane = estimate.auto_path or keys.NORMAL
+                route = {"path": lane, "reason": estimate.auto_reason}
+        plan = self.plan_from_config(lane, share)
+        begun = self._begin(
+            bucket, key, version, sequencer, plan, actor, info, step="admit", route=route
+        )
+        if isinstance(begun, StepOutcome):
+            return begun
+        status = begun[0]
+        if lifecycle.plan_of(status).runner == keys.FAST:
+            return self.run_upload(begun, actor, guard=True, table=table, estimate=estimate)
+        return self.submit_manager(status, actor, table=table, estimate=estimate)
+
+    def submit_manager(
+        self,
+        status: dict,
+        actor: str,
+        table: Table | None = None,
+        estimate: planner.Plan | None = None,
+    ) -> StepOutcome:
+        """Submit the job's manager once (its id recorded in the status), after the budget
+        guard."""
+        job = JobRef.of(status)
+        fence = job.fence
         if status.get("batchJobs", {}).get("manager"):
             return StepOutcome(Action.DUPLICATE, "the manager job was submitted", None, status)
+        refusal = self._guard_upload(status, actor, table, estimate)
+        if refusal is not None:
+            return refusal
+        plan = lifecycle.plan_of(status)
         manager = self.batch.submit_manager(fence, job.input_bucket, job.input_key, plan)
         recorded = self.ledger.apply(
-            key, Progress(fence, self.clock(), batch_jobs={"manager": manager})
+            job.input_key, Progress(fence, self.clock(), batch_jobs={"manager": manager})
         )
         if not recorded.accepted and recorded.outcome is not Outcome.UNCHANGED:
             self.batch.terminate([manager], f"a duplicate of job {fence}'s manager")
@@ -141,8 +212,9 @@ class Uploads(JobCore):
     def manage(self, fence: Fence, bucket: str, key: str, actor: str) -> StepOutcome:
         """The Batch manager: price the upload, or split it and submit one array job (a
         child per part) and one merge job that depends on it."""
+        self.acting(key, fence.token, keys.NORMAL, "manager")
         status = self.status(key)
-        job = JobRef(bucket, key, fence)
+        job = JobRef(bucket, key, fence, runner=keys.NORMAL)
         reason = lifecycle.why_not_running(status, fence)
         if reason or status is None:
             self.settle(key, actor)
@@ -213,6 +285,8 @@ class Uploads(JobCore):
         plan: lifecycle.Plan,
         actor: str,
         info: object = None,
+        step: str = "start",
+        route: Mapping | None = None,
     ) -> tuple[dict, Fence] | StepOutcome:
         """The job of the key's current upload, begun if no step did yet: (status, fence)
         to go on with, or the outcome for an event that has nothing more to do.
@@ -242,6 +316,8 @@ class Uploads(JobCore):
                 plan=plan,
                 at=self.clock(),
                 versions=tuple(self.store.versions(bucket, key)),
+                team=self._team(getattr(info, "metadata", None) or {}, plan.share),
+                route=route,
             ),
         )
         fence = Fence(upload.token, 1)
@@ -249,6 +325,8 @@ class Uploads(JobCore):
         if decision.outcome is Outcome.OLDER:
             return StepOutcome(Action.SUPERSEDED, f"{key}: {decision.reason}")
         status = decision.status or {}
+        if status.get("token") == upload.token:
+            self.acting(key, upload.token, lifecycle.plan_of(status).runner, step)
         if decision.outcome in (Outcome.BEGUN, Outcome.REPLACED):
             self.settle(key, actor)  # the replaced job's event, its stale results
             return status, fence
@@ -317,6 +395,8 @@ class Uploads(JobCore):
             return StepOutcome(Action.SUPERSEDED, f"{key}: the failure is about an older upload")
         status = decision.status or {}
         fence = Fence(upload.token, 1)
+        if status.get("token") == upload.token and "plan" in status:
+            self.acting(key, upload.token, lifecycle.plan_of(status).runner, "failure")
         if decision.outcome not in (Outcome.BEGUN, Outcome.REPLACED) and reason == DELETED:
             # The job of an upload that vanished: one that got as far as its parts carries
             # on without it (they are copies); one that never split can never finish.
@@ -330,24 +410,37 @@ class Uploads(JobCore):
     # -- pricing or splitting an upload -----------------------------------------------
 
     def run_upload(
-        self, begun: tuple[dict, Fence], actor: str, max_parts: int | None = None
+        self,
+        begun: tuple[dict, Fence],
+        actor: str,
+        max_parts: int | None = None,
+        guard: bool = False,
+        table: Table | None = None,
+        estimate: planner.Plan | None = None,
     ) -> StepOutcome:
         """Price the job's upload (exactly the version its status names) at once, or
-        split it per the job's plan."""
+        split it into parts sized for the runner's time limit (the threshold a ceiling).
+        With ``guard``, the budget guard runs first (the Batch lanes' admission ran it)."""
         status, fence = begun
         job = JobRef.of(status)
         plan = lifecycle.plan_of(status)
         try:
-            body = self.upload_body(status)
-            if body is None:
-                return self.fail(job, DELETED, actor)
-            table = read_table(
-                body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
-            )
+            if table is None:
+                body = self.upload_body(status)
+                if body is None:
+                    return self.fail(job, DELETED, actor)
+                table = read_table(
+                    body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+                )
         except FileError as exc:
             return self.fail(job, str(exc), actor, action=Action.REJECTED)
+        if guard:
+            over = self.over_budget(status, table, estimate)
+            if over:
+                return self.fail(job, over, actor)
         rows = len(table.records)
-        if rows <= plan.threshold:
+        size = self.part_rows(plan, table, max_parts)
+        if rows <= size:
             priced = price_table(
                 table, self.engine(plan.engine), greeks=plan.greeks, bounds=plan.bounds
             )
@@ -364,7 +457,8 @@ class Uploads(JobCore):
             if decision.accepted:
                 return StepOutcome(Action.PRICED, f"{rows} rows", None, decision.status, fence)
             return self.refused(decision, job, "price", actor)
-        manifest = self._manifest(job, plan.runner, table, plan, max_parts or plan.max_parts, fence)
+        limit = max_parts or plan.max_parts
+        manifest = self._manifest(job, plan.runner, table, plan, size, limit, fence)
         self._write_parts(manifest, table, fence.attempt)
         self.ledger.apply(
             job.input_key,
@@ -381,20 +475,103 @@ class Uploads(JobCore):
         )
         return StepOutcome(Action.SPLIT, f"{manifest.parts} parts", manifest, None, fence)
 
+    # -- the planner: part sizes, the budget guard ------------------------------------
+
+    def estimate(self, plan: lifecycle.Plan, table: Table, paths: Sequence[str]) -> planner.Plan:
+        """The planner's estimate for a job's file on ``paths``, from a sample of its rows
+        (``planning.plan.SAMPLE_ROWS``), with the job's plan over this container's
+        settings."""
+        return planner.plan_table(table, self.plan_settings(plan), paths=paths)
+
+    def part_rows(self, plan: lifecycle.Plan, table: Table, max_parts: int | None) -> int:
+        """Rows per part: the largest size up to the threshold whose every part the planner
+        expects to finish within half the runner's time limit (docs/cost.md). A job begun
+        without its limits recorded splits at the threshold."""
+        if not plan.sized:
+            return plan.threshold
+        path = keys.FAST if plan.runner == keys.FAST else keys.NORMAL
+        planned = self.estimate(plan, table, (path,)).paths[path]
+        if not planned.available or planned.part_rows < 1:
+            return plan.threshold
+        if planned.parts <= 1:
+            return max(planned.part_rows, len(table.records))
+        return planned.part_rows
+
+    def over_budget(
+        self, status: Mapping, table: Table, estimate: planner.Plan | None = None
+    ) -> str | None:
+        """Why the budget guard stops the job before it prices anything, or None: off
+        (``maxJobUsd`` 0), passed, or a retry with ``--force``."""
+        if self.config.max_job_usd <= 0 or status.get("force"):
+            return None
+        path = str((status.get("route") or {}).get("path") or status.get("path"))
+        if path not in planner.PATH_NAMES:
+            path = keys.FAST
+        if estimate is None or path not in estimate.paths:
+            estimate = self.estimate(lifecycle.plan_of(status), table, (path,))
+        return estimate.budget.get(path)
+
+    def _guard_upload(
+        self,
+        status: dict,
+        actor: str,
+        table: Table | None = None,
+        estimate: planner.Plan | None = None,
+    ) -> StepOutcome | None:
+        """The budget guard where the upload has not been read yet (the Batch lanes'
+        admission, a retry of a job that never split): it is read only when the guard is
+        on. The outcome of a job it ended, or None to go on."""
+        if self.config.max_job_usd <= 0 or status.get("force"):
+            return None
+        job = JobRef.of(status)
+        plan = lifecycle.plan_of(status)
+        if table is None:
+            try:
+                body = self.upload_body(status)
+                if body is None:
+                    return self.fail(job, DELETED, actor)
+                table = read_table(
+                    body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+                )
+            except FileError as exc:
+                return self.fail(job, str(exc), actor, action=Action.REJECTED)
+        over = self.over_budget(status, table, estimate)
+        return self.fail(job, over, actor) if over else None
+
+    def _read_upload(self, bucket: str, key: str, info: object) -> Table | None:
+        """The table of exactly the upload ``info`` describes (None once it is gone);
+        FileError for a file that cannot be read."""
+        size = getattr(info, "size", 0)
+        if size > self.config.max_bytes:
+            raise FileError(
+                f"file is {size} bytes, over the configured limit of {self.config.max_bytes} bytes"
+            )
+        body = self.store.get_exact(bucket, key, info)
+        if body is None:
+            return None
+        return read_table(
+            body,
+            max_rows=self.config.max_rows,
+            greeks=self.config.greeks,
+            bounds=self.config.bounds,
+        )
+
     def _manifest(
         self,
         job: JobRef,
         runner: str,
         table: Table,
         plan: lifecycle.Plan,
+        size: int,
         max_parts: int,
         fence: Fence,
     ) -> Manifest:
-        """The job's manifest: the one written first, whoever wrote it."""
+        """The job's manifest: the one written first, whoever wrote it (its parts are the
+        sizes it records, so duplicates and retries split the same way)."""
         existing = self.load_manifest(runner, fence.token)
         if existing is not None:
             return existing
-        ranges = plan_parts(len(table.records), plan.threshold, max_parts)
+        ranges = plan_parts(len(table.records), size, max_parts)
         bodies = [_part_body(table, rows) for rows in ranges]
         status = self.status(job.input_key) or {}
         manifest = Manifest(
@@ -446,7 +623,11 @@ class Uploads(JobCore):
         written = keys.indexes_in(self.store.list_keys(bucket, prefix), prefix, ".csv")
         return written >= set(range(manifest.parts))
 
-    def _share(self, metadata: dict[str, str]) -> str:
+    def _team(self, metadata: Mapping[str, str], share: str) -> str:
+        """The upload's team for metrics: its ``team`` metadata, else its share."""
+        return str(metadata.get(TEAM_METADATA, "")).strip() or share
+
+    def _share(self, metadata: Mapping[str, str]) -> str:
         """The fair-share identifier of an upload: its ``team`` metadata when the stack
         knows that team, else the default share ('' when fair share is off)."""
         if not self.config.fair_share:

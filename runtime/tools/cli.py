@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=PATHS,
         required=True,
         help="the lane to upload to: fast (Lambda), normal or urgent (Batch; the urgent "
-        "queue's priority 10 starts its jobs before the normal queue's)",
+        "queue's priority 10 starts its jobs before the normal queue's), or auto (the planner "
+        "chooses fast or normal)",
     )
     simulate.add_argument("--threshold", type=positive_int, default=None)
     simulate.add_argument(

@@ -5,8 +5,9 @@ Only the cloud's plumbing is emulated, never the handlers' logic (the runtime ne
 or polls; the emulator loops over its own work). This module composes the services:
 
 - S3 → events: every new version of a ``.csv`` object under ``fast/`` becomes an S3
-  notification for the function; under ``normal/`` or ``urgent/``, EventBridge's "Object
-  Created" event for it (the function admits the upload and submits its manager job). Both
+  notification for the function; under ``normal/``, ``urgent/`` or ``auto/``, EventBridge's
+  "Object Created" event for it (the function admits the upload and submits its manager
+  job, or, for an ``auto/`` upload the planner sends to the fast path, prices it). Both
   are asynchronous invocations (``runtime.tools.aws_events`` builds every event).
 - Lambda (``runtime.tools.emulated_lambda``): warm containers running the real handler,
   Lambda's retries (3 attempts, same request id), the on-failure record delivered back to
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.core import keys
+from runtime.planning.decide import usd_text
 from runtime.tools.aws_events import (
     batch_state_change,
     object_created_event,
@@ -87,7 +89,7 @@ __all__ = [
 ]
 
 # The lanes whose uploads are events for the function (components/shared.py).
-_LANES = (keys.FAST, keys.NORMAL, keys.URGENT)
+_LANES = (keys.FAST, keys.NORMAL, keys.URGENT, keys.AUTO)
 
 
 def runtime_environment(
@@ -342,6 +344,8 @@ def describe(detail: dict) -> str:
     if state == "done":
         text += f": {detail.get('rows')} rows ({detail.get('rowsWithErrors')} with errors)"
         text += f", {detail.get('parts')} part(s), {detail.get('seconds')} s"
+        if detail.get("cost"):
+            text += f", {usd_text(float(detail['cost'].get('usd', 0.0)))} estimated"
     elif detail.get("error"):
         text += f": {detail['error']}"
     return text

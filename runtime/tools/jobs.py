@@ -6,8 +6,10 @@ explicit flags override it; ``--endpoint-url URL`` is the embedded AWS of
 ``simulate --keep`` or ``python -m runtime.tools.local_cloud`` (the local stack's names),
 where what AWS would run next (Lambda invocations, Batch jobs) is run by the emulator.
 
-- ``list``: the newest status objects of every lane (``fast/``, ``normal/``, ``urgent/``...);
-- ``show KEY``: one job's status, and where its result or error is;
+- ``list``: the newest status objects of every lane (``fast/``, ``normal/``, ``urgent/``...),
+  with each job's estimated cost;
+- ``show KEY``: one job's status, its cost (what it used, and the estimate in USD), and
+  where its result or error is;
 - ``cancel KEY``: the function cancels the running attempt (status ``cancelled``, one job
   event; the remaining parts stop, nothing publishes, its Batch jobs are terminated);
 - ``retry KEY``: a failed job only: the function starts the next attempt, which runs only
@@ -34,6 +36,7 @@ from typing import Any
 from runtime.adapters.lambda_handler import command
 from runtime.cli import CommandError
 from runtime.core import keys
+from runtime.planning.decide import usd_text
 from runtime.protocol import lifecycle as states
 
 _STATUS_PREFIXES = tuple(f"{lane}/" for lane in keys.PATHS)
@@ -271,6 +274,7 @@ class Jobs:
                     str(status.get("state")),
                     f"{status.get('partsDone', 0)}/{status.get('partsTotal', 0)}",
                     _age(now - started),
+                    cost_text(status.get("cost")),
                     item["Key"].removesuffix(keys.STATUS_SUFFIX),
                 )
             )
@@ -280,9 +284,9 @@ class Jobs:
             which = f"{state} " if state else ""
             self.say(f"no {which}jobs in s3://{self.target.result_bucket}")
             return 0
-        self.say(f"{'STATE':<11} {'PARTS':>9} {'AGE':>8}  KEY")
+        self.say(f"{'STATE':<11} {'PARTS':>9} {'AGE':>8} {'COST':>11}  KEY")
         for row in rows:
-            self.say(f"{row[0]:<11} {row[1]:>9} {row[2]:>8}  {row[3]}")
+            self.say(f"{row[0]:<11} {row[1]:>9} {row[2]:>8} {row[3]:>11}  {row[4]}")
         return 0
 
     def show(self, text: str, as_json: bool = False) -> int:
@@ -304,6 +308,9 @@ class Jobs:
                 else ""
             ),
         ]
+        if status.get("route"):
+            lines.append(f"route    {status['route'].get('reason') or status['route'].get('path')}")
+        lines.extend(cost_lines(status.get("cost")))
         if status.get("missingParts") and status.get("state") != states.DONE:
             lines.append(f"missing  {_parts(status['missingParts'])}")
         for failure in status.get("failedParts") or []:
@@ -361,7 +368,9 @@ class Jobs:
             self.say(f"retry of {key} requested")
             return 0
         attempt = final.get("attempt")
-        self.say(f"{key}: {final.get('state')} (attempt {attempt})")
+        found = cost_text(final.get("cost"))
+        cost = f", {found} estimated" if found != "-" else ""
+        self.say(f"{key}: {final.get('state')} (attempt {attempt}{cost})")
         if self.target.embedded and final.get("state") != states.DONE:
             raise CommandError(f"the retried job {final.get('state')}: {final.get('error')}")
         return 0
@@ -401,6 +410,51 @@ class Jobs:
         environment = runtime_environment(cloud, None, status.get("engine") or "lsm")
         timeline = Timeline(echo=lambda line: print(line, file=sys.stderr, flush=True))
         return Emulator(cloud, environment, timeline, workers, watch={key})
+
+
+def cost_text(cost: dict | None) -> str:
+    """A job's estimated cost, as ``list`` shows it ("-": no usage recorded yet)."""
+    if not cost or not cost.get("attempts"):
+        return "-"
+    return usd_text(float(cost.get("usd", 0.0)))
+
+
+def cost_lines(cost: dict | None) -> list[str]:
+    """``show``'s cost lines: the estimate and its parts, then what was measured."""
+    if not cost or not cost.get("attempts"):
+        return []
+    by = cost.get("usdBy") or {}
+    parts = ", ".join(
+        f"{name} {usd_text(float(by.get(key, 0.0)))}"
+        for name, key in (
+            ("Lambda", "lambda"),
+            ("Batch", "batch"),
+            ("S3", "s3"),
+            ("events", "events"),
+        )
+        if by.get(key)
+    )
+    lines = [
+        f"cost     {usd_text(float(cost.get('usd', 0.0)))} estimated"
+        + (f" ({parts})" if parts else "")
+    ]
+    used = [
+        f"Lambda {cost.get('lambdaGbSeconds', 0):g} GB-s in {cost.get('lambdaRequests', 0)} "
+        "invocation(s)",
+        f"Batch {cost.get('batchVcpuSeconds', 0):g} vCPU-s, {cost.get('batchGbSeconds', 0):g} GB-s",
+        f"{cost.get('s3Requests', 0)} S3 requests ({cost.get('s3PutRequests', 0)} PUT-class)",
+        f"{cost.get('eventsPublished', 0)} job event(s)",
+    ]
+    lines.append(f"used     {'; '.join(used)}")
+    lines.append(
+        f"attempts {cost.get('attempts', 0)} ({cost.get('retries', 0)} retries, "
+        f"{cost.get('interruptions', 0)} interruptions)"
+        + "".join(
+            f"; {name} {values.get('vcpuSeconds', 0):g} vCPU-s"
+            for name, values in sorted((cost.get("byCapacity") or {}).items())
+        )
+    )
+    return lines
 
 
 def _age(seconds: float) -> str:

@@ -24,6 +24,7 @@ from runtime.engines import DEFAULT_ENGINE
 from runtime.protocol.uploads import TEAM_METADATA
 from runtime.tools.emulator import Emulator, Timeline, format_event, runtime_environment
 from runtime.tools.faults import Fault, check_faults
+from runtime.tools.jobs import cost_lines
 from runtime.tools.local_cloud import (
     INPUT_BUCKET,
     RESULT_BUCKET,
@@ -246,6 +247,11 @@ def _summary(outcome: SimulationResult) -> None:
         f"{len(outcome.job_events)} job event(s)",
         file=sys.stderr,
     )
+    if status.get("route"):
+        print(f"route: {status['route'].get('reason')}", file=sys.stderr)
+    # What this machine measured, priced as on AWS: an estimate (docs/cost.md).
+    for line in cost_lines(status.get("cost")):
+        print(line, file=sys.stderr)
 
 
 def _stderr(line: str) -> None:

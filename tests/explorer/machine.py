@@ -15,7 +15,10 @@ and at the end after draining everything, ``check_settled``:
 - I2 when the latest upload's job is done, ``-result`` is that upload's, rows in order;
 - I3 no ``-result``/``-error`` version exists that the status does not name;
 - I4 every key's latest upload has a terminal state (no job left running with no actor);
-- I5 the user's uploads are never modified.
+- I5 the user's uploads are never modified;
+- I7 a settled job's ``cost`` is the total of its usage records (every actor's, late ones
+  included), priced by the stack's table. (I6, an attempt ended only by its own actors, is
+  checked on every status written: ``world.check_own_attempt``.)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from runtime.core import keys
+from runtime.planning.usage import Cost
 from runtime.protocol import lifecycle
 from tests.explorer.world import INPUT, RESULT, Faults, World
 
@@ -48,7 +52,13 @@ BODIES = (
     _book(5, start=40) + b"99,10/26/2022,10/28/2022,Call,22.2,-5,0.047,0.10,01/16/2023\n",
     b"id,price\n1,2\n",  # a file error: required columns missing
 )
-KEYS = ("fast/a/book.csv", "fast/b/BOOK.CSV", "normal/c/book.csv", "urgent/d/book.csv")
+KEYS = (
+    "fast/a/book.csv",
+    "fast/b/BOOK.CSV",
+    "normal/c/book.csv",
+    "urgent/d/book.csv",
+    "auto/e/book.csv",
+)
 T = TypeVar("T")
 
 
@@ -121,7 +131,12 @@ def _delete(world: World, chooser: Chooser) -> str:
 def _deploy(world: World, chooser: Chooser) -> str:
     world.threshold = chooser.integer(1, 6)
     world.greeks = chooser.choice((False, True))
-    return f"deploy threshold {world.threshold} greeks {world.greeks}"
+    # The auto lane's line: 0 sends every auto/ upload to the normal path.
+    world.auto_fast_seconds = chooser.choice((60, 0))
+    return (
+        f"deploy threshold {world.threshold} greeks {world.greeks} "
+        f"autoFastSeconds {world.auto_fast_seconds}"
+    )
 
 
 def _command(name: str) -> Callable[[World, Chooser], str]:
@@ -382,4 +397,9 @@ def check_settled(world: World) -> None:
         error = world.current(keys.error_key(key))
         assert (error is not None) == (status["state"] == lifecycle.FAILED), (
             f"I3: {key} is {status['state']}, -error {'present' if error else 'absent'}"
+        )
+        recorded = world.job_cost(status).to_dict()
+        found = status.get("cost") or Cost().to_dict()
+        assert (found["attempts"], found["usd"]) == (recorded["attempts"], recorded["usd"]), (
+            f"I7: {key}: the status' cost {found} is not its records' {recorded}"
         )

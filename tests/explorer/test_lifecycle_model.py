@@ -3,7 +3,8 @@ late, duplicate, replayed) on one key's status, thousands of steps a second.
 
 What must hold whatever came in: an attempt reaches at most one terminal state, each
 terminal state puts exactly one job event (with its id) into the outbox, only a newer
-upload replaces a job, a step applied twice changes nothing the second time, and
+upload replaces a job, a step applied twice changes nothing the second time, a job's cost
+only grows (late usage records add to it, a stale total never replaces a larger one), and
 ``decide`` never changes the document it is given.
 """
 
@@ -21,6 +22,7 @@ from runtime.protocol.lifecycle import (
     Begin,
     Cancel,
     ClaimOutbox,
+    Costs,
     Delivered,
     Fence,
     Outcome,
@@ -48,6 +50,7 @@ class LifecycleModel(RuleBasedStateMachine):
         self.ends: Counter[tuple[str, int]] = Counter()  # terminal transitions per attempt
         self.queued: Counter[str] = Counter()  # event ids put into the outbox
         self.newest_begun = -1
+        self.costs_seen: dict[str, tuple[int, float]] = {}  # token -> its cost's order
 
     def apply(self, fact) -> lifecycle.Decision:
         before = copy.deepcopy(self.document)
@@ -101,6 +104,26 @@ class LifecycleModel(RuleBasedStateMachine):
         if decision.outcome is Outcome.APPLIED:
             assert self.document["partsDone"] >= before, "progress went back"
 
+    @rule(upload=tokens, records=st.integers(0, 8), terminal=st.booleans())
+    def costs(self, upload: int, records: int, terminal: bool) -> None:
+        """An actor totals the job's usage records: at the terminal state (carried by the
+        publish) or after it (a Costs fact), from a listing that may be stale."""
+        token = UPLOADS[upload].token
+        cost = {"attempts": records, "usd": records * 0.001, "estimated": True}
+        before = lifecycle.cost_order((self.document or {}).get("cost"))
+        same_job = self.document is not None and self.document["token"] == token
+        if terminal and self.document is not None and self.document["state"] == "running":
+            fence = Fence.of(self.document)
+            decision = self.apply(
+                Publish(f"publish-{records}", fence, self.clock, "done", cost=cost)
+            )
+            if decision.outcome is Outcome.APPLIED:
+                self.ends[(fence.token, fence.attempt)] += 1
+            return
+        decision = self.apply(Costs(token, cost))
+        if decision.outcome is Outcome.APPLIED:
+            assert same_job and lifecycle.cost_order(cost) > before
+
     @rule(claimant=st.sampled_from(["a", "b"]), wait=st.sampled_from([0, 100]))
     def deliver(self, claimant: str, wait: int) -> None:
         self.clock += wait
@@ -118,6 +141,11 @@ class LifecycleModel(RuleBasedStateMachine):
         for (token, attempt), _ in self.ends.items():
             if self.document and self.document["token"] == token:
                 assert self.document["attempt"] >= attempt
+        if self.document is not None:
+            token = self.document["token"]
+            order = lifecycle.cost_order(self.document.get("cost"))
+            assert order >= self.costs_seen.get(token, (-1, -1.0)), "a job's cost went down"
+            self.costs_seen[token] = order
 
 
 TestLifecycleModel = LifecycleModel.TestCase

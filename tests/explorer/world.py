@@ -5,7 +5,8 @@ invocation, ``batch_job.run`` for every Batch job, against S3 (moto, or the in-m
 for long runs). What AWS would do next is modelled here, and the explorer chooses the order:
 
 - S3 notifications for every object written under ``fast/`` (parts included), EventBridge
-  "Object Created" events for uploads to the Batch lanes, job commands, Batch state-change
+  "Object Created" events for uploads to the Batch lanes and ``auto/``, job commands, Batch
+  state-change
   events: each an asynchronous invocation with Lambda's 3 attempts (same request id), then
   an on-failure record in an SQS queue, delivered again while it fails, 5 receives at most;
 - Batch: submitted jobs with their dependencies, array children, the retry strategy (host
@@ -35,6 +36,7 @@ from runtime.core import keys
 from runtime.core.csvio import FileError, read_table
 from runtime.engines import get_engine
 from runtime.environment import BatchContext, RuntimeConfig, parse_part_indexes
+from runtime.planning.usage import Cost
 from runtime.pricing import price_table
 from runtime.protocol import lifecycle
 from runtime.protocol.events import EventDeliveryError
@@ -59,7 +61,7 @@ MAX_RECEIVES = 5
 # The failure queues' visibility timeout: 6 x the function's timeout (components/shared.py).
 VISIBILITY_SECONDS = 6 * 900.0
 BATCH_ATTEMPTS = 3
-_LANE_PREFIXES = ("fast/", "normal/", "urgent/")
+_LANE_PREFIXES = ("fast/", "normal/", "urgent/", "auto/")
 
 
 class Killed(BaseException):
@@ -260,6 +262,7 @@ class BatchRecord:
     state: str = "SUBMITTED"  # SUBMITTED | SUCCEEDED | FAILED
     attempt: int = 1
     terminated: str | None = None
+    attempts: list[dict] = field(default_factory=list)  # as DescribeJobs lists them
 
     @property
     def environment(self) -> dict[str, str]:
@@ -333,6 +336,12 @@ class World:
     threshold: int = 3
     greeks: bool = False
     urgent: bool = True
+    auto_fast_seconds: int = 60  # the auto lane's line (0: every auto/ upload goes normal)
+    max_job_usd: float = 0.0  # the budget guard (0: off)
+    # The engine jobs are planned for (the world prices with qdfp whatever it is called, so
+    # results stay comparable), and other planning settings (PLAN_SETTINGS' names).
+    engine_name: str = "qdfp"
+    planning: dict = field(default_factory=dict)
     clock: float = 1_800_000_000.0
     pending: list[Pending] = field(default_factory=list)
     parked: list[Pending] = field(default_factory=list)
@@ -365,13 +374,16 @@ class World:
         return RuntimeConfig(
             result_bucket=RESULT,
             threshold=self.threshold,
-            engine="qdfp",
+            engine=self.engine_name,
             max_parts=4,
             greeks=self.greeks,
             job_queue=QUEUE,
             urgent_job_queue=URGENT_QUEUE if self.urgent else "",
             job_definition=DEFINITION,
             region="us-east-1",
+            auto_fast_seconds=self.auto_fast_seconds,
+            max_job_usd=self.max_job_usd,
+            planning=tuple(sorted(self.planning.items())),
         )
 
     def steps(self, faults: Faults, actor: Actor | None = None) -> JobSteps:
@@ -667,27 +679,32 @@ class World:
         failure = None
         if kind == "error":
             failure = f"Essential container in task exited: {type(value).__name__}"
-        if kind == "killed" and flight.host_failure and job.attempt < BATCH_ATTEMPTS:
-            job.attempt += 1  # the retry strategy retries a host failure
-            job.state = "SUBMITTED"
-            return
         if kind == "killed":
             failure = (
                 "Host EC2 (instance i-0explorer) terminated."
                 if flight.host_failure
                 else "OutOfMemoryError: Container killed due to memory usage"
             )
+        if failure is not None:
+            # Batch's record of the attempt (each ran a minute of the world's clock): the
+            # job's cost counts the attempts that failed too
+            stopped = int(self.clock * 1000)
+            job.attempts.append(
+                {
+                    "statusReason": failure,
+                    "container": {"exitCode": 137 if kind == "killed" else 1},
+                    "startedAt": stopped - 60_000,
+                    "stoppedAt": stopped,
+                }
+            )
+        if kind == "killed" and flight.host_failure and job.attempt < BATCH_ATTEMPTS:
+            job.attempt += 1  # the retry strategy retries a host failure
+            job.state = "SUBMITTED"
+            return
         if failure is None:
             job.state = "SUCCEEDED"
             return
-        moment = int(self.clock * 1000)
-        attempt = {
-            "statusReason": failure,
-            "container": {"exitCode": 137 if kind == "killed" else 1},
-            "startedAt": moment,
-            "stoppedAt": moment,
-        }
-        self._failed(job, failure, attempts=[attempt])
+        self._failed(job, failure, attempts=list(job.attempts))
 
     def give_up(self, index: int) -> bool:
         """The queue's time limit cancels a job that waited too long (RUNNABLE)."""
@@ -737,6 +754,11 @@ class World:
         return [
             v["VersionId"] for page in pages for v in page.get("Versions", []) if v["Key"] == key
         ]
+
+    def job_cost(self, status: dict) -> Cost:
+        """What the job's usage records add up to (read as an operator would)."""
+        steps = self.steps(Faults())
+        return steps.usage.cost(lifecycle.plan_of(status).runner, status["token"])
 
     def keys_uploaded(self) -> list[str]:
         return sorted({u.key for u in self.uploads})

@@ -18,6 +18,7 @@ from .harness import (
     config_value,
     run_program,
     run_stack,
+    stack_config,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
@@ -68,12 +69,13 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
         "architecture", "vpcId", "subnetIds", "lambdaReservedConcurrency", "maxParts", "maxRows",
         "maxBytes", "useFargate", "greeks", "notifyEmail", "jobVcpus", "jobMemoryMb",
         "jobTimeoutSeconds", "urgentMaxVcpus", "fairShare", "schedules", "scheduleWindowMinutes",
-        "lambdaProvisionedConcurrency", "minVcpus",
+        "lambdaProvisionedConcurrency", "minVcpus", "autoFastSeconds", "maxJobUsd", "priceTable",
     }  # fmt: skip
     assert required <= set(SCHEMA)
-    # Structured settings declare no type: Pulumi's config types are scalars and arrays of
-    # scalars, and the CLI checks a stack value only against a declared type.
-    structured = {"fairShare": {}, "schedules": []}
+    # Structured settings and a number of dollars declare no type: Pulumi's config types are
+    # string, integer, boolean and arrays of them, and the CLI checks a stack value only
+    # against a declared type.
+    structured = {"fairShare": {}, "schedules": [], "priceTable": {}, "maxJobUsd": 0}
     for key, schema in SCHEMA.items():
         if key in structured:
             assert "type" not in schema and schema["default"] == structured[key], key
@@ -93,6 +95,7 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
         ("scheduleWindowMinutes", 0),
         ("lambdaProvisionedConcurrency", 0),
         ("minVcpus", 0),
+        ("autoFastSeconds", 60),
     ):
         assert SCHEMA[key] == {**SCHEMA[key], "type": "integer", "default": default}, key
 
@@ -449,8 +452,67 @@ def test_other_stack_names_keep_stack_and_region() -> None:
         ),
         ({"useFargate": True, "jobVcpus": 16, "maxVcpus": 8}, "maxVcpus must be at least jobVcpus"),
         ({"jobMemoryMb": 64}, "jobMemoryMb must be 0"),
+        ({"autoFastSeconds": -1}, "autoFastSeconds must be 0 or more"),
+        ({"maxJobUsd": -0.5}, "maxJobUsd must be a number of dollars, 0"),
+        ({"maxJobUsd": "lots"}, "maxJobUsd must be a number of dollars, not 'lots'"),
+        ({"priceTable": {"ec2Discount": 0.5}}, "priceTable: unknown price 'ec2Discount'; known: "),
+        ({"priceTable": {"ec2SpotDiscount": 1}}, r"ec2SpotDiscount is the fraction .* in \[0, 1\)"),
+        ({"priceTable": {"s3UsdPerThousandPut": "cheap"}}, "s3UsdPerThousandPut must be a number"),
+        (
+            {"priceTable": {"eventsUsdPerMillion": -1}},
+            "eventsUsdPerMillion must be a finite number",
+        ),
+        ({"priceTable": {"ec2InstanceVcpus": 1.5}}, "ec2InstanceVcpus must be a whole number"),
+        (
+            {"priceTable": {"ec2InstanceType": "big box"}},
+            "ec2InstanceType must be an instance type",
+        ),
+        ({"priceTable": [0.5]}, "priceTable must be a map of price to value"),
     ],
 )
 def test_invalid_settings_fail_before_anything_is_created(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_program("us-east-1", overrides)
+
+
+def test_cost_settings_reach_both_paths_as_the_planner_reads_them() -> None:
+    table = {"ec2SpotDiscount": 0.55, "ec2InstanceType": "c7g.large", "ec2InstanceVcpus": 2}
+    run = run_stack(
+        "us-east-1",
+        (("autoFastSeconds", 30), ("maxJobUsd", 0.25), ("priceTable", json.dumps(table))),
+    )
+    for env in (lambda_env(run), job_env(run)):
+        assert (env["AUTO_FAST_SECONDS"], env["MAX_JOB_USD"]) == ("30", "0.25")
+        assert json.loads(env["PRICE_TABLE"]) == table
+        plan = json.loads(env["PLAN_SETTINGS"])
+        assert (plan["useSpot"], plan["maxVcpus"], plan["architecture"]) == (True, 256, "x86_64")
+        assert "threshold" not in plan and "priceTable" not in plan  # they have their own
+    # What a Batch job is billed for, which its container cannot see (us-east-1: Spot).
+    job = job_env(run)
+    assert (job["JOB_VCPUS"], job["JOB_MEMORY_MB"], job["CAPACITY"]) == ("1", "1792", "SPOT")
+    assert "CAPACITY" not in lambda_env(run)
+    defaults = run_stack("eu-west-1")
+    for env in (lambda_env(defaults), job_env(defaults)):
+        assert (env["AUTO_FAST_SECONDS"], env["MAX_JOB_USD"], env["PRICE_TABLE"]) == (
+            "60",
+            "0",
+            "{}",
+        )
+    assert job_env(run_stack("eu-west-1", (("useFargate", True),)))["CAPACITY"] == "FARGATE"
+
+
+def test_a_region_without_list_prices_deploys_and_says_how_its_costs_are_estimated() -> None:
+    seen = []
+    config = stack_config("us-east-1")
+    config["aws:region"] = "ap-south-1"
+    run_program(
+        "us-east-1",
+        config=config,
+        stack_name="ap-south-1",
+        program=lambda: seen.append(load_settings()),
+    )
+    (settings,) = seen
+    (warning,) = settings.warnings()
+    assert "no list prices for ap-south-1" in warning and "ec2SpotDiscount" in warning
+    run_program("eu-west-1", program=lambda: seen.append(load_settings()))
+    assert seen[-1].warnings() == []  # a region whose list prices the image knows

@@ -657,7 +657,14 @@ def test_alarms(run: Run) -> None:
 
 
 def dashboard_metrics(body: dict) -> list[list]:
-    return [m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"]["metrics"]]
+    """The metrics the dashboard names (search expressions aside)."""
+    return [
+        m
+        for w in body["widgets"]
+        if w["type"] == "metric"
+        for m in w["properties"]["metrics"]
+        if any(not isinstance(part, dict) for part in m)
+    ]
 
 
 def test_dashboard_references_the_real_resources(run: Run) -> None:
@@ -706,6 +713,43 @@ def test_dashboard_references_the_real_resources(run: Run) -> None:
     assert sorted(alarm_widget["properties"]["alarms"]) == sorted(
         arn_of(run, "cloudwatch", f"alarm:{a.inputs['name']}") for a in run.of_type(ALARM)
     )
+
+
+def test_dashboard_shows_the_jobs_estimated_cost_per_day_by_path_and_by_team(run: Run) -> None:
+    """From the runtime's metrics line (EMF; its namespace and dimension sets agree with
+    runtime/planning/metrics.py: tests/project/test_contract.py), for this stack's Stack
+    dimension (STACK_NAME, the name prefix)."""
+    body = json.loads(ops(run, "dashboard").inputs["dashboardBody"])
+    widgets = {w["properties"]["title"]: w for w in body["widgets"] if w["type"] == "metric"}
+    stack = prefix(run)
+    for title, dimensions in (
+        ("Estimated cost per day by path (USD)", ("Stack", "Path", "Engine")),
+        ("Estimated cost per day by team (USD)", ("Stack", "Team")),
+    ):
+        props = widgets[title]["properties"]
+        ((query,),) = props["metrics"]
+        schema = ",".join(("McPricing", *dimensions))
+        assert query["expression"] == (
+            f"SEARCH('{{{schema}}} MetricName=\"CostUsd\" Stack=\"{stack}\"', 'Sum', 86400)"
+        )
+        assert (props["period"], props["stat"], props["stacked"]) == (86400, "Sum", True)
+    env = function(run)["environment"]["variables"]
+    assert env["STACK_NAME"] == stack  # the line's Stack dimension
+
+
+def test_embedded_metrics_need_no_permission_beyond_writing_logs(run: Run) -> None:
+    """EMF lines are log events: CloudWatch extracts the metrics itself, so neither the
+    function nor the jobs get cloudwatch:PutMetricData."""
+    actions = {
+        action
+        for r in run.of_type("aws:iam/rolePolicy:RolePolicy")
+        for statement in json.loads(r.inputs["policy"])["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    assert not {a for a in actions if a.startswith("cloudwatch:")}
+    assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= actions
 
 
 # --- structure and outputs --------------------------------------------------------------------

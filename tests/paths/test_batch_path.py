@@ -3,6 +3,8 @@ admits the upload and submits its manager, which splits and submits the array an
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from runtime.adapters import batch_job, lambda_handler
@@ -287,3 +289,78 @@ def test_an_upload_takes_its_teams_fair_share_and_keeps_it_for_every_job(
     s3.put_object(Bucket=INPUT_BUCKET, Key=other, Body=sample_bytes, Metadata={"team": "x"})
     admit(steps, other)
     assert status_of(s3, other)["plan"]["share"] == "default"  # a team the stack does not know
+
+
+def test_urgent_jobs_are_metered_on_the_urgent_lanes_on_demand_capacity(aws):
+    """The job definition says the normal lane's capacity (CAPACITY, e.g. SPOT); the urgent
+    lane's jobs run on demand, so the runtime tells them so in their overrides."""
+    import boto3
+
+    from runtime.adapters.batch_queue import BatchQueue
+    from runtime.environment import RuntimeConfig
+    from runtime.protocol.lifecycle import Fence, Plan
+    from runtime.tools.local_cloud import JOB_DEFINITION, URGENT_JOB_QUEUE
+
+    config = RuntimeConfig(
+        result_bucket=RESULT_BUCKET,
+        job_queue=JOB_QUEUE,
+        urgent_job_queue=URGENT_JOB_QUEUE,
+        job_definition=JOB_DEFINITION,
+        capacity="SPOT",
+        planning=(("useSpot", True),),
+    )
+    assert batch_job.job_steps(config).batch.capacities == {URGENT_JOB_QUEUE: "EC2"}
+    queue = BatchQueue(
+        JOB_DEFINITION, JOB_QUEUE, boto3.client("batch"), capacities={URGENT_JOB_QUEUE: "EC2"}
+    )
+    plan = Plan(engine="lsm", threshold=200, max_parts=200, runner="normal")
+    urgent = queue.submit_manager(
+        Fence("t"),
+        INPUT_BUCKET,
+        "urgent/a/b.csv",
+        dataclasses.replace(plan, queue=URGENT_JOB_QUEUE),
+    )
+    normal = queue.submit_manager(
+        Fence("u"), INPUT_BUCKET, "normal/a/b.csv", dataclasses.replace(plan, queue=JOB_QUEUE)
+    )
+    described = {
+        job["jobId"]: job_environment(job)
+        for job in boto3.client("batch").describe_jobs(jobs=[urgent, normal])["jobs"]
+    }
+    assert described[urgent]["CAPACITY"] == "EC2" and "CAPACITY" not in described[normal]
+
+
+def test_a_failed_jobs_attempts_are_recorded_from_batchs_event(make_steps, s3, sample_bytes):
+    """The manager's host was reclaimed twice, then it ran out of memory: no container could
+    write its record, so the function records every attempt from the event's measured start
+    and stop, before it ends the job (so the job's cost counts them)."""
+    from runtime.planning.usage import FAILED, INTERRUPTED
+    from runtime.tools.aws_events import batch_attempt, batch_state_change
+    from tests.helpers import usage_records
+
+    steps = make_steps(threshold=200)
+    upload(s3, KEY, sample_bytes)
+    admit(steps, KEY)
+    manager = recorded_jobs(s3, KEY)["manager"]
+    reasons = ["Host EC2 (instance i-1) terminated."] * 2 + ["Essential container in task exited"]
+    attempts = []
+    for n, reason in enumerate(reasons, start=1):
+        attempt = batch_attempt(0.0, 137, reason)
+        attempt["startedAt"], attempt["stoppedAt"] = 1_000_000 * n, 1_000_000 * n + 30_000
+        attempts.append(attempt)
+    event = batch_state_change(manager, "Essential container in task exited", attempts)
+    lambda_handler.handle(steps, event, "req-1")
+    status = status_of(s3, KEY)
+    assert status["state"] == "failed" and "the manager job" in status["error"]
+    found = sorted(
+        (d["record"]["attempt"], d["record"]["outcome"], d["record"]["seconds"], d["estimated"])
+        for d in usage_records(s3, KEY)
+        if d["actor"].startswith("batch-")
+    )
+    assert found == [
+        (1, INTERRUPTED, 30.0, False),
+        (2, INTERRUPTED, 30.0, False),
+        (3, FAILED, 30.0, False),
+    ]
+    cost = status["cost"]
+    assert (cost["interruptions"], cost["retries"], cost["batchVcpuSeconds"]) == (2, 2, 90.0)

@@ -15,7 +15,15 @@ from runtime.core import keys
 from runtime.protocol.events import EventDeliveryError
 from runtime.protocol.lifecycle import Delivered
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
-from tests.helpers import FAST_KEY, fast_parts, read, s3_notification, status_of, upload
+from tests.helpers import (
+    FAST_KEY,
+    fast_parts,
+    object_created,
+    read,
+    s3_notification,
+    status_of,
+    upload,
+)
 
 
 class RefusingFirst:
@@ -33,15 +41,21 @@ class RefusingFirst:
 
 def test_the_job_event_carries_the_documented_fields(make_steps, s3, sample_bytes, events):
     steps = make_steps(threshold=200, region="eu-west-1")
-    upload(s3, FAST_KEY, sample_bytes)
-    handle_object(steps, INPUT_BUCKET, FAST_KEY)
+    s3.put_object(Bucket=INPUT_BUCKET, Key=FAST_KEY, Body=sample_bytes, Metadata={"team": "risk"})
+    lambda_handler.handle(steps, s3_notification(INPUT_BUCKET, FAST_KEY), "req-1")
     (event,) = events
     assert set(event) == {
         "eventId", "input", "inputBucket", "inputKey", "token", "attempt", "generation",
         "state", "path", "rows", "rowsWithErrors", "parts", "resultKey", "errorKey", "error",
         "failedParts", "failedPartsTotal", "startedAt", "finishedAt", "seconds", "engine",
-        "region", "resultBucket",
+        "region", "resultBucket", "team", "route", "cost",
     }  # fmt: skip
+    # The invocation that priced it, measured up to its commit: one Lambda request, its
+    # GB-seconds and S3 requests, priced at eu-west-1's list prices (an estimate).
+    cost = event["cost"]
+    assert (cost["lambdaRequests"], cost["attempts"], cost["estimated"]) == (1, 1, True)
+    assert cost["lambdaGbSeconds"] > 0 and cost["s3Requests"] >= 5 and cost["usd"] > 0
+    assert (event["team"], event["route"]) == ("risk", None)
     assert (event["state"], event["rows"], event["parts"], event["region"]) == (
         "done",
         100,
@@ -207,3 +221,48 @@ def test_an_event_whose_deliverer_died_is_delivered_by_the_invocations_retry(
     assert handle_object(steps, INPUT_BUCKET, FAST_KEY, "req-1").action == "duplicate"
     assert events.states() == [(FAST_KEY, "done")]
     assert status_of(s3, FAST_KEY)["outbox"] == []
+
+
+class FakeEvents:
+    """EventBridge's PutEvents, accepting everything."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+
+    def put_events(self, Entries: list[dict]) -> dict:
+        self.entries.extend(Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": "e-1"}]}
+
+
+def test_a_delivered_job_event_is_also_one_embedded_metric_format_line(
+    make_steps, s3, sample_bytes
+):
+    """The job's metrics (CloudWatch's embedded metric format) go out with its event, on
+    stdout with ``_aws`` at the root, whichever path ends it: an auto/ job counts on the path
+    it ran on, its team and cost as the status recorded them."""
+    import io
+
+    from runtime.adapters.events import EventBridgeSink
+
+    client, out = FakeEvents(), io.StringIO()
+    steps = make_steps(threshold=200)
+    steps.ledger.events = EventBridgeSink(client, stack="mc-pricing-us-east-1", metrics=out)
+    key = "auto/20261201-0900/book.csv"
+    s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=sample_bytes, Metadata={"team": "Risk"})
+    lambda_handler.handle(steps, object_created(INPUT_BUCKET, key), "req-1")
+    (entry,) = client.entries
+    detail = json.loads(entry["Detail"])
+    (line,) = out.getvalue().splitlines()
+    metrics = json.loads(line)
+    (directive,) = metrics["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "McPricing"
+    assert directive["Dimensions"] == [["Stack"], ["Stack", "Path", "Engine"], ["Stack", "Team"]]
+    assert (metrics["Stack"], metrics["Path"], metrics["Engine"], metrics["Team"]) == (
+        "mc-pricing-us-east-1",
+        "fast",  # the auto lane's route
+        "lsm",
+        "risk",
+    )
+    assert (metrics["Jobs"], metrics["Rows"], metrics["State"]) == (1, 100, "done")
+    assert metrics["CostUsd"] == detail["cost"]["usd"] > 0
+    assert metrics["LambdaGbSeconds"] == detail["cost"]["lambdaGbSeconds"]

@@ -134,11 +134,11 @@ def test_a_manifest_records_bounds_and_reads_one_written_before_them():
     from runtime.core.manifest import Manifest
 
     fields = {
-        "token": "t", "path": "fast", "input_bucket": "b", "input_key": "k", "version": "v",
-        "engine": "lsm", "rows": 3, "part_rows": [3], "part_keys": ["p"],
-        "result_header": ["price"], "started_at": 0.0, "greeks": True,
+        "token": "t", "runner": "fast", "input_bucket": "b", "input_key": "k", "version": "v",
+        "engine": "lsm", "rows": 3, "part_rows": [3], "result_header": ["price"],
+        "greeks": True,
     }  # fmt: skip
-    older = Manifest.from_dict(fields)  # a manifest written before issue 19
+    older = Manifest.from_dict(fields)  # a manifest written before bounds existed
     assert older.bounds is False and older.greeks is True
     newer = Manifest.from_dict({**fields, "bounds": True})
     assert newer.bounds is True and Manifest.from_dict(newer.to_dict()) == newer

@@ -115,3 +115,28 @@ def test_spot_fargate_and_arm_change_the_price_not_the_parts(long_book):
     assert plans["arm"].usd < plans["ec2"].usd
     assert plans["fargate"].capacity == "FARGATE"
     assert len({p.parts for p in plans.values()}) == 1
+
+
+def test_a_start_plans_from_a_sample_that_keeps_the_files_slow_stretches_in_place():
+    """The splitter, the auto lane and the guard parse a sample of the rows (parsing every
+    row is what a plan costs: 17 s for 500,000 here); each sampled row stands for the rows
+    after it, so parts are still checked in file order."""
+    from runtime.core.csvio import read_table
+    from runtime.planning.plan import plan_table, sample_indexes, table_row_seconds
+    from runtime.tools.generate import generate_portfolio
+
+    assert list(sample_indexes(5, 10)) == [0, 1, 2, 3, 4]
+    spread = sample_indexes(1000, 10)
+    assert spread[0] == 0 and spread[-1] == 999 and len(spread) == 10
+    table = read_table(generate_portfolio(3_000))
+    settings = PlanSettings(engine="mc", lambda_timeout_seconds=60)
+    exact = plan_table(table, settings, paths=(FAST,), sample=10_000)
+    for sample, within in ((300, 0.3), (1_000, 0.1)):  # one row in 10, one in 3
+        sampled = plan_table(table, settings, paths=(FAST,), sample=sample)
+        assert exact.rows == sampled.rows == 3_000
+        assert sampled.cpu_seconds == pytest.approx(exact.cpu_seconds, rel=0.05)
+        rows = exact.paths[FAST].part_rows
+        assert sampled.paths[FAST].part_rows == pytest.approx(rows, rel=within)
+    assert exact.paths[FAST].part_rows < 200  # mc within half a minute: small parts
+    seconds, options = table_row_seconds(table, settings, sample=300)
+    assert len(seconds) == 3_000 and options == 3_000

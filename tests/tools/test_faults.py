@@ -359,3 +359,46 @@ def test_emulated_events_have_the_shape_of_the_real_ones():
     )
     assert shape(message) == shape(real_message)
     assert message["attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_a_simulated_jobs_costs_add_up_interruptions_included(clean_result):
+    """Real processes on the embedded AWS: the function's admission, the manager, three
+    children (child 1's host reclaimed twice, then it succeeds) and the merge each leave
+    their usage records, and the status' cost is what they add up to."""
+    import json
+
+    from runtime.core import keys
+    from runtime.planning.prices import default_prices
+    from runtime.planning.usage import INTERRUPTED, UsageRecord, total_cost
+
+    found: dict = {}
+
+    def read_records(cloud, outcome) -> None:
+        s3 = cloud.client("s3")
+        status = outcome.status
+        prefix = keys.usage_prefix(status["plan"]["runner"], status["token"])
+        listed = s3.list_objects_v2(Bucket=RESULT_BUCKET, Prefix=prefix).get("Contents", [])
+        found["records"] = [
+            json.loads(s3.get_object(Bucket=RESULT_BUCKET, Key=item["Key"])["Body"].read())
+            for item in listed
+        ]
+
+    outcome = simulate("normal", "spot:1:2", keep=read_records)
+    assert outcome.status["state"] == "done" and outcome.result == clean_result
+    records = [UsageRecord.from_dict(d["record"]) for d in found["records"]]
+    steps = sorted((r.step, r.attempt, r.outcome) for r in records if r.capacity != "LAMBDA")
+    assert steps == [
+        ("manager", 1, "succeeded"),
+        ("merge", 1, "succeeded"),
+        ("part-00000", 1, "succeeded"),
+        ("part-00001", 1, INTERRUPTED),
+        ("part-00001", 2, INTERRUPTED),
+        ("part-00001", 3, "succeeded"),
+        ("part-00002", 1, "succeeded"),
+    ]
+    assert [r.step for r in records if r.capacity == "LAMBDA"] == ["admit"]
+    cost = outcome.status["cost"]
+    assert cost == total_cost(records, default_prices("us-east-1", "x86_64")).to_dict()
+    assert (cost["attempts"], cost["retries"], cost["interruptions"]) == (8, 2, 2)
+    assert cost["batchVcpuSeconds"] > 0 and cost["lambdaRequests"] == 1
+    assert outcome.job_events[0]["cost"]["attempts"] >= 7  # the merge's own, up to its commit

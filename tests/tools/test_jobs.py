@@ -96,7 +96,7 @@ def test_list_and_show_a_running_and_a_failed_job(jobs, make_steps, s3, sample_b
 
     assert jobs.list(None, 10) == 0
     header, *rows = jobs.lines
-    assert header.split() == ["STATE", "PARTS", "AGE", "KEY"]
+    assert header.split() == ["STATE", "PARTS", "AGE", "COST", "KEY"]
     listed = {row.split()[-1]: row.split()[:2] for row in rows}
     assert listed == {FAST_KEY: ["running", "1/3"], NORMAL_KEY: ["failed", "0/0"]}
     jobs.lines.clear()
@@ -387,3 +387,34 @@ def test_submit_wait_downloads_a_done_job_with_plain_progress_lines(tmp_path, ca
     err = capsys.readouterr().err
     assert "progress: 3 of 3 parts" in err  # plain lines off a terminal
     assert "done in 1.5 s: 1 rows" in err
+
+
+def test_list_and_show_tell_a_jobs_estimated_cost_and_the_auto_lanes_route(
+    jobs, make_steps, s3, sample_bytes
+):
+    from runtime.adapters import lambda_handler
+    from runtime.planning.decide import usd_text
+    from tests.helpers import object_created
+
+    key = "auto/20261124-0900/book.csv"
+    upload(s3, key, sample_bytes)
+    lambda_handler.handle(make_steps(threshold=200), object_created(INPUT_BUCKET, key), "req-1")
+    status = status_of(s3, key)
+    cost = status["cost"]
+    assert status["state"] == "done" and cost["attempts"] == 1  # priced where it was admitted
+
+    assert jobs.list(None, 10) == 0
+    header, row = jobs.lines
+    assert header.split() == ["STATE", "PARTS", "AGE", "COST", "KEY"]
+    assert row.split()[3:] == [usd_text(cost["usd"]), key]
+
+    jobs.lines.clear()
+    jobs.show(key)
+    shown = "\n".join(jobs.lines)
+    assert f"route    {status['route']['reason']}" in shown
+    assert f"cost     {usd_text(cost['usd'])} estimated (Lambda " in shown
+    assert (
+        f"used     Lambda {cost['lambdaGbSeconds']:g} GB-s in 1 invocation(s); Batch 0 vCPU-s"
+        in shown
+    )
+    assert "attempts 1 (0 retries, 0 interruptions)" in shown

@@ -15,6 +15,7 @@ import pytest
 from runtime.core import keys
 from runtime.core.csvio import read_table
 from runtime.engines.parallel import parallel_engine
+from runtime.planning.decide import usd_text
 from runtime.pricing import price_table
 from runtime.tools.generate import generate_portfolio
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET, local_cloud
@@ -57,7 +58,7 @@ def test_sample_through_each_path_equals_price_on_the_whole_file(
     assert (event["state"], event["rows"], event["parts"]) == ("done", 100, parts)
     assert [m for _, actor, m in outcome.timeline.events if actor == "event"] == [
         f"Pricing Job State Change: done {outcome.input_key}: 100 rows (0 with errors), "
-        f"{parts} part(s), {event['seconds']} s"
+        f"{parts} part(s), {event['seconds']} s, {usd_text(event['cost']['usd'])} estimated"
     ]
 
 
