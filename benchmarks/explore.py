@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.explore",
         description="Random walks of the job lifecycle through the real handlers.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.explore --steps 120 --runs 50 --s3 memory",
     )
     parser.add_argument("--steps", type=int, default=100_000, help="steps at least (100000)")
     parser.add_argument("--run-length", type=int, default=120, help="steps per run (120)")

@@ -1,8 +1,9 @@
-"""The command line: ``python -m runtime COMMAND ...``.
+"""The command line: ``mc-pricing COMMAND ...``, the same as ``python -m runtime COMMAND ...``.
 
 ``price`` and ``plan`` are part of the image. The other commands are local tools
 (``runtime/tools/``, left out of the image by ``runtime/.dockerignore``); in the image they
-say so in one line.
+say so in one line. The habits every command shares live here: ``-o -`` for stdout, an
+unknown flag reported with its own command's usage, defaults and an example in ``--help``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import importlib.util
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from runtime import __version__
@@ -23,7 +25,6 @@ TOOL_COMMANDS = {
     "submit": "send a CSV file to a deployed stack",
     "jobs": "list, show, cancel or retry jobs of a deployed stack or of simulate",
     "generate": "write a deterministic sample portfolio",
-    "bench": "benchmark the engines (see docs/performance.md)",
 }
 
 
@@ -31,16 +32,72 @@ class CommandError(Exception):
     """A problem to report to the user in one line, without a traceback."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help``: every option's default, and the description and example as written."""
+
+
+def program() -> str:
+    """The name the user typed: ``mc-pricing`` (the installed command) or ``python -m runtime``."""
+    return "mc-pricing" if Path(sys.argv[0]).name == "mc-pricing" else "python -m runtime"
+
+
+def example(*commands: str) -> str:
+    """A ``--help`` epilog: commands as the user types them."""
+    return "example:\n" + "\n".join(f"  {program()} {command}" for command in commands)
+
+
+STDOUT = Path("-")  # ``-o -``: the result on standard output
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``parse_args``, except that an unknown argument is reported with the usage of the
+    sub-command it was given to (argparse reports it with the top-level usage)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The innermost sub-command's parser that ``args`` went through."""
+    while True:
+        subcommands = [
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        ]
+        chosen = getattr(args, subcommands[0].dest, None) if subcommands else None
+        if chosen not in (subcommands[0].choices if subcommands else {}):
+            return parser
+        parser = subcommands[0].choices[chosen]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime", description="Price equity options from CSV files."
+        prog=program(),
+        description="Price equity options from CSV files: here, or on a deployed stack.",
+        formatter_class=HelpFormatter,
+        epilog=example(
+            "price runtime/sample/EquityOption-100.csv -o book-result.csv",
+            "simulate runtime/sample/EquityOption-100.csv --path fast",
+            "COMMAND --help",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"mc-pricing {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    price = commands.add_parser("price", help="price a CSV file on this machine")
-    price.add_argument("input", type=Path)
-    price.add_argument("-o", "--out", type=Path, help="result file (default: INPUT-result)")
-    price.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    price = commands.add_parser(
+        "price",
+        help="price a CSV file on this machine",
+        description="Price a CSV file on this machine, on every vCPU; row errors stay in "
+        "their rows and do not fail the run.",
+        formatter_class=HelpFormatter,
+        epilog=example("price book.csv --greeks -o -"),
+    )
+    price.add_argument("input", type=Path, help="the CSV file (docs/protocol.md: columns)")
+    price.add_argument(
+        "-o", "--out", type=Path, help="result file, - for standard output (default: INPUT-result)"
+    )
+    price.add_argument(
+        "--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE, help="pricing engine"
+    )
     price.add_argument(
         "--greeks",
         action="store_true",
@@ -89,7 +146,7 @@ def main(argv: list[str]) -> int:
             )
             return 2
         return importlib.import_module(TOOLS_CLI).main(argv)
-    args = _parser().parse_args(argv)
+    args = parse_arguments(_parser(), argv)
     try:
         return price_file(args.input, args.out, args.engine, greeks=args.greeks, bounds=args.bounds)
     except CommandError as exc:
@@ -106,6 +163,8 @@ def read_input(path: Path) -> bytes:
 
 def writable_output(path: Path) -> Path:
     """Fail before any work when the result could not be written."""
+    if path == STDOUT:
+        return path
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CommandError(f"cannot write {path}: directory {parent} does not exist")
@@ -138,17 +197,27 @@ def price_file(
         engine = parallel_engine(engine_name, cpu_limits())
         priced = price_table(table, engine, advance, greeks=greeks, bounds=bounds)
     seconds = time.perf_counter() - started
-    try:
-        out.write_bytes(priced.csv)
-    except OSError as exc:
-        raise CommandError(f"cannot write {out}: {exc.strerror}") from exc
+    written = write_output(out, priced.csv)
     per_option = seconds / max(1, priced.rows - priced.errors)
     what = " and ".join(
         [engine_name, *(["Greeks"] if greeks else []), *(["bounds"] if bounds else [])]
     )
     print(
         f"priced {priced.rows - priced.errors} of {priced.rows} rows ({priced.errors} with errors) "
-        f"with {what} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {out}",
+        f"with {what} in {seconds:.2f} s ({per_option * 1000:.1f} ms per option) -> {written}",
         file=sys.stderr,
     )
     return 0
+
+
+def write_output(path: Path, data: bytes) -> str:
+    """Write a result to ``path`` (``-``: standard output); where it went, for the user."""
+    if path == STDOUT:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return "standard output"
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror}") from exc
+    return str(path)

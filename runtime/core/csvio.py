@@ -192,9 +192,23 @@ def column_index(
         present = ", ".join(name[:80] for name in header[:40]) or "nothing"
         if len(header) > 40:
             present += f", ... ({len(header)} columns)"
-        raise FileError(f"missing required column(s): {', '.join(missing)} (header has: {present})")
+        raise FileError(
+            f"missing required column(s): {', '.join(missing)} (header has: {present})"
+            + _separator_hint(header)
+        )
     wanted = [*REQUIRED_COLUMNS, *(n for n in OPTIONAL_COLUMNS if n.casefold() in positions)]
     return {name: positions[name.casefold()] for name in wanted}
+
+
+def _separator_hint(header: Sequence[str]) -> str:
+    """A header that is one column holding another separator: say so (a spreadsheet's
+    export in a locale that writes decimal commas separates with semicolons)."""
+    if len(header) != 1:
+        return ""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+        if separator in header[0]:
+            return f"; the columns look separated by {name}: separate them with commas"
+    return ""
 
 
 def parse_rows(table: Table, greeks: bool = False, *, bounds: bool = False) -> list[Row]:

@@ -23,7 +23,7 @@ fixed), theta per year (the value's change as time passes, ``-dV/dT``):
   price at maturity ``T (1 + e)`` is the price at ``T`` with ``r (1 + e)``, ``q (1 + e)`` and
   ``sigma sqrt(1 + e)`` (a change of time scale), so it is one more pair of reprices. 8 extra
   prices: 5x to 6x the time of the price alone (the reprices reuse the option and its
-  curves; measured by tests/runtime/greeks_report.py). An option QD+ prices at its
+  curves; measured by benchmarks/greeks_report.py). An option QD+ prices at its
   intrinsic value is in the exercise region, where the Greeks are the payoff's: delta +-1,
   the others 0 (bumps there would straddle the exercise boundary).
 - ``fd``: delta, gamma and theta from the grid (QuantLib's own, free), vega and rho by

@@ -158,7 +158,7 @@ def render(plan: Plan, name: str, settings: PlanSettings, source: str) -> str:
     if not plan.model_current:
         lines.append(
             f"note: the {settings.engine} engine changed since the cost model was calibrated "
-            f"({plan.calibrated}): python -m runtime.tools.calibrate_planner --engines "
+            f"({plan.calibrated}): python -m benchmarks.calibrate_planner --engines "
             f"{settings.engine}"
         )
     lines.append(

@@ -21,7 +21,7 @@ bins of a few features (the engine's own axes, chosen by the calibration):
 
 The table, per-row overheads (parse, check, write) and fixed costs (process start, a cold
 Lambda's imports, S3 requests per step) live in ``coefficients.json`` beside this module,
-written by ``python -m runtime.tools.calibrate_planner`` from measurements (one core, CPU
+written by ``python -m benchmarks.calibrate_planner`` from measurements (one core, CPU
 time). Re-run it when an engine changes: ``model_is_current`` tells whether the engine's
 source is the one the table was measured on.
 """

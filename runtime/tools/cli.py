@@ -1,4 +1,4 @@
-"""The local tools' command line: ``python -m runtime simulate|submit|jobs|generate|bench``."""
+"""The local tools' command line: ``mc-pricing simulate|submit|jobs|generate``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.cli import CommandError, writable_output
+from runtime.cli import (
+    CommandError,
+    HelpFormatter,
+    example,
+    parse_arguments,
+    program,
+    writable_output,
+    write_output,
+)
 from runtime.core.keys import PATHS
 from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from runtime.tools.faults import FAULT_HELP, Fault, parse_fault
@@ -53,13 +61,25 @@ def fair_share_weights(text: str) -> dict[str, float]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime")
-    commands = parser.add_subparsers(dest="command", required=True)
+    from runtime.tools.jobs import add_arguments
+    from runtime.tools.submit import STACK_VARIABLE
+
+    parser = argparse.ArgumentParser(prog=program(), formatter_class=HelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     simulate = commands.add_parser(
-        "simulate", help="run the deployed event flow on this machine against a local S3"
+        "simulate",
+        help="run the deployed event flow on this machine against a local S3",
+        description="Run a CSV file through a lane of the stack on this machine: the same "
+        "handlers as on AWS, against an embedded S3, Lambda, EventBridge and Batch. The result "
+        "line goes to standard output, progress to standard error.",
+        formatter_class=HelpFormatter,
+        epilog=example(
+            "simulate runtime/sample/EquityOption-100.csv --path normal --threshold 10",
+            "simulate book.csv --path fast --fault crash-part=1 -o -",
+        ),
     )
-    simulate.add_argument("input", type=Path)
+    simulate.add_argument("input", type=Path, help="the CSV file to upload")
     simulate.add_argument(
         "--path",
         choices=PATHS,
@@ -68,10 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         "queue's priority 10 starts its jobs before the normal queue's), or auto (the planner "
         "chooses fast or normal)",
     )
-    simulate.add_argument("--threshold", type=positive_int, default=None)
     simulate.add_argument(
-        "--workers", type=positive_int, default=4, help="warm Lambda containers (default 4)"
+        "--threshold",
+        type=positive_int,
+        default=None,
+        help="rows per part, as the stack's threshold (default: the stack's default)",
     )
+    simulate.add_argument("--workers", type=positive_int, default=4, help="warm Lambda containers")
     simulate.add_argument(
         "--capacity",
         type=positive_int,
@@ -91,14 +114,23 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--team", help="the upload's 'team' metadata (its share with --fair-share)"
     )
-    simulate.add_argument("--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE)
+    simulate.add_argument(
+        "--engine", choices=ENGINE_NAMES, default=DEFAULT_ENGINE, help="pricing engine"
+    )
     simulate.add_argument(
         "--greeks", action="store_true", help="the stack setting greeks: add the Greek columns"
     )
     simulate.add_argument(
         "--bounds", action="store_true", help="the stack setting bounds: add priceLow, priceHigh"
     )
-    simulate.add_argument("-o", "--out", type=Path)
+    simulate.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="result file, - for standard output (default: INPUT-result beside the input; "
+        "for the sample inside the project, a folder per lane in the system's temporary "
+        "folder)",
+    )
     simulate.add_argument(
         "--fault", action="append", default=[], type=_fault, metavar="FAULT", help=FAULT_HELP
     )
@@ -120,48 +152,70 @@ def _parser() -> argparse.ArgumentParser:
         "until Ctrl-C",
     )
 
-    submit = commands.add_parser("submit", help="send a CSV file to a deployed stack")
-    submit.add_argument("input", type=Path)
-    submit.add_argument("--stack", help="Pulumi stack to read bucket names from")
-    submit.add_argument("--path", choices=PATHS, required=True)
-    submit.add_argument("--input-bucket")
-    submit.add_argument("--result-bucket")
+    submit = commands.add_parser(
+        "submit",
+        help="send a CSV file to a deployed stack",
+        description="Upload a CSV file to a lane of a deployed stack and, with --wait, "
+        "download its result.",
+        formatter_class=HelpFormatter,
+        epilog=example("submit book.csv --stack us-east-1 --path normal --wait"),
+    )
+    submit.add_argument("input", type=Path, help="the CSV file to upload")
+    submit.add_argument(
+        "--stack",
+        help=f"Pulumi stack to read bucket names from (environment: {STACK_VARIABLE})",
+    )
+    submit.add_argument("--path", choices=PATHS, required=True, help="the lane to upload to")
+    submit.add_argument("--input-bucket", help="instead of the stack's")
+    submit.add_argument("--result-bucket", help="instead of the stack's")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=3600, help="seconds to wait")
-    submit.add_argument("-o", "--out", type=Path)
+    submit.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="with --wait: result file, - for standard output (default: INPUT-result)",
+    )
 
     jobs = commands.add_parser(
-        "jobs", help="list, show, cancel or retry jobs of a deployed stack or of simulate"
+        "jobs",
+        help="list, show, cancel, retry jobs or download a result, on a stack or simulate's",
+        description="The jobs of a deployed stack (--stack) or of the embedded AWS of "
+        "simulate --keep (--endpoint-url). These flags work before or after the job command.",
+        formatter_class=HelpFormatter,
+        epilog=example(
+            "jobs --stack us-east-1 list --state failed",
+            "jobs show normal/book.csv --endpoint-url http://127.0.0.1:5000",
+            "jobs result normal/book.csv -o book-result.csv",
+        ),
     )
-    from runtime.tools.jobs import add_arguments
-
     add_arguments(jobs)
 
-    generate = commands.add_parser("generate", help="write a deterministic sample portfolio")
-    generate.add_argument("--rows", type=positive_int, required=True)
-    generate.add_argument("--seed", type=int, default=1)
-    generate.add_argument("-o", "--out", type=Path, required=True)
-
-    commands.add_parser("bench", help="benchmark the engines", add_help=False)
+    generate = commands.add_parser(
+        "generate",
+        help="write a deterministic sample portfolio",
+        description="Write a portfolio in the workshop's format (maturities up to about "
+        "three months, moneyness 0.6 to 1.6): the same rows and seed, the same bytes.",
+        formatter_class=HelpFormatter,
+        epilog=example("generate --rows 1000 -o book.csv"),
+    )
+    generate.add_argument("--rows", type=positive_int, required=True, help="options to write")
+    generate.add_argument("--seed", type=int, default=1, help="the same seed, the same file")
+    generate.add_argument(
+        "-o", "--out", type=Path, required=True, help="the CSV file to write, - for stdout"
+    )
     return parser
 
 
 def main(argv: list[str]) -> int:
-    if argv[:2] == ["bench", "--audit"]:  # issue 19's benchmark: bench --audit [quick|full]
-        from runtime.tools.audit import main as audit
-
-        return audit(["--full"] if argv[2:3] == ["full"] else [])
-    if argv[:1] == ["bench"]:
-        from runtime.tools.bench import main as bench
-
-        return bench(argv[1:])
-    args = _parser().parse_args(argv)
+    args = parse_arguments(_parser(), argv)
     try:
         if args.command == "generate":
             from runtime.tools.generate import generate_portfolio
 
-            writable_output(args.out).write_bytes(generate_portfolio(args.rows, args.seed))
-            print(f"wrote {args.rows} options to {args.out}", file=sys.stderr)
+            writable_output(args.out)
+            written = write_output(args.out, generate_portfolio(args.rows, args.seed))
+            print(f"wrote {args.rows} options to {written}", file=sys.stderr)
             return 0
         if args.command == "simulate":
             from runtime.tools.simulate import simulate

@@ -67,8 +67,10 @@ def _lambda_container(
 ) -> None:
     """One warm Lambda container: the real handler, invocation after invocation."""
     stream = open(log, "a", buffering=1)  # noqa: SIM115 - the container's log stream
+    # Lambda sends both standard streams to the log stream (the jobs' metric lines too)
+    os.dup2(stream.fileno(), 1)
     os.dup2(stream.fileno(), 2)
-    sys.stderr = stream
+    sys.stdout = sys.stderr = stream
     os.environ.update(environment)
     from runtime.tools.faults import install
 

@@ -1,15 +1,18 @@
-"""``jobs list|show|cancel|retry``: the job commands, for a deployed stack or the embedded AWS.
+"""``jobs list|show|result|cancel|retry``: job commands, for a deployed stack or the embedded AWS.
 
 Where the jobs are (``Target``): ``--stack NAME`` reads ``pulumi stack output --json``
 (inputBucket, resultBucket, fastFunctionName, jobQueueArn, jobDefinitionArn, region);
-explicit flags override it; ``--endpoint-url URL`` is the embedded AWS of
-``simulate --keep`` or ``python -m runtime.tools.local_cloud`` (the local stack's names),
-where what AWS would run next (Lambda invocations, Batch jobs) is run by the emulator.
+explicit flags override it (before or after the job command; without ``--stack`` and
+``--endpoint-url``, ``MC_PRICING_STACK`` or ``MC_PRICING_ENDPOINT_URL`` stand in);
+``--endpoint-url URL`` is the embedded AWS of ``simulate --keep`` or
+``python -m runtime.tools.local_cloud`` (the local stack's names), where what AWS would run
+next (Lambda invocations, Batch jobs) is run by the emulator.
 
 - ``list``: the newest status objects of every lane (``fast/``, ``normal/``, ``urgent/``...),
   with each job's estimated cost;
 - ``show KEY``: one job's status, its cost (what it used, and the estimate in USD), and
   where its result or error is;
+- ``result KEY``: a done job's result, the version its status names (``-o -``: stdout);
 - ``cancel KEY``: the function cancels the running attempt (status ``cancelled``, one job
   event; the remaining parts stop, nothing publishes, its Batch jobs are terminated);
 - ``retry KEY``: a failed job only: the function starts the next attempt, which runs only
@@ -27,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runtime.adapters.lambda_handler import command
@@ -38,6 +43,7 @@ from runtime.cli import CommandError
 from runtime.core import keys
 from runtime.planning.decide import usd_text
 from runtime.protocol import lifecycle as states
+from runtime.tools.submit import ENDPOINT_VARIABLE, STACK_VARIABLE
 
 _STATUS_PREFIXES = tuple(f"{lane}/" for lane in keys.PATHS)
 # Statuses read by ``list`` at most (the newest first), however many the bucket holds.
@@ -92,11 +98,10 @@ def target_from_args(
     args: argparse.Namespace, outputs: Callable[[str], dict] | None = None
 ) -> Target:
     """The stack's outputs, the embedded AWS's names, or flags (which win)."""
-    if args.stack and args.endpoint_url:
-        raise CommandError("give --stack or --endpoint-url, not both")
+    stack, endpoint_url = where_from(args)
     found: dict[str, str] = {}
-    if args.endpoint_url:
-        local = Target.local(args.endpoint_url)
+    if endpoint_url:
+        local = Target.local(endpoint_url)
         found = {
             "inputBucket": local.input_bucket,
             "resultBucket": local.result_bucket,
@@ -105,10 +110,10 @@ def target_from_args(
             "jobDefinitionArn": local.job_definition,
             "region": local.region,
         }
-    elif args.stack:
+    elif stack:
         from runtime.tools.submit import stack_outputs
 
-        found = (outputs or stack_outputs)(args.stack)
+        found = (outputs or stack_outputs)(stack)
     flags = {
         "inputBucket": args.input_bucket,
         "resultBucket": args.result_bucket,
@@ -129,41 +134,106 @@ def target_from_args(
         job_queue=str(merged.get("jobQueueArn") or ""),
         job_definition=str(merged.get("jobDefinitionArn") or ""),
         region=str(merged.get("region") or ""),
-        endpoint_url=args.endpoint_url or "",
+        endpoint_url=endpoint_url or "",
     )
+
+
+def where_from(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The stack and the endpoint: the flags, else the environment's stand-ins."""
+    stack, endpoint_url = args.stack, args.endpoint_url
+    if stack and endpoint_url:
+        raise CommandError("give --stack or --endpoint-url, not both")
+    if not stack and not endpoint_url:
+        stack = os.environ.get(STACK_VARIABLE) or None
+        endpoint_url = os.environ.get(ENDPOINT_VARIABLE) or None
+        if stack and endpoint_url:
+            raise CommandError(
+                f"{STACK_VARIABLE} and {ENDPOINT_VARIABLE} are both set: give --stack or "
+                "--endpoint-url"
+            )
+    return stack, endpoint_url
+
+
+def _where(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Where the jobs are: accepted before the job command (``top``) and after it. After it,
+    an absent flag must not replace one given before, hence ``SUPPRESS`` there."""
+
+    def default(value: str | None = None) -> str | None:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--stack",
+        default=default(),
+        help=f"Pulumi stack whose outputs name the buckets, etc. (environment: {STACK_VARIABLE})",
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=default(),
+        help="the embedded AWS of simulate --keep or runtime.tools.local_cloud "
+        f"(environment: {ENDPOINT_VARIABLE})",
+    )
+    parser.add_argument("--input-bucket", default=default(), help="instead of the stack's")
+    parser.add_argument("--result-bucket", default=default(), help="instead of the stack's")
+    parser.add_argument(
+        "--function-name", default=default(), help="the fast path's Lambda function"
+    )
+    parser.add_argument("--job-queue", default=default(), help="the normal path's job queue")
+    parser.add_argument(
+        "--job-definition", default=default(), help="the normal path's job definition"
+    )
+    parser.add_argument("--region", default=default(), help="instead of the stack's")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The job commands' arguments (``python -m runtime jobs ...``)."""
+    """The job commands' arguments (``mc-pricing jobs ...``)."""
+    from runtime.cli import HelpFormatter, example
+
+    _where(parser, top=True)
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--stack", help="Pulumi stack whose outputs name the buckets, etc.")
-    where.add_argument(
-        "--endpoint-url", help="the embedded AWS (simulate --keep, runtime.tools.local_cloud)"
+    _where(where, top=False)
+    commands = parser.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, *examples: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            parents=[where],
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            formatter_class=HelpFormatter,
+            epilog=example(*(f"jobs {line}" for line in examples)),
+        )
+
+    listing = command("list", "recent jobs, newest first", "list --stack us-east-1 --limit 5")
+    listing.add_argument(
+        "--state", choices=(states.RUNNING, *states.TERMINAL_STATES), help="only these"
     )
-    where.add_argument("--input-bucket")
-    where.add_argument("--result-bucket")
-    where.add_argument("--function-name", help="the fast path's Lambda function")
-    where.add_argument("--job-queue", help="the normal path's Batch job queue")
-    where.add_argument("--job-definition", help="the normal path's Batch job definition")
-    where.add_argument("--region")
-    commands = parser.add_subparsers(dest="jobs_command", required=True)
-    listing = commands.add_parser("list", parents=[where], help="recent jobs, newest first")
-    listing.add_argument("--state", choices=(states.RUNNING, *states.TERMINAL_STATES))
-    listing.add_argument("--limit", type=int, default=20, help="jobs to show (default 20)")
-    show = commands.add_parser("show", parents=[where], help="one job's status")
+    listing.add_argument("--limit", type=int, default=20, help="jobs to show")
+    show = command("show", "one job's status", "show fast/20261124-0900/book.csv")
     show.add_argument("key", help="the upload's key, e.g. fast/20261124-0900/book.csv")
     show.add_argument("--json", action="store_true", help="print the status document")
-    cancel = commands.add_parser("cancel", parents=[where], help="cancel a running job")
-    cancel.add_argument("key")
-    retry = commands.add_parser("retry", parents=[where], help="re-run a failed job's parts")
-    retry.add_argument("key")
+    result = command(
+        "result",
+        "download a done job's result (the one of the latest upload)",
+        "result normal/book.csv -o book-result.csv",
+    )
+    result.add_argument("key", help="the upload's key")
+    result.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help="result file, - for standard output (default: the key's file name + -result)",
+    )
+    cancel = command("cancel", "cancel a running job", "cancel normal/book.csv")
+    cancel.add_argument("key", help="the upload's key")
+    retry = command("retry", "re-run a failed job's parts", "retry normal/book.csv --wait 0")
+    retry.add_argument("key", help="the upload's key")
     retry.add_argument("--force", action="store_true", help="run it even over the budget")
     for command_parser in (cancel, retry):
         command_parser.add_argument(
             "--wait",
             type=float,
             default=60.0,
-            help="seconds to watch the status for the outcome (default 60; 0: do not wait)",
+            help="seconds to watch the status for the outcome (0: do not wait)",
         )
         command_parser.add_argument(
             "--workers", type=int, default=4, help="embedded AWS: containers"
@@ -182,6 +252,8 @@ def main(args: argparse.Namespace, out: Callable[[str], None] | None = None) -> 
             return jobs.list(args.state, args.limit)
         if args.jobs_command == "show":
             return jobs.show(args.key, as_json=args.json)
+        if args.jobs_command == "result":
+            return jobs.result(args.key, args.out)
         if args.jobs_command == "cancel":
             return jobs.cancel(args.key, wait=args.wait, workers=args.workers)
         if args.jobs_command == "retry":
@@ -336,6 +408,26 @@ class Jobs:
         lines.append(f"status   s3://{self.target.result_bucket}/{keys.status_key(key)}")
         for line in lines:
             self.say(line)
+        return 0
+
+    def result(self, text: str, out: Path | None) -> int:
+        """The result the status names (its version), only once the job is done: a running
+        job's re-upload never gets the previous upload's result."""
+        from runtime.cli import writable_output, write_output
+
+        key, status = self._status(text)
+        state = status.get("state")
+        if state != states.DONE:
+            reason = f": {status['error']}" if status.get("error") else ""
+            raise CommandError(f"no result for {key}: the job is {state}{reason}")
+        out = writable_output(out or Path(key.rsplit("/", 1)[-1] + "-result"))
+        body = self.store.get(
+            self.target.result_bucket, keys.result_key(key), status.get("resultVersion")
+        )
+        if body is None:
+            raise CommandError(f"the job is done but its result is gone: {status.get('result')}")
+        written = write_output(out, body)
+        print(f"result of {key} ({len(body)} bytes) -> {written}", file=sys.stderr)
         return 0
 
     # -- cancel and retry: commands for the function ------------------------------------

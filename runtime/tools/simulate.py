@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -166,12 +167,12 @@ def simulate(
 ) -> int:
     """The ``simulate`` command: exit 0 only with a complete result; otherwise one line with
     the status' reason (failed, cancelled, superseded) or what is missing."""
-    from runtime.cli import CommandError, read_input, writable_output
+    from runtime.cli import CommandError, read_input, writable_output, write_output
     from runtime.core.csvio import FileError, read_table
     from runtime.tools.local_cloud import LocalCloudUnavailable
 
     data = read_input(input_path)
-    out = writable_output(out or input_path.with_name(input_path.name + "-result"))
+    out = writable_output(out or default_result_path(input_path, path))
     if workers < 1:
         raise CommandError("--workers must be at least 1")
     if capacity is not None and capacity < 1:
@@ -232,11 +233,27 @@ def simulate(
     except FileError as exc:  # the pipeline accepted what the local reader refuses
         raise CommandError(f"{input_path}: {exc}") from exc
     got = len(read_table(outcome.result, is_result=True).records)
-    out.write_bytes(outcome.result)
+    written = write_output(out, outcome.result)
     if got != expected:
-        raise CommandError(f"incomplete result: {got} of {expected} rows (written to {out})")
-    print(f"result: {got} rows -> {out}", file=sys.stderr)
+        raise CommandError(f"incomplete result: {got} of {expected} rows (written to {written})")
+    # the outcome on standard output, unless the result itself went there
+    print(
+        f"result: {got} rows -> {written}",
+        file=sys.stderr if written == "standard output" else sys.stdout,
+    )
     return 0
+
+
+def default_result_path(input_path: Path, path: str) -> Path:
+    """``INPUT-result`` beside the input; for a file of the project itself (the sample), a
+    folder per lane in the system's temporary folder: the source tree stays as it is, and
+    one lane's result never replaces another's."""
+    package = Path(__file__).resolve().parents[1]
+    if package in input_path.resolve().parents:
+        folder = Path(tempfile.gettempdir()) / "mc-pricing" / path
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{input_path.name}-result"
+    return input_path.with_name(input_path.name + "-result")
 
 
 def _summary(outcome: SimulationResult) -> None:

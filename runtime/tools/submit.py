@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,12 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runtime.adapters.s3 import ObjectStore
-from runtime.cli import CommandError, read_input
+from runtime.cli import CommandError, read_input, writable_output, write_output
 from runtime.core import keys
 from runtime.core.csvio import read_table
 from runtime.progress import progress_bar
 
 _POLL_SECONDS = 2.0
+
+
+# The environment's stand-ins for --stack and (the job commands) --endpoint-url: a flag wins.
+STACK_VARIABLE = "MC_PRICING_STACK"
+ENDPOINT_VARIABLE = "MC_PRICING_ENDPOINT_URL"
 
 
 def stack_outputs(
@@ -66,12 +72,15 @@ def stack_buckets(
 
 def submit(args: argparse.Namespace) -> int:
     data = read_input(args.input)
+    stack = args.stack or os.environ.get(STACK_VARIABLE)
     if args.input_bucket and args.result_bucket:
         input_bucket, result_bucket = args.input_bucket, args.result_bucket
-    elif args.stack:
-        input_bucket, result_bucket = stack_buckets(args.stack)
+    elif stack:
+        input_bucket, result_bucket = stack_buckets(stack)
     else:
-        raise CommandError("give --stack, or both --input-bucket and --result-bucket")
+        raise CommandError(
+            f"give --stack (or set {STACK_VARIABLE}), or both --input-bucket and --result-bucket"
+        )
     key = f"{args.path}/{time.strftime('%Y%m%d-%H%M%S')}/{args.input.name}"
     store = ObjectStore()
     try:
@@ -83,7 +92,7 @@ def submit(args: argparse.Namespace) -> int:
     print(f"status: s3://{result_bucket}/{keys.status_key(key)}", file=sys.stderr)
     if not args.wait:
         return 0
-    out = args.out or args.input.with_name(args.input.name + "-result")
+    out = writable_output(args.out or args.input.with_name(args.input.name + "-result"))
     wait_for_result(store, result_bucket, key, out, args.timeout)
     return 0
 
@@ -128,12 +137,13 @@ def wait_for_result(
                     f"{status.get('partsTotal', 0)} parts)"
                 )
             time.sleep(poll_seconds)
-    result = store.get(result_bucket, keys.result_key(key))
+    # the version the status names: the result of this upload, never a later one's
+    result = store.get(result_bucket, keys.result_key(key), status.get("resultVersion"))
     if result is None:
         raise CommandError("the job is done but its result is missing")
-    out.write_bytes(result)
+    written = write_output(out, result)
     rows = len(read_table(result, is_result=True).records)
-    print(f"done in {status.get('seconds')} s: {rows} rows -> {out}", file=sys.stderr)
+    print(f"done in {status.get('seconds')} s: {rows} rows -> {written}", file=sys.stderr)
 
 
 def _failure_message(status: dict) -> str:

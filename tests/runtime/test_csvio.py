@@ -103,6 +103,8 @@ def test_wrong_field_counts_are_row_errors_that_keep_the_values():
         (b"id,strike\n1,2\n", "missing required column(s): todaysDate, settlementDate"),
         ((HEADER + ",strike\n").encode(), "appears more than once"),
         ((HEADER + ",price\n").encode(), "reserved for the result"),
+        (HEADER.replace(",", ";").encode(), "columns look separated by semicolons"),
+        (HEADER.replace(",", "\t").encode(), "columns look separated by tabs"),
     ],
 )
 def test_whole_file_problems_raise_a_clear_file_error(data, message):

@@ -9,12 +9,12 @@ import datetime as dt
 
 import pytest
 
+from benchmarks.references import reference_quote
 from runtime.core.csvio import FileError, read_table
 from runtime.core.options import OptionSpec
 from runtime.engines import get_engine
 from runtime.engines.implied import implied_volatilities
 from runtime.pricing import price_table
-from runtime.tools.references import reference_quote
 
 DAY = dt.date(2024, 3, 1)
 

@@ -1,7 +1,7 @@
 """The vectorised American Monte Carlo engine (``lsm``) against QuantLib's QD+ reference.
 
 No timing assertions: the machines running this are shared. Speed is the benchmark's job
-(python -m runtime.tools.bench, docs/performance.md).
+(python -m benchmarks.bench, docs/performance.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``lsm``'s honest prices (issue 19): an error bar that covers the error, prices within the
 no-arbitrage limits at any scale, bounds that contain the value, Greeks at the boundary.
 
-References are QuantLib's (``runtime.tools.references``), never the engine's. Small sets; the
-coverage statistics on hundreds of options are the benchmark's (``runtime.tools.audit``).
+References are QuantLib's (``benchmarks.references``), never the engine's. Small sets; the
+coverage statistics on hundreds of options are the benchmark's (``benchmarks.audit``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import math
 
 import pytest
 
+from benchmarks.audit_sets import boundary, broad
+from benchmarks.bench import GREEK_NAMES, GREEK_TOLERANCE
+from benchmarks.references import reference_quote
 from runtime.core.options import OptionSpec
 from runtime.engines.lsm import price_lsm
 from runtime.pricing import price_bounds
-from runtime.tools.audit_sets import boundary, broad
-from runtime.tools.bench import GREEK_NAMES, GREEK_TOLERANCE
-from runtime.tools.references import reference_quote
 
 DAY = dt.date(2024, 1, 2)
 

@@ -1,7 +1,7 @@
 """``lsm`` on the pricing model of issue 13: dividend yields, European exercise, Greeks, and
 rows at the edges of the validated ranges.
 
-References are computed here with QuantLib (``runtime.tools.bench.reference_quote``: QD+ at
+References are computed here with QuantLib (``benchmarks.bench.reference_quote``: QD+ at
 high precision and bumps of it for American options, the analytic engine for European ones,
 fine-grid finite differences for American theta). Small sets only; no timing assertions.
 """
@@ -16,11 +16,11 @@ import random
 import numpy as np
 import pytest
 
+from benchmarks.bench import GREEK_NAMES, GREEK_TOLERANCE, reference_quote
 from runtime.core.options import Greeks, OptionSpec, Quote
 from runtime.engines import lsm, screen
 from runtime.engines.closed_forms import black_scholes
 from runtime.engines.lsm import LsmSettings, price_lsm
-from runtime.tools.bench import GREEK_NAMES, GREEK_TOLERANCE, reference_quote
 
 DAY = dt.date(2024, 3, 1)
 

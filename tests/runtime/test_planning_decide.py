@@ -6,13 +6,13 @@ import datetime as dt
 
 import pytest
 
+from benchmarks.bench import portfolio
 from runtime.core.options import OptionSpec
 from runtime.planning.decide import choose_path, over_budget, usd_text
 from runtime.planning.paths import FAST, NORMAL, PathPlan
 from runtime.planning.plan import plan_options
 from runtime.planning.settings import PlanSettings
 from runtime.planning.usage import Cost
-from runtime.tools.bench import portfolio
 
 
 def paths(fast_seconds: float, fits: bool = True, fast_usd: float = 0.01) -> dict:

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from benchmarks.bench import portfolio
 from runtime.core.manifest import plan_parts
 from runtime.planning.model import load_model
 from runtime.planning.paths import FAST, NORMAL, URGENT, part_size
@@ -14,7 +15,6 @@ from runtime.planning.plan import part_sizing, plan_options
 from runtime.planning.prices import default_prices
 from runtime.planning.settings import PlanSettings
 from runtime.planning.usage import total_cost
-from runtime.tools.bench import portfolio
 
 
 def test_parts_are_as_large_as_the_threshold_allows_when_they_fit():

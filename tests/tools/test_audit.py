@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.tools import audit
+from benchmarks import audit
 
 
 @pytest.fixture

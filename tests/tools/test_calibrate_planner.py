@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
+from benchmarks.calibrate_planner import DESIGNS, cell_options
 from runtime.planning.model import features, row_classes
-from runtime.tools.calibrate_planner import DESIGNS, cell_options
 
 
 def test_rows_are_drawn_inside_their_cell_and_are_the_engines_real_work():

@@ -382,7 +382,7 @@ def test_submit_wait_downloads_a_done_job_with_plain_progress_lines(tmp_path, ca
 
     running = {"state": "running", "partsTotal": 3, "partsDone": 1}
     store = Statuses(running, {**running, "state": "done", "partsDone": 3, "seconds": 1.5})
-    store.get = lambda bucket, key: b"id,price,stdError,error\n1,2.5,0.01,\n"
+    store.get = lambda bucket, key, version=None: b"id,price,stdError,error\n1,2.5,0.01,\n"
     wait_for_result(store, "b", FAST_KEY, Path(tmp_path / "out"), 60, poll_seconds=0)
     err = capsys.readouterr().err
     assert "progress: 3 of 3 parts" in err  # plain lines off a terminal

@@ -1,4 +1,4 @@
-"""``python -m runtime.tools.bench``: the engines side by side on the same inputs.
+"""``python -m benchmarks.bench``: the engines side by side on the same inputs.
 
 Sets: ``sample`` (runtime/sample/EquityOption-100.csv), ``ls`` (Longstaff-Schwartz 2001
 Table 1: 20 American puts), ``portfolio`` (a deterministic 200-option portfolio, 80% puts,
@@ -9,7 +9,7 @@ carry the figures.
 
 Per set and engine: ms per option on one core (CPU time of this process), speed-up against
 ``mc`` and against the first release's ``lsm`` (``lsm-v1``, vendored in
-``runtime/tools/lsm_v1.py`` for this comparison only) on the same options in the same run,
+``benchmarks/lsm_v1.py`` for this comparison only) on the same options in the same run,
 max and mean absolute error against the reference (QuantLib's QD+ with its high-precision
 scheme for American options, the analytic engine for European ones and for American options
 that are never exercised early), how many options lie within max(0.02, 3 x stdError) of it,
@@ -46,6 +46,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.references import reference_quote  # noqa: E402
 from runtime.core.csvio import (  # noqa: E402
     parse_rows,
     read_table,
@@ -60,9 +61,8 @@ from runtime.engines.cpus import available_cpus  # noqa: E402
 from runtime.engines.parallel import shutdown  # noqa: E402
 from runtime.environment import cpu_limits  # noqa: E402
 from runtime.tools.generate import generate_portfolio  # noqa: E402
-from runtime.tools.references import reference_quote  # noqa: E402
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "EquityOption-100.csv"
+SAMPLE = Path(__file__).resolve().parents[1] / "runtime" / "sample" / "EquityOption-100.csv"
 SETS = ("sample", "ls", "portfolio", "dividends")
 EXTRA_SETS = ("stress",)  # not run by default: outside the targets, see docs/performance.md
 BASELINE = "mc"
@@ -223,7 +223,7 @@ def _log(message: str) -> None:
 def engine_for(name: str) -> Callable[..., list[Quote]]:
     """A project engine, or the first release's lsm (``lsm-v1``), which only the bench has."""
     if name == FIRST_RELEASE:
-        from runtime.tools.lsm_v1 import price_lsm as first_release
+        from benchmarks.lsm_v1 import price_lsm as first_release
 
         return first_release
     return get_engine(name)
@@ -281,7 +281,7 @@ def peak_memory_mb(name: str, options: Sequence[OptionSpec], greeks: bool = Fals
     the figure includes the interpreter, numpy and QuantLib (what a Lambda's memory must
     hold), not just the engine's arrays.
     """
-    probe = [sys.executable, "-m", "runtime.tools.bench", "--memory-probe", name]
+    probe = [sys.executable, "-m", "benchmarks.bench", "--memory-probe", name]
     if greeks:
         probe.append("--probe-greeks")
     done = subprocess.run(probe, input=pickle.dumps(list(options)), capture_output=True)
@@ -487,7 +487,7 @@ COLD_STARTS = {
         "import runtime.adapters.lambda_handler",
         "from runtime.engines import get_engine; engine = get_engine('lsm')",
     ),
-    FIRST_RELEASE: ("", "from runtime.tools.lsm_v1 import price_lsm as engine"),
+    FIRST_RELEASE: ("", "from benchmarks.lsm_v1 import price_lsm as engine"),
 }
 
 
@@ -603,7 +603,16 @@ def machine() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime.tools.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench",
+        description="The engines side by side on the same options: speed on one core and on "
+        "every vCPU, error against QuantLib references, memory, cold start, split and merge "
+        "throughput. Markdown on stdout, progress on stderr (docs/performance.md). The default "
+        "run takes about 43 minutes on 2 vCPUs, almost all of it mc: --engines lsm,qdfp or "
+        "--limit 20 for a run of a few minutes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.bench --engines lsm,qdfp --sets sample,ls",
+    )
     parser.add_argument(
         "--sets",
         default=",".join(SETS),
@@ -619,7 +628,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs (not mc)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="lsm-parallel workers (default: all vCPUs)"
+        "--workers", type=int, default=None, help="lsm-parallel workers (None: all vCPUs)"
     )
     parser.add_argument(
         "--greeks", type=int, default=200, help="options of the dividend book for the Greeks run"
@@ -664,9 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"(median of {args.cold_start})"
             )
     extra = split_merge_throughput(args.split_rows, args.threshold) if args.split_rows else []
-    command = "python -m runtime.tools.bench " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = "python -m benchmarks.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"Command: `{command.strip()}`  ")
     print(f"Machine: {machine()}  ")
     print(f"Wall time: {time.perf_counter() - started:.0f} s\n")

@@ -2,8 +2,8 @@
 
 Vendored unchanged except for the import path of ``OptionSpec`` (the layout moved): the
 benchmark prices the same options with it and with the current engine in one run, so the
-speed ratio is measured side by side. It lives in ``runtime/tools``, which the image
-excludes, and nothing but ``runtime.tools.bench`` imports it. It knows neither dividends nor
+speed ratio is measured side by side. It lives in ``benchmarks/``, outside the image, and
+nothing but ``benchmarks.bench`` imports it. It knows neither dividends nor
 European exercise: the benchmark gives it only the workshop's kind of options.
 
 Original docstring:

@@ -1,8 +1,8 @@
-"""``python -m runtime.tools.audit [--full]``: issue 19's figures for the default engine.
+"""``python -m benchmarks.audit [--full]``: issue 19's figures for the default engine.
 
-Every figure against an independent reference (``runtime.tools.references``: QuantLib's QD+
+Every figure against an independent reference (``benchmarks.references``: QuantLib's QD+
 at high precision, its bumps, closed forms), on sets drawn with the reporting seeds
-(``runtime.tools.audit_sets``), which the engine was never tuned on:
+(``benchmarks.audit_sets``), which the engine was never tuned on:
 
 - **coverage**: the broad set's share of prices within 1.96 and 3 stdError of the reference,
   the mean z, misses against max(0.02, 3 stdError); by maturity and by kind;
@@ -33,6 +33,7 @@ import argparse  # noqa: E402 - after the thread settings above
 import math  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -40,13 +41,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from runtime.core.csvio import read_table  # noqa: E402
-from runtime.core.options import OptionSpec, Quote  # noqa: E402
-from runtime.engines.implied import implied_volatilities  # noqa: E402
-from runtime.engines.lsm import price_lsm  # noqa: E402
-from runtime.pricing import price_bounds, price_table  # noqa: E402
-from runtime.tools import audit_sets  # noqa: E402
-from runtime.tools.bench import (  # noqa: E402
+from benchmarks import audit_sets  # noqa: E402
+from benchmarks.bench import (  # noqa: E402
     GREEK_NAMES,
     GREEK_TOLERANCE,
     SAMPLE,
@@ -55,7 +51,12 @@ from runtime.tools.bench import (  # noqa: E402
     machine,
     portfolio,
 )
-from runtime.tools.references import reference_quote  # noqa: E402
+from benchmarks.references import reference_quote  # noqa: E402
+from runtime.core.csvio import read_table  # noqa: E402
+from runtime.core.options import OptionSpec, Quote  # noqa: E402
+from runtime.engines.implied import implied_volatilities  # noqa: E402
+from runtime.engines.lsm import price_lsm  # noqa: E402
+from runtime.pricing import price_bounds, price_table  # noqa: E402
 
 SIZES = {  # quick, full
     "broad": (400, 2000),
@@ -350,9 +351,9 @@ def sample_section(repeat: int) -> list[str]:
     best = min(_cpu(lambda: price_table(table, price_lsm))[0] for _ in range(repeat))
     walls = []
     env = {**os.environ, "PRICING_WORKERS": "1"}
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     for _ in range(repeat):
-        out = Path("/tmp") / f"audit-sample-{os.getpid()}.csv"
+        out = Path(tempfile.gettempdir()) / f"audit-sample-{os.getpid()}.csv"
         done = subprocess.run(
             [sys.executable, "-m", "runtime", "price", str(SAMPLE), "-o", str(out)],
             cwd=root,
@@ -374,7 +375,14 @@ SECTIONS = ("coverage", "bounds", "stress", "greeks", "implied", "speed", "sampl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.tools.audit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.audit",
+        description="The honest-prices audit of the lsm engine against QuantLib references: "
+        "stdError coverage, no-arbitrage guards, bounds, Greeks, implied volatility, speed "
+        "(docs/engines.md). About 1 minute; --full, the large sets, about 3.5 minutes.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.audit --full > audit.md",
+    )
     parser.add_argument("--full", action="store_true", help="the large sets (docs/engines.md)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
     parser.add_argument("--repeat", type=int, default=2, help="best of N for the speed runs")
@@ -417,9 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out += ["### Speed", "", *speed_section(args.repeat), ""]
     if "sample" in sections:
         out += [*sample_section(args.repeat), ""]
-    command = "python -m runtime.tools.audit " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = "python -m benchmarks.audit " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"Command: `{command.strip()}`  ")
     print(f"Machine: {machine()}  ")
     print(f"Wall time: {time.perf_counter() - started:.0f} s\n")

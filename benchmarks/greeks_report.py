@@ -1,7 +1,7 @@
 """Accuracy and cost of the QuantLib engines' prices and Greeks on a realistic book.
 
 Not a test (pytest does not collect it): the figures quoted in README's engines paragraph.
-Run: ``.venv/bin/python -m tests.runtime.greeks_report [--rows N] [--mc N]``.
+Run: ``.venv/bin/python -m benchmarks.greeks_report [--rows N] [--mc N]``.
 
 The book: dividend yields to 7 %, maturities to 2 years, volatilities to 0.6, some negative
 rates, a quarter European. References as in test_pricing_model.py: QdFp at high precision
@@ -88,8 +88,13 @@ def report(name: str, options: list[OptionSpec]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.greeks_report",
+        description="Each engine's Greeks against bumped QuantLib references.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.greeks_report --rows 50 --mc 2",
+    )
+    parser.add_argument("--rows", type=int, default=200, help="options of the book")
     parser.add_argument("--mc", type=int, default=4, help="options for mc (seconds each)")
     args = parser.parse_args()
     book = realistic_book(args.rows)

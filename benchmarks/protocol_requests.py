@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from unittest import mock
 
 from runtime.core.keys import FAST
-from runtime.core.manifest import BATCH_MAX_ARRAY_SIZE
 from runtime.core.options import OptionSpec, Quote
 from runtime.planning.meter import RequestCounter, request_totals
+from runtime.protocol.lifecycle import Fence
 from runtime.tools.generate import generate_portfolio
 
 _CREDENTIALS = {
@@ -46,35 +46,64 @@ def _counts(counter: RequestCounter, before: dict[str, int]) -> dict[str, int]:
     return {"get": totals["s3_get_requests"], "put": totals["s3_put_requests"]}
 
 
-def _one_job(path: str, parts: int) -> dict[str, dict[str, int]]:
+def _steps(counter: RequestCounter, events: _Events):
+    """The job steps the stack runs, on a counted S3 client and moto's Batch."""
     import boto3
 
+    from runtime.adapters.batch_queue import BatchQueue
     from runtime.adapters.s3 import ObjectStore
     from runtime.environment import RuntimeConfig
     from runtime.protocol.steps import JobSteps
-    from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
+    from runtime.tools.local_cloud import JOB_DEFINITION, JOB_QUEUE, RESULT_BUCKET
+
+    config = RuntimeConfig(
+        result_bucket=RESULT_BUCKET,
+        threshold=THRESHOLD,
+        job_queue=JOB_QUEUE,
+        job_definition=JOB_DEFINITION,
+    )
+    return JobSteps(
+        ObjectStore(counter.install(boto3.client("s3"))),
+        config,
+        engine=_quick_engine,
+        events=events,
+        batch=BatchQueue(JOB_DEFINITION, JOB_QUEUE, boto3.client("batch")),
+    )
+
+
+def _begin(steps, path: str, key: str):
+    """What the adapters run for an upload: the fast path's start; the normal path's
+    admission (the function) and its manager job, which splits."""
+    from runtime.tools.local_cloud import INPUT_BUCKET
+
+    if path == FAST:
+        return steps.start(INPUT_BUCKET, key, "bench-start")
+    info = steps.store.head(INPUT_BUCKET, key)
+    admitted = steps.admit(INPUT_BUCKET, key, "bench-admit", info.version if info else None)
+    manager = admitted.status["batchJobs"]["manager"]
+    return steps.manage(Fence.of(admitted.status), INPUT_BUCKET, key, manager)
+
+
+def _one_job(path: str, parts: int) -> dict[str, dict[str, int]]:
+    from runtime.tools.local_cloud import INPUT_BUCKET
 
     counter = RequestCounter()
-    store = ObjectStore(counter.install(boto3.client("s3")))
     events = _Events()
-    config = RuntimeConfig(result_bucket=RESULT_BUCKET, threshold=THRESHOLD)
-    steps = JobSteps(store, config, engine=_quick_engine, events=events)
+    steps = _steps(counter, events)
     key = f"{path}/plan-{parts}/book.csv"
-    store.put(INPUT_BUCKET, key, generate_portfolio(parts * THRESHOLD, seed=5))
+    steps.store.put(INPUT_BUCKET, key, generate_portfolio(parts * THRESHOLD, seed=5))
     found: dict[str, dict[str, int]] = {}
 
     before = counter.snapshot()
-    max_parts = config.max_parts if path == FAST else BATCH_MAX_ARRAY_SIZE
-    outcome = steps.start(INPUT_BUCKET, key, max_parts=max_parts)
+    outcome = _begin(steps, path, key)
     found["start"] = _counts(counter, before)
-    manifest = outcome.manifest
-    assert manifest is not None and manifest.parts == parts, outcome
+    manifest, fence = outcome.manifest, outcome.fence
+    assert manifest is not None and fence is not None and manifest.parts == parts, outcome
     part_counts = []
     for index in range(parts):
         before = counter.snapshot()
-        claimant = f"claimant-{index}" if path == FAST else None
         steps.load_manifest(path, manifest.token)  # as the adapters find the job
-        steps.price_part(manifest, index, claimant=claimant)
+        steps.price_part(manifest, fence, index, f"worker-{index}", merge=path == FAST)
         part_counts.append(_counts(counter, before))
     if path == FAST:  # the last part merges: the merge is what it sent beyond a part's
         last, typical = part_counts[-1], part_counts[0]
@@ -82,7 +111,7 @@ def _one_job(path: str, parts: int) -> dict[str, dict[str, int]]:
     else:
         before = counter.snapshot()
         steps.load_manifest(path, manifest.token)
-        steps.merge(manifest, "merge-job")
+        steps.merge(manifest, fence, "merge-job")
         found["merge"] = _counts(counter, before)
     found["part"] = part_counts[0]
     found["events"] = {"put": events.published, "get": 0}
@@ -90,22 +119,15 @@ def _one_job(path: str, parts: int) -> dict[str, dict[str, int]]:
 
 
 def _single(path: str) -> dict[str, int]:
-    """A file within one part: the start step prices it at once."""
-    import boto3
-
-    from runtime.adapters.s3 import ObjectStore
-    from runtime.environment import RuntimeConfig
-    from runtime.protocol.steps import JobSteps
-    from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
+    """A file within one part: the start step (the manager) prices it at once."""
+    from runtime.tools.local_cloud import INPUT_BUCKET
 
     counter = RequestCounter()
-    store = ObjectStore(counter.install(boto3.client("s3")))
-    config = RuntimeConfig(result_bucket=RESULT_BUCKET, threshold=THRESHOLD)
-    steps = JobSteps(store, config, engine=_quick_engine, events=_Events())
+    steps = _steps(counter, _Events())
     key = f"{path}/plan-single/book.csv"
-    store.put(INPUT_BUCKET, key, generate_portfolio(THRESHOLD, seed=5))
+    steps.store.put(INPUT_BUCKET, key, generate_portfolio(THRESHOLD, seed=5))
     before = counter.snapshot()
-    steps.start(INPUT_BUCKET, key, max_parts=config.max_parts)
+    _begin(steps, path, key)
     return _counts(counter, before)
 
 
@@ -137,3 +159,21 @@ def measure_requests() -> dict[str, dict[str, float]]:
             result[f"{path}.single"] = {k: float(v) for k, v in _single(path).items()}
         result["events"] = {"perJob": float(small["events"]["put"])}
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import json
+
+    argparse.ArgumentParser(
+        prog="python -m benchmarks.protocol_requests",
+        description="Count the S3 requests of each job protocol step on the real steps "
+        "against moto (what the planner prices; calibrate_planner stores them).",
+        epilog="example: python -m benchmarks.protocol_requests",
+    ).parse_args(argv)
+    print(json.dumps(measure_requests(), indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

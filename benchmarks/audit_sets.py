@@ -1,4 +1,4 @@
-"""The option sets of issue 19's benchmark (``runtime.tools.audit``), deterministic per seed.
+"""The option sets of issue 19's benchmark (``benchmarks.audit``), deterministic per seed.
 
 Each set is drawn from its own generator; the defaults are the *reporting* seeds, which the
 engine was never tuned on (the tuning runs used ``TUNING_SEEDS``; docs/engines.md).

@@ -1,4 +1,4 @@
-"""``python -m runtime.tools.calibrate_planner``: measure the engines and write the planner's
+"""``python -m benchmarks.calibrate_planner``: measure the engines and write the planner's
 cost model (runtime/planning/coefficients.json).
 
 What it measures, all as CPU time of one core (``time.process_time`` in this process, or
@@ -16,12 +16,12 @@ leak into the model:
 - S3 requests per protocol step (start, part, merge), counted on the real steps against
   moto in this process.
 
-The rows are drawn from their own seeds; the books ``python -m runtime.tools.bench_planner``
+The rows are drawn from their own seeds; the books ``python -m benchmarks.bench_planner``
 checks the model on are generated differently, so the model is never checked on what it
 was fitted to. Re-run after any engine change (``--engines lsm`` took 9 minutes on the
 shared development machine, ``mc`` 35):
 
-    python -m runtime.tools.calibrate_planner [--engines lsm,qdfp,fd,mc] [--out FILE]
+    python -m benchmarks.calibrate_planner [--engines lsm,qdfp,fd,mc] [--out FILE]
 
 Engines not measured keep their previous entries. Progress on stderr.
 """
@@ -65,7 +65,7 @@ from runtime.planning.model import (  # noqa: E402
 from runtime.pricing import price_table  # noqa: E402
 from runtime.tools.generate import generate_portfolio  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2024, 3, 1)
 SETTLEMENT = TODAY + dt.timedelta(days=2)
 
@@ -90,8 +90,12 @@ DESIGNS = {
             "scale": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
             "moneyness": (-0.1, 0.1, 0.3),
         },
-        rows=54,  # two of lsm's vectorised chunks
-        greeks_rows=54,
+        # Rows per cell priced in one call, as a part's rows are: lsm vectorises a batch, so
+        # a small one would charge every row the batch's fixed cost (measured: 54-row cells
+        # put a 3,000-row short-dated book at 1.5 times its cost).
+        rows=216,
+        greeks_rows=108,
+        repeats=1,
     ),
     # an option of scale 200 takes mc minutes (paths grow with the scale squared): the outer
     # bin is drawn up to 130, so a recalibration stays near a quarter of an hour
@@ -404,7 +408,13 @@ def measure_overheads(rows: int = 20_000) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.tools.calibrate_planner")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.calibrate_planner",
+        description="Measure each engine's CPU time per row on a grid of options and write "
+        "the planner's coefficients (runtime/planning/coefficients.json; docs/cost.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.calibrate_planner --engines lsm --skip-requests",
+    )
     parser.add_argument("--engines", default=",".join(DESIGNS), help="comma-separated")
     parser.add_argument("--out", type=Path, default=COEFFICIENTS)
     parser.add_argument("--seed", type=int, default=20261206)
@@ -421,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     document = {
         "version": 1,
         "calibrated": dt.date.today().isoformat(),
-        "command": "python -m runtime.tools.calibrate_planner " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.calibrate_planner " + " ".join(argv or sys.argv[1:]),
         "machine": _machine(),
         "units": "CPU seconds on one core of the machine above",
         "engines": dict(previous.get("engines", {})),
@@ -433,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.skip_requests and "requests" in previous:
         document["requests"] = previous["requests"]
     else:
-        from runtime.tools.protocol_requests import measure_requests
+        from benchmarks.protocol_requests import measure_requests
 
         document["requests"] = measure_requests()
     parse_model(document)  # never write a table the planner cannot read

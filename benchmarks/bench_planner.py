@@ -1,8 +1,8 @@
-"""``python -m runtime.tools.bench_planner``: the planner against measured CPU time, and what
+"""``python -m benchmarks.bench_planner``: the planner against measured CPU time, and what
 books of 100, 10,000 and 500,000 rows cost on each path.
 
 1. Books of different shape, each from its own seed, none of them drawn like the
-   calibration's rows (runtime/tools/calibrate_planner.py): short-dated (the workshop's
+   calibration's rows (benchmarks/calibrate_planner.py): short-dated (the workshop's
    kind, up to three months), long-dated (one to five years, dividends, a quarter
    European), a mixed book with Greeks, and a small mixed book on ``mc``. For each, the
    planner's ``cpuSeconds`` against the CPU time (user + system, ``getrusage`` of the child)
@@ -37,7 +37,7 @@ from runtime.planning.plan import plan_file
 from runtime.planning.settings import PlanSettings
 from runtime.tools.generate import HEADER, generate_portfolio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.30
 _COLUMNS = [*HEADER, "dividendYield", "exerciseType"]
 
@@ -172,7 +172,13 @@ def cost_table(sizes: Sequence[int], settings: PlanSettings) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.tools.bench_planner")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_planner",
+        description="The planner's estimates against measured runs of books it was not "
+        "calibrated on, and its cost table (docs/cost.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m benchmarks.bench_planner --runs 1 --skip-accuracy",
+    )
     parser.add_argument("--runs", type=int, default=2, help="price runs per book (best of)")
     parser.add_argument("--scale", type=float, default=1.0, help="book size factor")
     parser.add_argument("--sizes", default="100,10000,500000", help="rows of the cost table")
@@ -180,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = load_model()
-    print(f"Command: `python -m runtime.tools.bench_planner {' '.join(argv or sys.argv[1:])}`  ")
+    print(f"Command: `python -m benchmarks.bench_planner {' '.join(argv or sys.argv[1:])}`  ")
     print(
         f"Model: calibrated {model.document.get('calibrated')} on {model.document.get('machine')}"
     )
