@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from runtime.cli import (
 from runtime.core.keys import PATHS
 from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from runtime.tools.faults import FAULT_HELP, Fault, parse_fault
+from runtime.tools.submit import ENDPOINT_VARIABLE
 
 
 def positive_int(text: str) -> int:
@@ -62,7 +64,7 @@ def fair_share_weights(text: str) -> dict[str, float]:
 
 def _parser() -> argparse.ArgumentParser:
     from runtime.tools.jobs import add_arguments
-    from runtime.tools.submit import STACK_VARIABLE
+    from runtime.tools.submit import ENDPOINT_VARIABLE, STACK_VARIABLE
 
     parser = argparse.ArgumentParser(prog=program(), formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -137,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--endpoint-url",
         help="run against this embedded AWS (python -m runtime.tools.local_cloud) instead of "
-        "a fresh one, so the job commands can see the job afterwards",
+        "a fresh one, so the job commands can see the job afterwards (environment: "
+        f"{ENDPOINT_VARIABLE})",
     )
     simulate.add_argument(
         "--logs",
@@ -228,7 +231,7 @@ def main(argv: list[str]) -> int:
                 args.engine,
                 args.out,
                 faults=args.fault,
-                endpoint=args.endpoint_url,
+                endpoint=args.endpoint_url or os.environ.get(ENDPOINT_VARIABLE) or None,
                 keep=args.keep,
                 logs=args.logs,
                 greeks=args.greeks,
