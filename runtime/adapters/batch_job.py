@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from urllib.parse import unquote_plus
 
 from runtime import logs
 from runtime.adapters.batch_queue import ROLE_CHILD, ROLE_MANAGER, ROLE_MERGE, BatchQueue
@@ -61,7 +60,7 @@ def _run(steps: JobSteps, bucket: str, key: str, job: BatchContext) -> StepOutco
         raise BatchJobError(f"JOB_FENCE: {exc}") from None
     actor = job.job_id or "local"
     if job.role in ("", ROLE_MANAGER):
-        return steps.manage(fence, bucket, _existing_key(steps, bucket, key), actor)
+        return steps.manage(fence, bucket, key, actor)
     manifest = steps.load_manifest(keys.NORMAL, fence.token)
     if manifest is None:
         steps.settle(key, actor)
@@ -88,15 +87,6 @@ def _run(steps: JobSteps, bucket: str, key: str, job: BatchContext) -> StepOutco
     raise BatchJobError(
         f"BATCH_ROLE={job.role!r} is not one of {ROLE_MANAGER}, {ROLE_CHILD}, {ROLE_MERGE}"
     )
-
-
-def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
-    """Should a key arrive URL-encoded the way S3's own notifications encode them, use the
-    decoded key that exists."""
-    decoded = unquote_plus(key)
-    if decoded != key and steps.store.head(bucket, key) is None:
-        return decoded
-    return key
 
 
 def job_steps(config: RuntimeConfig) -> JobSteps:

@@ -72,7 +72,9 @@ def s3_records(event: dict[str, Any]) -> list[tuple[str, str, str | None, str | 
 
 
 def object_created(event: dict[str, Any]) -> tuple[str, str, str | None, str | None] | None:
-    """(bucket, key, version id, sequencer) of an EventBridge "Object Created" event."""
+    """(bucket, key, version id, sequencer) of an EventBridge "Object Created" event. Its
+    key is the object's key as it is: unlike S3's own notifications, EventBridge's are not
+    URL-encoded (a key with "+" or ":" arrives as written), so it is never decoded."""
     if event.get("source") != "aws.s3":
         return None
     detail = event.get("detail") or {}
@@ -81,15 +83,6 @@ def object_created(event: dict[str, Any]) -> tuple[str, str, str | None, str | N
     if not bucket or not found.get("key"):
         return None
     return bucket, found["key"], found.get("version-id"), found.get("sequencer")
-
-
-def _existing_key(steps: JobSteps, bucket: str, key: str) -> str:
-    """An EventBridge key, decoded should it arrive URL-encoded the way S3's notifications
-    encode keys: the decoded key when the key as given names no object."""
-    decoded = unquote_plus(key)
-    if decoded != key and steps.store.head(bucket, key) is None:
-        return decoded
-    return key
 
 
 @cache
@@ -243,7 +236,6 @@ def _exhausted(
     uploaded = object_created(payload)
     if uploaded is not None:
         bucket, key, version, sequencer = uploaded
-        key = _existing_key(steps, bucket, key)
         return [
             steps.fail_upload(bucket, key, f"the upload {reason}", request_id, version, sequencer)
         ]
@@ -317,7 +309,6 @@ def handle_dead_letter(
     bucket, key, version, sequencer = uploaded
     if not keys.is_csv(key):
         return [StepOutcome(Action.IGNORED, f"{key}: not a .csv file")]
-    key = _existing_key(steps, bucket, key)
     message = _attribute(attributes, "ERROR_MESSAGE") or _attribute(attributes, "ERROR_CODE")
     reason = "could not start a job for this upload" + (f": {message}" if message else "")
     return [steps.fail_upload(bucket, key, reason, actor, version, sequencer)]
@@ -535,4 +526,4 @@ def _admit(
         return StepOutcome(Action.IGNORED, f"{key}: {exc}")
     if lane not in (*keys.BATCH_LANES, keys.AUTO):
         return StepOutcome(Action.IGNORED, f"{key}: the {lane} lane is not started by EventBridge")
-    return steps.admit(bucket, _existing_key(steps, bucket, key), actor, version, sequencer)
+    return steps.admit(bucket, key, actor, version, sequencer)

@@ -125,6 +125,12 @@ def lock_key(path: str, token: str, attempt: int) -> str:
     return work_prefix(path, token) + f"merge-{attempt}.lock"
 
 
+def published_marker_key(path: str, token: str) -> str:
+    """Written once the job event of an upload that has no status was published (a key too
+    long for one): its duplicate deliveries publish nothing more."""
+    return work_prefix(path, token) + "event-published"
+
+
 def usage_prefix(path: str, token: str) -> str:
     """Where the job's actors keep their usage records (one per actor and attempt)."""
     return work_prefix(path, token) + "usage/"

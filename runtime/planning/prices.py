@@ -67,6 +67,14 @@ class PriceTable:
         """camelCase keys, as an override document spells them."""
         return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_dict(cls, found: Mapping[str, Any]) -> PriceTable:
+        """A table as ``to_dict`` wrote it; PriceTableError for anything else."""
+        try:
+            return cls(**{f.name: found[_camel(f.name)] for f in fields(cls)})
+        except (KeyError, TypeError) as exc:
+            raise PriceTableError(f"not a price table: {exc}") from None
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")

@@ -14,7 +14,7 @@ import logging
 from dataclasses import replace
 
 from runtime.core import keys
-from runtime.core.csvio import read_table
+from runtime.core.csvio import FileError, read_table
 from runtime.protocol import lifecycle
 from runtime.protocol.core import Action, JobRef, StepOutcome
 from runtime.protocol.lifecycle import Cancel, Fence, Outcome, Reopen
@@ -73,7 +73,10 @@ class Commands(Uploads, Parts):
         missing (the parts without a result and the merge, or the whole upload when it
         never split). Safe to run again: a retry whose step committed goes on dispatching
         the same attempt."""
-        decision = self.ledger.apply(input_key, Reopen(step, self.clock(), fence, force))
+        route, plan = self._route_unplanned(input_key)
+        decision = self.ledger.apply(
+            input_key, Reopen(step, self.clock(), fence, force, route=route, plan=plan)
+        )
         reopened_job = decision.status
         if reopened_job is not None and "plan" in reopened_job:
             runner = lifecycle.plan_of(reopened_job).runner
@@ -88,6 +91,28 @@ class Commands(Uploads, Parts):
         if lifecycle.why_not_running(status, reopened) or f"{step}" not in status["steps"]:
             return StepOutcome(Action.STOPPED, f"{input_key}: the job moved on", None, status)
         return self.dispatch(status, actor)
+
+    def _route_unplanned(self, input_key: str) -> tuple[dict | None, lifecycle.Plan | None]:
+        """The route and plan of an ``auto/`` job that failed before its admission planned
+        it (a dead-lettered event): planned now, as the admission would have."""
+        status = self.status(input_key)
+        if not status or status.get("path") != keys.AUTO or status.get("route"):
+            return None, None
+        if self.load_manifest(lifecycle.plan_of(status).runner, status["token"]) is not None:
+            return None, None  # it split: its parts decide where it runs
+        body = self.upload_body(status)
+        if body is None:
+            return None, None  # the retry fails saying the upload is gone
+        try:
+            table = read_table(body, max_rows=self.config.max_rows, greeks=self.config.greeks)
+        except FileError:
+            return None, None  # the retry fails saying why the file cannot be priced
+        share = lifecycle.plan_of(status).share
+        estimate = self.estimate(
+            self.plan_from_config(keys.FAST, share), table, (keys.FAST, keys.NORMAL)
+        )
+        lane = estimate.auto_path or keys.NORMAL
+        return {"path": lane, "reason": estimate.auto_reason}, self.plan_from_config(lane, share)
 
     def dispatch(self, status: dict, actor: str) -> StepOutcome:
         """Run a reopened attempt: what is missing, where its plan says."""

@@ -22,7 +22,8 @@ one; its length is unknown and estimated as this attempt's), and Lambda's on-fai
 no figure exists, counts its request and no duration). Estimated records say so, and a
 measured record of the same attempt replaces one.
 
-The job's cost is the sum of all its records (``planning.usage.total_cost``): taken by the
+The job's cost is the sum of all its records, each at the prices it was written with (a
+deploy that changes ``priceTable`` never reprices an attempt that ran before it): taken by the
 actor that ends the job just before it commits (the job event carries it), and again by
 every actor once it has written its record, if the job has ended by then (one GET of the
 status), with a ``lifecycle.Costs`` fact that replaces the figure only with a total of more
@@ -44,13 +45,13 @@ from typing import Any
 
 from runtime.core import keys
 from runtime.planning.meter import RequestCounter, StepMeter
-from runtime.planning.prices import PriceTable
+from runtime.planning.prices import PriceTable, PriceTableError
 from runtime.planning.usage import (
     INTERRUPTED,
     Cost,
     UsageError,
     UsageRecord,
-    total_cost,
+    record_cost,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ _MAX_LAMBDA_SLOTS = 10
 _READERS = 16
 # Records already read, by key and ETag (a record's content changes only with its ETag).
 _CACHE_LIMIT = 20_000
-_read_records: dict[tuple[str, str], UsageRecord | None] = {}
+_read_records: dict[tuple[str, str], tuple[UsageRecord, PriceTable | None] | None] = {}
 
 _ACTOR: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("usage_actor", default=None)
 # One request counter per client (per botocore event emitter): containers build their steps
@@ -225,6 +226,7 @@ class UsageLog:
             "estimated": estimated,
             "inputKey": job.input_key,
             "record": record.to_dict(),
+            "prices": self.prices().to_dict(),
         }
         if self.store.put_json_if(self.bucket, key, document, None):
             return True
@@ -247,13 +249,29 @@ class UsageLog:
             "estimated": False,
             "inputKey": actor.input_key,
             "record": record.to_dict(),
+            # The prices of when it ran: a later deploy's price table never reprices it,
+            # so a job's cost only grows (attempts on either side of a deploy each keep theirs)
+            "prices": self.prices().to_dict(),
         }
 
     # -- reading ------------------------------------------------------------------------
 
     def records(self, runner: str, token: str) -> list[UsageRecord]:
-        """Every record of the job, read in parallel; those read before (same ETag) are
-        not read again."""
+        """Every record of the job."""
+        return [record for record, _ in self._priced(runner, token)]
+
+    def cost(self, runner: str, token: str) -> Cost:
+        """The job's cost: every record at the prices it was written with (the stack's
+        table now for a record that has none)."""
+        now = self.prices()
+        total = Cost()
+        for record, prices in self._priced(runner, token):
+            total = total + record_cost(record, prices or now)
+        return total
+
+    def _priced(self, runner: str, token: str) -> list[tuple[UsageRecord, PriceTable | None]]:
+        """Every record of the job with its prices, read in parallel; those read before
+        (same ETag) are not read again."""
         entries = self.store.list_etags(self.bucket, keys.usage_prefix(runner, token))
         found = {entry: _read_records[entry] for entry in entries if entry in _read_records}
         wanted = [entry for entry in entries if entry not in found]
@@ -264,25 +282,28 @@ class UsageLog:
                 found.update(zip(wanted, pool.map(self._read, wanted), strict=True))
         elif wanted:
             found[wanted[0]] = self._read(wanted[0])
-        return [record for entry in entries if (record := found.get(entry)) is not None]
+        return [priced for entry in entries if (priced := found.get(entry)) is not None]
 
-    def _read(self, entry: tuple[str, str]) -> UsageRecord | None:
+    def _read(self, entry: tuple[str, str]) -> tuple[UsageRecord, PriceTable | None] | None:
         key, etag = entry
         document, found_etag = self.store.get_json_tagged(self.bucket, key)
         if document is None:
             return None  # gone since the listing
+        priced: tuple[UsageRecord, PriceTable | None] | None
         try:
             record = UsageRecord.from_dict(document.get("record") or {})
         except UsageError as exc:
             log.warning("s3://%s/%s is not a usage record: %s", self.bucket, key, exc)
-            record = None
+            priced = None
+        else:
+            try:
+                prices = PriceTable.from_dict(document["prices"]) if "prices" in document else None
+            except PriceTableError:
+                prices = None
+            priced = (record, prices)
         if found_etag == etag:  # the listed content: what the cache may keep
-            _read_records[entry] = record
-        return record
-
-    def cost(self, runner: str, token: str) -> Cost:
-        """The job's cost: every record, priced by the stack's table."""
-        return total_cost(self.records(runner, token), self.prices())
+            _read_records[entry] = priced
+        return priced
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,10 @@ class Reopen:
     at: float
     fence: Fence | None = None
     force: bool = False  # past the budget guard
+    # An auto/ job that failed before its admission planned it has no route: its retry
+    # brings one, and the plan of the path it chose. Ignored once the job has a route.
+    route: Mapping | None = None
+    plan: Plan | None = None
 
 
 @dataclass(frozen=True)
@@ -463,6 +467,8 @@ def _reopen(current: dict, fact: Reopen, context: Mapping) -> Decision:
         updatedAt=iso(fact.at),
         force=bool(fact.force or current.get("force", False)),
     )
+    if fact.route is not None and fact.plan is not None and not current.get("route"):
+        document.update(route=dict(fact.route), plan=fact.plan.to_dict())
     return Decision(Outcome.APPLIED, _remember(document, fact.step), "reopened", current)
 
 

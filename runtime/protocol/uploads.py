@@ -53,7 +53,7 @@ class Uploads(JobCore):
         sequencer: str | None = None,
     ) -> StepOutcome:
         """An upload under ``fast/``: begin its job, then price it here or split it."""
-        refused = self._refuse_key(bucket, key)
+        refused = self._refuse_key(bucket, key, version)
         if refused:
             return refused
         plan = self.plan_from_config(keys.FAST)
@@ -120,7 +120,7 @@ class Uploads(JobCore):
         job; the manager's id is in the status before it runs, so whatever happens to it
         (never placed, cancelled in the queue, killed) ends this job. Under ``auto/``: the
         planner chooses the path first (``admit_auto``)."""
-        refused = self._refuse_key(bucket, key)
+        refused = self._refuse_key(bucket, key, version)
         if refused:
             return refused
         lane = keys.path_of(key)
@@ -265,14 +265,14 @@ class Uploads(JobCore):
 
     # -- beginning --------------------------------------------------------------------
 
-    def _refuse_key(self, bucket: str, key: str) -> StepOutcome | None:
+    def _refuse_key(self, bucket: str, key: str, version: str | None) -> StepOutcome | None:
         """The answer by rule for a key that cannot be a job (docs/protocol.md)."""
         problem = keys.upload_problem(key)
         if not problem:
             return None
         if len(key.encode()) > keys.MAX_UPLOAD_KEY_BYTES:
             # No status or error object fits beside it: the job event is the answer.
-            self._event_without_status(bucket, key, f"cannot be priced: {problem}")
+            self._event_without_status(bucket, key, version, f"cannot be priced: {problem}")
             return StepOutcome(Action.REJECTED, problem)
         return StepOutcome(Action.IGNORED, f"{key}: {problem}")
 
@@ -364,7 +364,7 @@ class Uploads(JobCore):
         one) ``failed``, beginning its job if no step ever did (an event that never reached
         a job, an upload deleted before its event). An older upload than the one the
         key's status describes was superseded already, and nothing is written for it."""
-        refused = self._refuse_key(bucket, key)
+        refused = self._refuse_key(bucket, key, version)
         if refused:
             return refused
         info = self.store.head(bucket, key)
@@ -434,13 +434,17 @@ class Uploads(JobCore):
                 )
         except FileError as exc:
             return self.fail(job, str(exc), actor, action=Action.REJECTED)
-        if guard:
+        # A job that split already (this is a duplicate event, or a retry of a start that
+        # died after splitting) follows its manifest: its parts are being priced, so neither
+        # the guard nor this container's part sizes may decide anything any more.
+        split = self.load_manifest(plan.runner, fence.token)
+        if guard and split is None:
             over = self.over_budget(status, table, estimate)
             if over:
                 return self.fail(job, over, actor)
         rows = len(table.records)
-        size = self.part_rows(plan, table, max_parts)
-        if rows <= size:
+        size = split.part_rows[0] if split else self.part_rows(plan, table, max_parts)
+        if split is None and rows <= size:
             priced = price_table(
                 table, self.engine(plan.engine), greeks=plan.greeks, bounds=plan.bounds
             )
@@ -458,7 +462,7 @@ class Uploads(JobCore):
                 return StepOutcome(Action.PRICED, f"{rows} rows", None, decision.status, fence)
             return self.refused(decision, job, "price", actor)
         limit = max_parts or plan.max_parts
-        manifest = self._manifest(job, plan.runner, table, plan, size, limit, fence)
+        manifest = split or self._manifest(job, plan.runner, table, plan, size, limit, fence)
         self._write_parts(manifest, table, fence.attempt)
         self.ledger.apply(
             job.input_key,
@@ -635,11 +639,22 @@ class Uploads(JobCore):
         team = metadata.get(TEAM_METADATA, "").strip()
         return team if team in self.config.fair_share else DEFAULT_SHARE
 
-    def _event_without_status(self, bucket: str, key: str, reason: str) -> None:
+    def _event_without_status(
+        self, bucket: str, key: str, version: str | None, reason: str
+    ) -> None:
+        """The one job event of an upload that cannot have a status: its token names the
+        upload (its version), and a marker keeps a duplicate delivery from publishing it
+        again (a crash between the two repeats the same eventId, which consumers drop)."""
+        info = self.store.head(bucket, key)
+        upload = (info.version or info.etag) if info is not None else (version or "gone")
+        token = keys.job_token(bucket, key, str(upload))
+        marker = keys.published_marker_key(keys.path_of(key), token)
+        if self.store.head(self.bucket, marker) is not None:
+            return
         now = self.clock()
         status = {
             "input": f"s3://{bucket}/{key}",
-            "token": keys.job_token(bucket, key, "unprocessable"),
+            "token": token,
             "attempt": 1,
             "state": lifecycle.FAILED,
             "path": keys.path_of(key),
@@ -652,13 +667,9 @@ class Uploads(JobCore):
         from runtime.protocol.events import job_event_detail
 
         self.ledger.events.publish(
-            job_event_detail(
-                status,
-                self.bucket,
-                self.config.region,
-                event_id=f"{status['token']}.1:failed",
-            )
+            job_event_detail(status, self.bucket, self.config.region, event_id=f"{token}.1:failed")
         )
+        self.store.put(self.bucket, marker, b"")
 
 
 def _part_body(table: Table, rows: range) -> bytes:

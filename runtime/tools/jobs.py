@@ -420,6 +420,12 @@ class Jobs:
         if state != states.DONE:
             reason = f": {status['error']}" if status.get("error") else ""
             raise CommandError(f"no result for {key}: the job is {state}{reason}")
+        if self.target.input_bucket:
+            # a newer upload whose job has not begun yet (its event on its way): its result
+            # is not this one
+            current = self.store.head(self.target.input_bucket, key)
+            if current is not None and (current.version or current.etag) != status["version"]:
+                raise CommandError(f"no result for {key}: it has a newer upload, not priced yet")
         out = writable_output(out or Path(key.rsplit("/", 1)[-1] + "-result"))
         body = self.store.get(
             self.target.result_bucket, keys.result_key(key), status.get("resultVersion")

@@ -27,6 +27,7 @@ from tests.helpers import (
     status_of,
     submitted_jobs,
     upload,
+    version_of,
 )
 
 KEY = "normal/20261124-0900/portfolio.csv"
@@ -193,21 +194,25 @@ def test_a_job_without_its_attempts_fence_refuses_to_run(make_steps, s3, sample_
     assert status_of(s3, KEY) is None
 
 
-def test_an_url_encoded_key_from_eventbridge_finds_the_upload(
-    make_steps, s3, sample_bytes, monkeypatch
-):
+def test_an_eventbridge_key_is_taken_as_written_never_decoded(make_steps, s3, sample_bytes, events):
+    """EventBridge's keys are not URL-encoded: "a+b.csv" is that key, even once it is gone
+    (it must end failed under its own key, never under "a b.csv", a key nobody uploaded)."""
     key = "normal/my job/a+b book.csv"
     upload(s3, key, sample_bytes)
     steps = make_steps(threshold=100)
-    monkeypatch.setattr(lambda_handler, "_steps", lambda: steps)
-    event = object_created(INPUT_BUCKET, "normal/my+job/a%2Bb+book.csv")
-    (outcome,) = lambda_handler.handler(event)["outcomes"]
-    assert outcome["action"] == "submitted"
+    lambda_handler.handle(steps, object_created(INPUT_BUCKET, key), "req-1")
     manager = recorded_jobs(s3, key)["manager"]
     assert manager["parameters"]["S3key"] == key
     assert run_job(steps, job_env(manager), key).action == "priced"
     assert read(s3, keys.result_key(key)) is not None
-    assert status_of(s3, "normal/my+job/a%2Bb+book.csv") is None
+
+    gone = "normal/x/a+b.csv"
+    upload(s3, gone, sample_bytes)
+    version = version_of(s3, gone)
+    s3.delete_object(Bucket=INPUT_BUCKET, Key=gone)
+    lambda_handler.handle(steps, object_created(INPUT_BUCKET, gone, version), "req-2")
+    assert status_of(s3, "normal/x/a b.csv") is None
+    assert status_of(s3, gone)["state"] == "failed"
 
 
 class ManagerKilled(Exception):
