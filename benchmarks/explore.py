@@ -26,11 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="example: python -m benchmarks.explore --steps 120 --runs 50 --s3 memory",
     )
-    parser.add_argument("--steps", type=int, default=100_000, help="steps at least (100000)")
-    parser.add_argument("--run-length", type=int, default=120, help="steps per run (120)")
-    parser.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    parser.add_argument("--steps", type=int, default=100_000, help="steps at least")
+    parser.add_argument("--run-length", type=int, default=120, help="steps per run")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--runs", type=int, default=0, help="runs exactly (0: until --steps)")
-    parser.add_argument("--s3", choices=("memory", "moto"), default="memory")
+    parser.add_argument(
+        "--s3", choices=("memory", "moto"), default="memory", help="the S3 the world uses"
+    )
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)  # the handlers log every step; the summary is ours
     from tests.explorer.machine import walk

@@ -138,6 +138,7 @@ def _waiting_part(steps: JobSteps, key: str) -> tuple[Manifest, Fence, int] | St
         return StepOutcome(Action.IGNORED, f"{key}: not a part key the pipeline writes")
     manifest = steps.load_manifest(keys.FAST, token)
     if manifest is None:
+        steps.recount_cost(keys.FAST, token)  # a retry of a part that died while recording
         return StepOutcome(Action.IGNORED, f"{key}: no job is waiting for this part")
     logs.annotate(token=token, inputKey=manifest.input_key)
     return manifest, Fence(token, attempt), index

@@ -241,6 +241,19 @@ class JobCore:
             log.warning("cost of %s not totalled: %s: %s", input_key, type(exc).__name__, exc)
             return None
 
+    def recount_cost(self, runner: str, token: str) -> None:
+        """Total again the cost of a job whose work area is gone, named by its token alone
+        (a late event of one of its parts): the retry of an invocation that died between
+        writing its usage record and totalling it finds no job to act for, and this is
+        the one chance to count that record. Its records name the job's key."""
+        try:
+            found = self.store.list_keys(self.bucket, keys.usage_prefix(runner, token))
+            document = self.store.get_json(self.bucket, found[0]) if found else None
+            if document and document.get("inputKey"):
+                self.update_cost(str(document["inputKey"]), token, runner)
+        except Exception as exc:  # botocore's errors: metering never fails a job
+            log.warning("cost of job %s not totalled: %s: %s", token, type(exc).__name__, exc)
+
     def update_cost(self, input_key: str, token: str, runner: str) -> None:
         """Total the cost of a job that ended again (records came after its cost was set);
         a running job's cost is set when it ends, so no part writes its status for it."""

@@ -17,12 +17,14 @@ and at the end after draining everything, ``check_settled``:
 - I4 every key's latest upload has a terminal state (no job left running with no actor);
 - I5 the user's uploads are never modified;
 - I7 a settled job's ``cost`` is the total of its usage records (every actor's, late ones
-  included), priced by the stack's table. (I6, an attempt ended only by its own actors, is
+  included), each priced by the table of when it was written;
+- I8 a job's cost only grows (records and dollars), across deploys that change prices. (I6, an attempt ended only by its own actors, is
   checked on every status written: ``world.check_own_attempt``.)
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from runtime.core import keys
+from runtime.planning.prices import default_prices
 from runtime.planning.usage import Cost
 from runtime.protocol import lifecycle
 from tests.explorer.world import INPUT, RESULT, Faults, World
@@ -128,14 +131,28 @@ def _delete(world: World, chooser: Chooser) -> str:
     return f"delete {key}"
 
 
+# Prices a deploy may set: the defaults, every price halved, or nothing at all.
+_DEFAULT_PRICES = default_prices("us-east-1", "x86_64").to_dict()
+_USD = [name for name in _DEFAULT_PRICES if "Usd" in name]
+PRICE_TABLES = (
+    "",
+    json.dumps({name: _DEFAULT_PRICES[name] / 2 for name in _USD}),
+    json.dumps(dict.fromkeys(_USD, 0)),
+)
+
+
 def _deploy(world: World, chooser: Chooser) -> str:
     world.threshold = chooser.integer(1, 6)
     world.greeks = chooser.choice((False, True))
     # The auto lane's line: 0 sends every auto/ upload to the normal path.
     world.auto_fast_seconds = chooser.choice((60, 0))
+    # The budget guard: off, or a limit every job is over (it fails all but forced retries).
+    world.max_job_usd = chooser.choice((0.0, 0.0, 1e-9))
+    world.price_table = chooser.choice(PRICE_TABLES)
     return (
         f"deploy threshold {world.threshold} greeks {world.greeks} "
-        f"autoFastSeconds {world.auto_fast_seconds}"
+        f"autoFastSeconds {world.auto_fast_seconds} maxJobUsd {world.max_job_usd} "
+        f"prices {PRICE_TABLES.index(world.price_table)}"
     )
 
 
@@ -360,6 +377,18 @@ def check_always(world: World) -> None:
             Bucket=RESULT, Key=keys.result_key(key), VersionId=status["resultVersion"]
         )["Body"].read()
         assert found == expected, f"I2: {key}: the result the status names is not the upload's"
+    # I8: a job's cost only grows (records, then dollars), whatever a deploy did to prices.
+    for key in world.keys_uploaded():
+        status = world.status(key)
+        cost = (status or {}).get("cost")
+        if not cost:
+            continue
+        now = (int(cost["attempts"]), float(cost["usd"]))
+        before = world.costs_seen.get((key, status["token"]), now)
+        assert now[0] >= before[0] and now[1] >= before[1] - 1e-12, (
+            f"I8: {key}: the cost went from {before} to {now}"
+        )
+        world.costs_seen[(key, status["token"])] = now
     # I1, so far: a job event only for a terminal state reached, once (or a known repeat).
     counts = Counter(detail["eventId"] for detail in world.delivered)
     for event_id, count in counts.items():

@@ -46,7 +46,7 @@ def test_the_lifecycle_keeps_its_promises_against_moto(monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    examples = int(os.environ.get("EXPLORER_MOTO_EXAMPLES", "20"))
+    examples = int(os.environ.get("EXPLORER_MOTO_EXAMPLES", "10"))
     run_state_machine_as_test(
         MotoExplorer,
         settings=settings(
@@ -60,7 +60,7 @@ def test_the_lifecycle_keeps_its_promises_against_moto(monkeypatch):
 
 
 def test_the_lifecycle_keeps_its_promises_in_memory():
-    examples = int(os.environ.get("EXPLORER_MEMORY_EXAMPLES", "60"))
+    examples = int(os.environ.get("EXPLORER_MEMORY_EXAMPLES", "150"))
     run_state_machine_as_test(
         MemoryExplorer,
         settings=settings(

@@ -338,6 +338,7 @@ class World:
     urgent: bool = True
     auto_fast_seconds: int = 60  # the auto lane's line (0: every auto/ upload goes normal)
     max_job_usd: float = 0.0  # the budget guard (0: off)
+    price_table: str = ""  # the priceTable override (a deploy may change prices)
     # The engine jobs are planned for (the world prices with qdfp whatever it is called, so
     # results stay comparable), and other planning settings (PLAN_SETTINGS' names).
     engine_name: str = "qdfp"
@@ -354,6 +355,7 @@ class World:
     in_flight: list[InFlight] = field(default_factory=list)
     scheduled_runs: set[str] = field(default_factory=set)  # the keys of runs fired
     steps_run: int = 0
+    costs_seen: dict = field(default_factory=dict)  # (key, token) -> (attempts, usd) last seen
 
     def __post_init__(self) -> None:
         self.batch = FakeBatch()
@@ -383,6 +385,7 @@ class World:
             region="us-east-1",
             auto_fast_seconds=self.auto_fast_seconds,
             max_job_usd=self.max_job_usd,
+            price_table=self.price_table,
             planning=tuple(sorted(self.planning.items())),
         )
 
