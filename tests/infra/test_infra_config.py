@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 import yaml
 
@@ -70,6 +71,7 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
         "maxBytes", "useFargate", "greeks", "notifyEmail", "jobVcpus", "jobMemoryMb",
         "jobTimeoutSeconds", "urgentMaxVcpus", "fairShare", "schedules", "scheduleWindowMinutes",
         "lambdaProvisionedConcurrency", "minVcpus", "autoFastSeconds", "maxJobUsd", "priceTable",
+        "forceDestroy",
     }  # fmt: skip
     assert required <= set(SCHEMA)
     # Structured settings and a number of dollars declare no type: Pulumi's config types are
@@ -89,6 +91,11 @@ def test_schema_declares_every_setting_with_type_default_and_description() -> No
     assert SCHEMA["lambdaReservedConcurrency"]["default"] == -1
     assert SCHEMA["useFargate"] == {**SCHEMA["useFargate"], "type": "boolean", "default": False}
     assert SCHEMA["greeks"] == {**SCHEMA["greeks"], "type": "boolean", "default": False}
+    assert SCHEMA["forceDestroy"] == {
+        **SCHEMA["forceDestroy"],
+        "type": "boolean",
+        "default": False,
+    }
     assert SCHEMA["notifyEmail"] == {**SCHEMA["notifyEmail"], "type": "string", "default": ""}
     for key, default in (
         ("urgentMaxVcpus", 16),
@@ -473,6 +480,15 @@ def test_other_stack_names_keep_stack_and_region() -> None:
 def test_invalid_settings_fail_before_anything_is_created(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_program("us-east-1", overrides)
+
+
+@pytest.mark.parametrize("key", ["forceDestroy", "useSpot", "greeks"])
+def test_a_boolean_setting_that_is_not_true_or_false_fails_before_anything_is_created(
+    key: str,
+) -> None:
+    # load_settings() is the program's first step: the preview fails before any resource.
+    with pytest.raises(pulumi.config.ConfigTypeError, match=f"{key}.*bool"):
+        run_program("us-east-1", {key: "maybe"})
 
 
 def test_cost_settings_reach_both_paths_as_the_planner_reads_them() -> None:

@@ -351,6 +351,44 @@ def test_buckets_are_private_encrypted_owner_enforced_tls_only(run: Run) -> None
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_force_destroy_is_off_by_default_and_on_with_the_setting(stack: str) -> None:
+    """forceDestroy lets `pulumi destroy` delete both buckets and the image repository with
+    what they hold; by default it stops at data."""
+    for overrides, forced in (((), False), ((("forceDestroy", False),), False)):
+        run = run_stack(stack, overrides)
+        buckets = run.of_type("aws:s3/bucket:Bucket")
+        assert len(buckets) == 2
+        assert [b.inputs["forceDestroy"] for b in buckets] == [forced, forced]
+        assert run.one("aws:ecr/repository:Repository").inputs["forceDelete"] is forced
+    run = run_stack(stack, (("forceDestroy", True),))
+    buckets = run.of_type("aws:s3/bucket:Bucket")
+    assert sorted(b.name for b in buckets) == ["buckets-input", "buckets-result"]
+    assert [b.inputs["forceDestroy"] for b in buckets] == [True, True]
+    assert run.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+
+
+def test_bucket_policies_go_before_their_buckets_on_destroy(run: Run) -> None:
+    """The input bucket's policy denies s3:DeleteObjectVersion under fast/_parts/ to all but
+    the fast path's role, and forceDestroy empties a bucket with exactly that action as the
+    deployer. Pulumi deletes a resource's dependents first, so the policy (a dependent of its
+    bucket) is gone before the bucket is emptied."""
+    for bucket in run.of_type("aws:s3/bucket:Bucket"):
+        name = bucket.state["bucket"]
+        (policy,) = [
+            r for r in run.of_type("aws:s3/bucketPolicy:BucketPolicy") if r.inputs["bucket"] == name
+        ]
+        assert run.depends_on(policy, bucket), bucket.name
+    inp = run.named("buckets-input").state["bucket"]
+    (policy,) = [
+        json.loads(r.inputs["policy"])
+        for r in run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+        if r.inputs["bucket"] == inp
+    ]
+    (parts,) = [s for s in policy["Statement"] if s["Sid"] == "ReservePartsForTheFastPath"]
+    assert "s3:DeleteObjectVersion" in parts["Action"]
+
+
 def test_bucket_versioning_and_lifecycle(run: Run) -> None:
     inp, res = (run.named(n).state["bucket"] for n in ("buckets-input", "buckets-result"))
     versioned = {
