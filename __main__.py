@@ -19,7 +19,13 @@ settings = load_settings()
 account = AccountInfo.lookup(settings.region)
 
 image = PricingImage(
-    "image", PricingImageArgs(settings.name_prefix, settings.docker_platform, account)
+    "image",
+    PricingImageArgs(
+        settings.name_prefix,
+        settings.docker_platform,
+        account,
+        force_delete=settings.force_destroy,
+    ),
 )
 buckets = PricingBuckets(
     "buckets",
@@ -27,6 +33,7 @@ buckets = PricingBuckets(
         settings.name_prefix,
         # Only the fast path's role may write under fast/_parts/ (known by name before it exists).
         parts_writer_role_arn=account.role_arn(fast_lambda.role_name(settings.name_prefix)),
+        force_destroy=settings.force_destroy,
     ),
 )
 inp, res = buckets.input_bucket, buckets.result_bucket

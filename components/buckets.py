@@ -27,6 +27,11 @@ ABORT_MULTIPART_DAYS = 1
 # Where the fast path's splitter writes parts. Only the fast path's role may write or delete
 # there (docs/deploy.md); S3 events of parts start the fast path's part invocations.
 PARTS_PREFIX = "fast/_parts/"
+# The Deny covers s3:DeleteObjectVersion too, which is what `pulumi destroy` with forceDestroy
+# uses (as the deployer) to empty the bucket. It does not block that destroy, so the guard
+# keeps it: the bucket policy is a dependent of the bucket (it takes bucket.id and waits for
+# the bucket), and Pulumi deletes dependents first, so the policy and its Deny are gone before
+# the provider empties and deletes the bucket (tests/infra: the policy depends on the bucket).
 PARTS_GUARDED_ACTIONS = (
     "s3:PutObject",
     "s3:DeleteObject",
@@ -45,6 +50,8 @@ class PricingBucketsArgs:
     # The fast path's role: the only principal allowed to write or delete under fast/_parts/.
     # Built from the role's name, so the buckets need not wait for the role.
     parts_writer_role_arn: pulumi.Input[str]
+    # forceDestroy: `pulumi destroy` deletes every object version with the bucket.
+    force_destroy: bool = False
 
 
 def _rule_id(prefix: str) -> str:
@@ -143,12 +150,14 @@ class PricingBuckets(pulumi.ComponentResource):
                     args.parts_writer_role_arn,
                 ),
             ),
+            force_destroy=args.force_destroy,
         )
         self.result_bucket, _ = self._bucket(
             "result",
             args.name_prefix,
             rules=_lifecycle_rules(RESULT_TEMP_PREFIXES, RESULT_NONCURRENT_DAYS),
             policy=lambda arn: iam.document(iam.deny_insecure_transport(arn)),
+            force_destroy=args.force_destroy,
         )
         self.register_outputs(
             {
@@ -166,6 +175,7 @@ class PricingBuckets(pulumi.ComponentResource):
         *,
         rules: Sequence[dict[str, Any]],
         policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+        force_destroy: bool,
     ) -> tuple[aws.s3.Bucket, pulumi.Resource]:
         base = f"{self._name}-{role}"
         bucket = aws.s3.Bucket(
@@ -173,9 +183,11 @@ class PricingBuckets(pulumi.ComponentResource):
             # The provider appends a unique suffix (bucket names are global); the prefix names
             # the project and the region.
             bucket_prefix=f"{name_prefix}-{role}-",
-            # Never delete users' files or results with the stack: `pulumi destroy` fails on a
-            # non-empty bucket, and the operator empties it deliberately.
-            force_destroy=False,
+            # By default users' files and results are never deleted with the stack: `pulumi
+            # destroy` fails on a non-empty bucket, and the operator empties it deliberately.
+            # forceDestroy opts in: the provider then deletes every object version (and delete
+            # marker) as the deployer before it deletes the bucket.
+            force_destroy=force_destroy,
             opts=pulumi.ResourceOptions(parent=self),
         )
 

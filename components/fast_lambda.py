@@ -161,7 +161,7 @@ class FastLambdaPath(pulumi.ComponentResource):
         self.function_arn = self.function.arn
         self.function_name = self.function.name
         self.log_group_name = log_group.name
-        self.alias = self._warm_alias(name, provisioned) if provisioned else None
+        self.alias = self._warm_alias(name, self.function, provisioned) if provisioned else None
         self.target_arn = self.alias.arn if self.alias else self.function_arn
         self.target_qualifier = ALIAS_NAME if self.alias else None
 
@@ -201,7 +201,9 @@ class FastLambdaPath(pulumi.ComponentResource):
             }
         )
 
-    def _warm_alias(self, name: str, provisioned: int) -> aws.lambda_.Alias:
+    def _warm_alias(
+        self, name: str, function: aws.lambda_.Function, provisioned: int
+    ) -> aws.lambda_.Alias:
         """The alias "live" on the version this deploy published, with provisioned
         concurrency: that many execution environments kept initialised (image pulled, runtime
         imported), billed per hour."""
@@ -209,13 +211,13 @@ class FastLambdaPath(pulumi.ComponentResource):
             f"{name}-live",
             name=ALIAS_NAME,
             description="What every trigger invokes (provisioned concurrency)",
-            function_name=self.function.name,
-            function_version=self.function.version,
+            function_name=function.name,
+            function_version=function.version,
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.lambda_.ProvisionedConcurrencyConfig(
             f"{name}-warm",
-            function_name=self.function.name,
+            function_name=function.name,
             qualifier=alias.name,
             provisioned_concurrent_executions=provisioned,
             opts=pulumi.ResourceOptions(parent=self),

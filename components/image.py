@@ -21,6 +21,8 @@ class PricingImageArgs:
     name_prefix: str
     platform: str  # "linux/amd64" or "linux/arm64"
     account: AccountInfo
+    # forceDestroy: `pulumi destroy` deletes the repository with the images in it.
+    force_delete: bool = False
     context: str = "runtime"
     dockerfile: str = "runtime/Dockerfile"
 
@@ -43,15 +45,17 @@ class PricingImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         # ECR names are regional, but the prefix carries the region anyway so that every name of
-        # the stack reads the same way. force_delete: the images are rebuilt from source on every
-        # `pulumi up`, so `pulumi destroy` may delete them with the repository.
+        # the stack reads the same way. force_delete (the forceDestroy setting, off by default,
+        # like the buckets' force_destroy): without it `pulumi destroy` stops at a repository
+        # that holds images; with it the images, rebuilt from source on every `pulumi up`, are
+        # deleted with the repository.
         self.repository = aws.ecr.Repository(
             f"{name}-repo",
             name=args.name_prefix,
             image_tag_mutability="MUTABLE",  # the tag moves; consumers pin the digest
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
-            force_delete=True,
+            force_delete=args.force_delete,
             opts=child,
         )
         aws.ecr.LifecyclePolicy(

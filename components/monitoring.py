@@ -77,6 +77,11 @@ def cost_search(stack: str, dimensions: tuple[str, ...]) -> str:
     )
 
 
+def metric_namespace(settings: StackSettings) -> str:
+    """The CloudWatch namespace of this stack's own metrics (the metric filters')."""
+    return f"{settings.project}/{settings.name_prefix}"
+
+
 def job_failed_rule_name(settings: StackSettings) -> str:
     """The failed-job email rule's name (notifyEmail); its ARN is known before it exists, so
     the parked queue's policy (FailureRouting, built first) can admit its dead letters."""
@@ -121,7 +126,6 @@ class PricingMonitoring(pulumi.ComponentResource):
         self._args = args
         self._prefix = s.name_prefix
         self._former = shared.sibling_urn(self, FORMER_COMPONENT[1], FORMER_COMPONENT[0])
-        self.namespace = f"{s.project}/{s.name_prefix}"
 
         alarm_names = {key: f"{self._prefix}-{key}" for key in self._alarm_specs()}
         # The ARNs AWS gives the alarms, from their names (known in previews).
@@ -138,6 +142,7 @@ class PricingMonitoring(pulumi.ComponentResource):
         self.alarms = self._alarms(alarm_names, self.alarm_topic_arn)
         self.dashboard = self._dashboard([*args.delivery_rules, *own_rules], alarm_arns)
         self.dashboard_name = self.dashboard.dashboard_name
+        self.namespace = metric_namespace(s)
         self.register_outputs(
             {
                 "dashboardName": self.dashboard_name,
@@ -263,7 +268,7 @@ class PricingMonitoring(pulumi.ComponentResource):
             log_group_name=log_group_name,
             pattern=pattern,
             metric_transformation={
-                "namespace": self.namespace,
+                "namespace": metric_namespace(self._args.settings),
                 "name": metric,
                 "value": value,
                 "unit": "Count",
@@ -398,7 +403,7 @@ class PricingMonitoring(pulumi.ComponentResource):
             },
             "jobs-failed": {
                 "description": "Pricing jobs ended failed (both paths).",
-                "namespace": self.namespace,
+                "namespace": metric_namespace(a.settings),
                 "metric_name": JOB_METRICS["failed"],
                 "dimensions": None,
                 "statistic": "Sum",
@@ -438,7 +443,8 @@ class PricingMonitoring(pulumi.ComponentResource):
         rules: Sequence[aws.cloudwatch.EventRule],
         alarm_arns: list[pulumi.Output[str]],
     ) -> aws.cloudwatch.Dashboard:
-        a, region, ns = self._args, self._args.account.region, self.namespace
+        a, region = self._args, self._args.account.region
+        ns = metric_namespace(a.settings)
         queues = [
             *((key.replace("-", " "), q.name) for key, q in a.failure_queues.items()),
             ("parked", a.parked_queue.name),

@@ -190,6 +190,7 @@ class StackSettings:
     auto_fast_seconds: int  # the auto lane's line on the fast path's estimate
     max_job_usd: float  # the budget guard; 0 = off
     price_table: tuple[tuple[str, Any], ...]  # priceTable: (key, value), () = the defaults
+    force_destroy: bool  # buckets and image repository deleted with their contents on destroy
 
     @property
     def name_prefix(self) -> str:
@@ -677,6 +678,7 @@ def load_settings() -> StackSettings:
         auto_fast_seconds=int(value("autoFastSeconds")),
         max_job_usd=_dollars(value("maxJobUsd")),
         price_table=_price_table(value("priceTable")),
+        force_destroy=bool(value("forceDestroy")),
     )
     settings.validate()
     for warning in settings.warnings():

@@ -60,8 +60,11 @@ EVENTS = Path(__file__).resolve().parent / "events"
 
 
 def aws_event(name: str, **values: object) -> dict:
-    """A real-format AWS event from tests/events/<name>.json. ``${x}`` is replaced by
-    values["x"]: strings are inserted as JSON string content, anything else as JSON."""
+    """A real AWS event sample from tests/events/<name>.json, for what must hold of the
+    events AWS sends: the builder's shapes (tests/tools/test_aws_events.py) and the stack's
+    rules (tests/infra). Every event a test feeds the code comes from the builder below.
+    ``${x}`` is replaced by values["x"]: strings are inserted as JSON string content,
+    anything else as JSON."""
     text = (EVENTS / f"{name}.json").read_text()
     for field, value in values.items():
         if isinstance(value, str):

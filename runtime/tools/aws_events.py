@@ -5,7 +5,8 @@ builder shared by the emulator (``runtime.tools.emulator``), the explorer
 - ``s3_event``: an S3 notification (``fast/`` uploads and parts), key URL-encoded;
 - ``object_created_event``: EventBridge's "Object Created" (the Batch lanes' uploads);
 - ``on_failure_record``: Lambda's on-failure destination record (retries exhausted);
-- ``sqs_record`` / ``sqs_batch``: a record as an SQS event source mapping delivers it;
+- ``sqs_record`` / ``sqs_batch``: a record as an SQS event source mapping delivers it, and
+  ``receive_again``: the same batch received once more;
 - ``batch_attempt`` / ``batch_state_change``: a Batch job's attempt, and the
   "Batch Job State Change" FAILED event for a job or one array child.
 
@@ -183,9 +184,23 @@ def sqs_record(
     }
 
 
-def sqs_batch(body: dict, message_id: str, receive_count: int, queue_name: str) -> dict:
-    """A batch of one SQS record, as the stack's mappings (batch size 1) deliver it."""
-    return {"Records": [sqs_record(body, message_id, receive_count, queue_name)]}
+def sqs_batch(
+    body: dict,
+    message_id: str,
+    receive_count: int,
+    queue_name: str,
+    attributes: dict | None = None,
+) -> dict:
+    """A batch of one SQS record, as the stack's mappings (batch size 1) deliver it
+    (``attributes``: its message attributes, e.g. the ERROR_CODE of a dead letter)."""
+    return {"Records": [sqs_record(body, message_id, receive_count, queue_name, attributes)]}
+
+
+def receive_again(batch: dict, receive_count: int) -> None:
+    """The batch's messages became visible again and are received once more: SQS counts
+    the receive in each record (in place; the rest of the delivery is unchanged)."""
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
 
 
 def batch_attempt(

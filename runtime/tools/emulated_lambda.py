@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from runtime.tools.aws_events import FUNCTION_ARN, on_failure_record, sqs_batch
+from runtime.tools.aws_events import FUNCTION_ARN, on_failure_record, receive_again, sqs_batch
 from runtime.tools.faults import Fault
 from runtime.tools.local_cloud import FUNCTION_NAME
 from runtime.tools.timeline import Timeline
@@ -202,8 +202,7 @@ def after_invocation(
             timeline.add("sqs", f"{invocation.label}: parked after {MAX_RECEIVES} receives")
             return None
         invocation.receive += 1  # the message becomes visible again: one more receive
-        for record in invocation.event["Records"]:
-            record["attributes"]["ApproximateReceiveCount"] = str(invocation.receive)
+        receive_again(invocation.event, invocation.receive)
         return invocation
     if kind == "ok":
         for outcome in payload.get("outcomes", []):

@@ -45,6 +45,7 @@ from runtime.tools.aws_events import (
     batch_state_change,
     object_created_event,
     on_failure_record,
+    receive_again,
     s3_event,
     sqs_batch,
 )
@@ -576,8 +577,7 @@ class World:
             self.parked.append(item)
             return
         receive = item.receive + 1
-        for record in item.event["Records"]:
-            record["attributes"]["ApproximateReceiveCount"] = str(receive)
+        receive_again(item.event, receive)
         due = self.clock + VISIBILITY_SECONDS
         self.pending.append(Pending("sqs", item.event, item.request_id, receive=receive, due=due))
 
@@ -591,8 +591,7 @@ class World:
             return False
         item = self.pending.pop(candidates[index % len(candidates)])
         attributes = {"ERROR_CODE": {"stringValue": "THROTTLING", "dataType": "String"}}
-        batch = sqs_batch(item.event, self.request_id(), 1, "explorer-dead-letters")
-        batch["Records"][0]["messageAttributes"] = attributes
+        batch = sqs_batch(item.event, self.request_id(), 1, "explorer-dead-letters", attributes)
         self.pending.append(Pending("sqs", batch, self.request_id()))
         return True
 

@@ -14,6 +14,7 @@ from components import batch_array
 from components.batch_array import definition_name, weight_factor
 
 from .harness import ACCOUNT, Run, run_program
+from .lookups import job_env, lambda_env
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*deprecated in favor of:DeprecationWarning")
 
@@ -38,15 +39,6 @@ VARIANTS = [
 
 def variant(use_fargate: bool, use_spot: bool, architecture: str, **more) -> dict:
     return {"useFargate": use_fargate, "useSpot": use_spot, "architecture": architecture, **more}
-
-
-def lambda_env(run: Run) -> dict[str, str]:
-    return run.one(FUNCTION).inputs["environment"]["variables"]
-
-
-def job_env(run: Run) -> dict[str, str]:
-    props = json.loads(run.one(DEFINITION).inputs["containerProperties"])
-    return {e["name"]: e["value"] for e in props["environment"]}
 
 
 def by_name(run: Run, type_: str) -> dict[str, object]:
@@ -395,31 +387,3 @@ def test_fault_4_reserved_zero_disables_and_small_reservations_are_refused() -> 
             run_program(
                 "us-east-1", {"lambdaReservedConcurrency": reserved, "schedules": schedules}
             )
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"useFargate": True, "useSpot": True, "architecture": "arm64"}, "runs only X86_64 tasks"),
-        ({"useFargate": True, "minVcpus": 2}, "minVcpus: Fargate has no instances to keep warm"),
-        ({"minVcpus": 17}, r"minVcpus must be at most urgentMaxVcpus \(16\)"),
-        ({"minVcpus": 257, "urgentMaxVcpus": 0}, r"minVcpus must be at most maxVcpus \(256\)"),
-        ({"minVcpus": -1}, "minVcpus must be 0 or more"),
-        ({"urgentMaxVcpus": -1}, "urgentMaxVcpus must be 0"),
-        ({"urgentMaxVcpus": 2, "jobVcpus": 4}, "urgentMaxVcpus must be 0 or at least jobVcpus"),
-        ({"lambdaProvisionedConcurrency": 5, "lambdaReservedConcurrency": 4},
-         r"lambdaProvisionedConcurrency \(5\) must be at most lambdaReservedConcurrency \(4\)"),
-        ({"lambdaProvisionedConcurrency": 1, "lambdaReservedConcurrency": 0},
-         r"must be at most lambdaReservedConcurrency \(0\)"),
-        ({"lambdaProvisionedConcurrency": -1}, "lambdaProvisionedConcurrency must be 0"),
-        ({"fairShare": {"risk-desk": 1}}, "team 'risk-desk' is not a valid share identifier"),
-        ({"fairShare": {"risk": 0}}, "the weight of 'risk' must be between 0.01 and 10000"),
-        ({"fairShare": {"risk": "lots"}}, "the weight of 'risk' must be a number"),
-        ({"fairShare": {"Risk": 1, "risk": 2}}, "must differ in more than letter case"),
-        ({"fairShare": ["risk"]}, "fairShare must be a map of team to weight"),
-        ({"fairShare": {f"t{i}": 1 for i in range(201)}}, "fairShare has 201 teams; at most 200"),
-    ],
-)  # fmt: skip
-def test_refused_at_preview(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        run_program("us-east-1", overrides)

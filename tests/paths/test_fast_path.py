@@ -12,6 +12,7 @@ from runtime.adapters.lambda_handler import handle_object, s3_records
 from runtime.core import keys
 from runtime.core.csvio import read_table
 from runtime.pricing import price_table
+from runtime.tools import aws_events
 from runtime.tools.local_cloud import INPUT_BUCKET, RESULT_BUCKET
 from tests.conftest import serialised
 from tests.helpers import all_keys, as_lambda, fence_of, price_parts, read, status_of, upload
@@ -226,15 +227,9 @@ def test_byte_ceiling_rejects_without_reading(make_steps, s3, sample_bytes):
 
 
 def test_s3_event_keys_are_url_decoded():
-    event = {
-        "Records": [
-            {
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": "b"}, "object": {"key": "fast/my+job/a%2Bb.csv"}},
-            }
-        ]
-    }
-    assert s3_records(event) == [("b", "fast/my job/a+b.csv", None, None)]
+    event = aws_events.s3_event("b", "fast/my job/a+b.csv", None, "00A1")
+    assert event["Records"][0]["s3"]["object"]["key"] == "fast/my+job/a%2Bb.csv"  # as S3 sends
+    assert s3_records(event) == [("b", "fast/my job/a+b.csv", None, "00A1")]
 
 
 def test_a_stray_object_under_the_parts_prefix_is_ignored(make_steps, s3):
@@ -250,17 +245,7 @@ def test_a_stray_key_is_reported_not_retried(aws, monkeypatch):
 
     monkeypatch.setenv("RESULT_BUCKET", RESULT_BUCKET)
     lambda_handler._steps.cache_clear()
-    event = {
-        "Records": [
-            {
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "bucket": {"name": INPUT_BUCKET},
-                    "object": {"key": "fast/_parts/tok/part-x.csv"},
-                },
-            }
-        ]
-    }
+    event = aws_events.s3_event(INPUT_BUCKET, "fast/_parts/tok/part-x.csv")
     (outcome,) = lambda_handler.handler(event)["outcomes"]
     lambda_handler._steps.cache_clear()
     assert outcome["action"] == "ignored" and "not a part key" in outcome["detail"]

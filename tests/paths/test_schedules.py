@@ -7,6 +7,7 @@ import boto3
 import pytest
 
 from runtime.core import keys
+from runtime.tools.aws_events import sqs_batch
 from tests.explorer.machine import check_always, check_settled, drain
 from tests.explorer.world import INPUT, Pending, World
 from tests.paths.test_trust import NO_FAULTS, book, run, states
@@ -65,19 +66,9 @@ def test_a_run_scheduler_could_not_deliver_ends_failed(world):
     world.s3.put_object(Bucket=INPUT, Key="books/eod.csv", Body=book(2))
     world.fire_schedule("eod", "eod.csv", "normal", AT)
     fired = world.pending.pop()
-    batch = {
-        "Records": [
-            {
-                "messageId": "m-1",
-                "body": __import__("json").dumps(fired.event),
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {
-                    "ERROR_CODE": {"stringValue": "AWS.Scheduler.InternalServerError"}
-                },
-                "eventSource": "aws:sqs",
-            }
-        ]
-    }
+    # The schedules' dead-letter queue delivers the run with Scheduler's error code.
+    error = {"stringValue": "AWS.Scheduler.InternalServerError", "dataType": "String"}
+    batch = sqs_batch(fired.event, "m-1", 1, "explorer-schedule-failures", {"ERROR_CODE": error})
     world.pending.append(Pending("sqs", batch, world.request_id()))
     run(world, "sqs")
     settled(world)

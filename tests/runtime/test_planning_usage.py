@@ -22,7 +22,7 @@ from runtime.planning.usage import (
     record_cost,
     total_cost,
 )
-from tests.helpers import aws_event
+from runtime.tools import aws_events
 
 PRICES = default_prices("us-east-1", "x86_64")
 
@@ -139,26 +139,28 @@ def test_a_record_reads_back_and_bad_records_are_refused():
 
 
 def test_batch_attempts_come_from_the_job_state_change_event_interruptions_included():
-    event = aws_event(
-        "batch-job-state-change-failed",
-        job_id="job-1",
-        token="t",
-        bucket="in",
-        key="normal/j/book.csv",
-        container_reason="",
-        status_reason="Host EC2 (instance i-0abc) terminated.",
-        environment=[],
-        array_properties={},
-    )
-    detail = event["detail"]
-    detail["attempts"].append(
-        {
-            **detail["attempts"][0],
-            "statusReason": "Essential container in task exited",
-            "startedAt": 1795510700000,
-            "stoppedAt": 1795510730000,
-        }
-    )
+    # A job of 1 vCPU and 1792 MiB whose host was reclaimed after 600 s, then whose second
+    # attempt failed after 30 s.
+    description = {
+        "jobId": "job-1",
+        "jobName": "price-t",
+        "parameters": {"S3bucket": "in", "S3key": "normal/j/book.csv"},
+        "container": {
+            "resourceRequirements": [
+                {"value": "1", "type": "VCPU"},
+                {"value": "1792", "type": "MEMORY"},
+            ]
+        },
+    }
+    attempts = [
+        aws_events.batch_attempt(0, 137, reason) | {"startedAt": started, "stoppedAt": stopped}
+        for reason, started, stopped in (
+            ("Host EC2 (instance i-0abc) terminated.", 1795510000000, 1795510600000),
+            ("Essential container in task exited", 1795510700000, 1795510730000),
+        )
+    ]
+    reason = "Essential container in task exited"
+    detail = aws_events.batch_state_change(description, reason, attempts)["detail"]
     records = batch_attempts(detail, "part-00004", SPOT)
     assert [(r.attempt, r.outcome, r.seconds) for r in records] == [
         (1, INTERRUPTED, 600.0),

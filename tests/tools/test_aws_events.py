@@ -84,7 +84,13 @@ def test_the_on_failure_record_and_its_sqs_delivery_have_the_real_shapes():
     assert keys_of(message) == keys_of(real_message)
     assert json.loads(message["body"]) == built
     assert message["attributes"]["ApproximateReceiveCount"] == "2"
-    assert aws_events.sqs_batch(built, "m-1", 2, "q")["Records"][0]["messageId"] == "m-1"
+    batch = aws_events.sqs_batch(built, "m-1", 2, "q", {"ERROR_CODE": {"stringValue": "E"}})
+    (record,) = batch["Records"]
+    assert record["messageId"] == "m-1" and record["messageAttributes"]["ERROR_CODE"]
+    aws_events.receive_again(batch, 3)
+    assert set(record) == set(real_message)
+    assert set(record["attributes"]) == set(real_message["attributes"])
+    assert record["attributes"]["ApproximateReceiveCount"] == "3"
 
 
 def described_child_job() -> dict:

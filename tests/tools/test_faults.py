@@ -302,7 +302,7 @@ def test_a_failure_record_the_function_reports_failed_is_redelivered_then_parked
 def test_emulated_events_have_the_shape_of_the_real_ones():
     from runtime.adapters import batch_events
     from runtime.tools.emulator import batch_state_change, on_failure_record, s3_event, sqs_batch
-    from tests.helpers import aws_event, lambda_on_failure
+    from tests.helpers import aws_event
 
     def shape(document: dict) -> set[str]:
         return set(document)
@@ -348,7 +348,13 @@ def test_emulated_events_have_the_shape_of_the_real_ones():
 
     request = s3_event("b", "fast/_parts/t/part-00001.csv")
     record = on_failure_record(request, "req-1", {"errorType": "E", "errorMessage": "m"}, 3)
-    real_record = lambda_on_failure(request, "req-1", "m", "E")
+    real_record = aws_event(
+        "lambda-destination-on-failure",
+        request_id="req-1",
+        request_payload=request,
+        error_message="m",
+        error_type="E",
+    )
     assert shape(record) == shape(real_record)
     assert record["requestContext"] == real_record["requestContext"] | {
         "functionArn": record["requestContext"]["functionArn"]
