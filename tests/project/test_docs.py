@@ -200,9 +200,6 @@ def test_the_readme_indexes_every_page_of_docs():
 def test_the_settings_table_matches_pulumi_yaml():
     documented = documented_settings()
     declared = pulumi_defaults()
-    if "forceDestroy" not in declared:
-        # forceDestroy lands with branch infra22
-        documented.pop("forceDestroy", None)
     assert sorted(documented) == sorted(declared)
     assert {k: documented[k] for k in declared} == declared
 
