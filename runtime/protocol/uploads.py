@@ -424,16 +424,11 @@ class Uploads(JobCore):
         status, fence = begun
         job = JobRef.of(status)
         plan = lifecycle.plan_of(status)
-        try:
-            if table is None:
-                body = self.upload_body(status)
-                if body is None:
-                    return self.fail(job, DELETED, actor)
-                table = read_table(
-                    body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
-                )
-        except FileError as exc:
-            return self.fail(job, str(exc), actor, action=Action.REJECTED)
+        if table is None:
+            read = self._read_job_upload(status, actor)
+            if isinstance(read, StepOutcome):
+                return read
+            table = read
         # A job that split already (this is a duplicate event, or a retry of a start that
         # died after splitting) follows its manifest: its parts are being priced, so neither
         # the guard nor this container's part sizes may decide anything any more.
@@ -527,20 +522,27 @@ class Uploads(JobCore):
         on. The outcome of a job it ended, or None to go on."""
         if self.config.max_job_usd <= 0 or status.get("force"):
             return None
-        job = JobRef.of(status)
-        plan = lifecycle.plan_of(status)
         if table is None:
-            try:
-                body = self.upload_body(status)
-                if body is None:
-                    return self.fail(job, DELETED, actor)
-                table = read_table(
-                    body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
-                )
-            except FileError as exc:
-                return self.fail(job, str(exc), actor, action=Action.REJECTED)
+            read = self._read_job_upload(status, actor)
+            if isinstance(read, StepOutcome):
+                return read
+            table = read
         over = self.over_budget(status, table, estimate)
-        return self.fail(job, over, actor) if over else None
+        return self.fail(JobRef.of(status), over, actor) if over else None
+
+    def _read_job_upload(self, status: dict, actor: str) -> Table | StepOutcome:
+        """The table of exactly the upload the job is for, or the outcome of the job ended
+        because it is gone or cannot be read."""
+        plan = lifecycle.plan_of(status)
+        try:
+            body = self.upload_body(status)
+            if body is None:
+                return self.fail(JobRef.of(status), DELETED, actor)
+            return read_table(
+                body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+            )
+        except FileError as exc:
+            return self.fail(JobRef.of(status), str(exc), actor, action=Action.REJECTED)
 
     def _read_upload(self, bucket: str, key: str, info: object) -> Table | None:
         """The table of exactly the upload ``info`` describes (None once it is gone);

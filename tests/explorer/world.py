@@ -356,7 +356,7 @@ class World:
     in_flight: list[InFlight] = field(default_factory=list)
     scheduled_runs: set[str] = field(default_factory=set)  # the keys of runs fired
     steps_run: int = 0
-    costs_seen: dict = field(default_factory=dict)  # (key, token) -> (attempts, usd) last seen
+    costs_seen: dict = field(default_factory=dict)  # (key, token) -> attempts last counted
 
     def __post_init__(self) -> None:
         self.batch = FakeBatch()
