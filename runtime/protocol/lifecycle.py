@@ -604,14 +604,22 @@ def epoch(text: str | None) -> float | None:
 # -- building documents -------------------------------------------------------------------
 
 
+# Versions older than a job's upload that its status remembers (the key's listing when it
+# began, newest first): enough for any late event, small enough for a status document.
+_OLDER_VERSIONS = 20
+
+
 def _new_document(fact: Begin, generation: int) -> dict:
     upload = fact.upload
+    listed = list(fact.versions)
+    older = listed[listed.index(upload.version) + 1 :] if upload.version in listed else []
     return {
         "schema": SCHEMA,
         "input": f"s3://{upload.bucket}/{upload.key}",
         "path": upload.path,
         "version": upload.version,
         "sequencer": upload.sequencer,
+        "olderVersions": older[:_OLDER_VERSIONS],
         "generation": generation,
         "token": upload.token,
         "attempt": 1,
@@ -725,6 +733,10 @@ def _is_newer(fact: Begin, current: dict) -> bool:
     ours_known, theirs_known = fact.upload.version in order, other in order
     if ours_known and theirs_known:
         return order.index(fact.upload.version) < order.index(other)
+    if ours_known and fact.upload.version in current.get("olderVersions", ()):
+        # The fact's listing predates the current upload (its actor listed, then stalled):
+        # the current job's own listing put the fact's upload below it.
+        return False
     # An upload the key no longer lists (deleted for good, or a run that never made its
     # copy) never replaces one it lists: only the real, newer upload may.
     return ours_known or not theirs_known

@@ -90,6 +90,18 @@ def test_an_older_upload_never_replaces_the_newer_one():
     assert decide(running("b", version="also-gone"), gone).outcome is Outcome.REPLACED
 
 
+def test_a_listing_older_than_the_current_upload_never_takes_the_key_back():
+    """An actor listed the key (v1 only), stalled, and v2's job began meanwhile: its v2 is
+    missing from that listing, but v2's own listing put v1 below it (found by the explorer:
+    the older upload replaced the newer job, whose parts were then lost)."""
+    current = decide(None, begin("b", version="v2", versions=("v2", "v1"))).document
+    assert current["olderVersions"] == ["v1"]
+    stale = begin("a", version="v1", versions=("v1",))
+    assert decide(current, stale).outcome is Outcome.OLDER
+    # Without its own listing (a status written before it was kept), the listing decides.
+    assert decide({**current, "olderVersions": []}, stale).outcome is Outcome.REPLACED
+
+
 @pytest.mark.parametrize(
     ("theirs", "ours", "newer"),
     [
