@@ -124,3 +124,34 @@ def test_a_jobs_cost_never_shrinks_when_a_deploy_lowers_prices(world):
     assert second["state"] == "done"
     assert second["cost"]["usd"] >= first["cost"]["usd"]
     assert second["cost"]["attempts"] > first["cost"]["attempts"]
+
+
+def test_a_late_part_event_counts_a_record_its_dead_writer_never_totalled(make_steps, s3):
+    """Found by the explorer: an invocation killed between writing its usage record and
+    totalling the job's cost. Its retry finds the job's work area gone and acts for no job;
+    it totals the cost again from the token its part key names."""
+    from runtime.adapters import lambda_handler
+    from runtime.core import keys
+    from runtime.planning.usage import UsageRecord
+    from runtime.protocol.costs import JobOf
+
+    key = "fast/late/book.csv"
+    upload(s3, key, book(4))
+    steps = make_steps(threshold=2)
+    split = steps.start(INPUT_BUCKET, key, "req-start")
+    for index in range(split.manifest.parts):
+        steps.price_part(split.manifest, split.fence, index, f"worker-{index}", merge=True)
+    done = status_of(s3, key)
+    assert done["state"] == "done"
+    before = done.get("cost") or {"attempts": 0, "usd": 0.0}
+    token = done["token"]
+    # the record of an invocation that died before it could total it
+    late = UsageRecord(step="part-00001", capacity="LAMBDA", seconds=1.5, memory_mb=1769)
+    assert steps.usage.add(JobOf(key, token, keys.FAST), "lambda-dead", late)
+    assert (status_of(s3, key).get("cost") or {"attempts": 0})["attempts"] == before["attempts"]
+
+    part = keys.fast_part_key(token, 1, 1)
+    lambda_handler.handle(steps, s3_notification(INPUT_BUCKET, part), "req-retry")
+    after = status_of(s3, key)["cost"]
+    assert after["attempts"] == before["attempts"] + 1
+    assert after["usd"] > before["usd"]
