@@ -58,14 +58,19 @@ def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str]) -> arg
     return args
 
 
-def chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
-    """The innermost sub-command's parser that ``args`` went through."""
+def chosen_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The innermost sub-command's parser that ``args`` went through (argparse keeps its
+    sub-parsers in a private action: there is no public way to find them)."""
     while True:
         subcommands = [
             action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
         ]
-        chosen = getattr(args, subcommands[0].dest, None) if subcommands else None
-        if chosen not in (subcommands[0].choices if subcommands else {}):
+        if not subcommands:
+            return parser
+        chosen = getattr(args, subcommands[0].dest, None)
+        if chosen not in subcommands[0].choices:
             return parser
         parser = subcommands[0].choices[chosen]
 
