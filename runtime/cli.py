@@ -23,7 +23,7 @@ from runtime.engines import DEFAULT_ENGINE, ENGINE_NAMES
 TOOL_COMMANDS = {
     "simulate": "run the deployed event flow on this machine against a local S3 and Batch",
     "submit": "send a CSV file to a deployed stack",
-    "jobs": "list, show, cancel or retry jobs of a deployed stack or of simulate",
+    "jobs": "list, show, cancel, retry jobs or download a result (a stack's or simulate's)",
     "generate": "write a deterministic sample portfolio",
 }
 

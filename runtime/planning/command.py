@@ -59,9 +59,14 @@ _SETTING_FLAGS = {
 
 
 def _parser(stream: TextIO | None = None) -> argparse.ArgumentParser:
+    program = "mc-pricing" if Path(sys.argv[0]).name == "mc-pricing" else "python -m runtime"
     parser = _OneLineParser(
-        prog="python -m runtime plan",
-        description="Estimate CPU time, wall time and USD of a CSV file on each path.",
+        prog=f"{program} plan",
+        description="Estimate CPU time, wall time and USD of a CSV file on each path, "
+        "without uploading it. Every setting not given here is the stack's (--stack: "
+        "Pulumi.yaml and Pulumi.STACK.yaml in this folder), else Pulumi.yaml's default.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"example:\n  {program} plan book.csv --stack us-east-1 --greeks --json",
     )
     parser.add_argument("input", type=Path)
     parser.add_argument("--engine", choices=ENGINE_NAMES, help="default: the stack's engine")

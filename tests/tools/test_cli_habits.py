@@ -141,7 +141,7 @@ def test_jobs_result_downloads_the_version_the_status_names_and_only_when_done(
 
 
 def help_texts() -> list[tuple[str, ...]]:
-    commands = [("price",), ("simulate",), ("submit",), ("generate",), ("jobs",)]
+    commands = [("price",), ("simulate",), ("submit",), ("generate",), ("jobs",), ("plan",)]
     commands += [("jobs", name) for name in ("list", "show", "result", "cancel", "retry")]
     return commands
 
@@ -152,7 +152,9 @@ def test_every_help_shows_defaults_and_an_example(command):
     assert done.returncode == 0, done.stderr
     text = done.stdout.decode()
     assert "example:" in text and f"python -m runtime {' '.join(command)}" in text
-    if command != ("jobs",):
+    if command == ("plan",):
+        assert "the stack's" in text  # its settings' defaults are the stack's
+    elif command != ("jobs",):
         assert "(default:" in text
 
 
