@@ -60,7 +60,7 @@ def test_the_lifecycle_keeps_its_promises_against_moto(monkeypatch):
 
 
 def test_the_lifecycle_keeps_its_promises_in_memory():
-    examples = int(os.environ.get("EXPLORER_MEMORY_EXAMPLES", "150"))
+    examples = int(os.environ.get("EXPLORER_MEMORY_EXAMPLES", "100"))
     run_state_machine_as_test(
         MemoryExplorer,
         settings=settings(

@@ -168,14 +168,17 @@ def test_a_merge_job_with_missing_parts_fails_and_names_them(make_steps, s3, sam
     assert status["state"] == "failed" and status["missingParts"] == [0, 1]
 
 
-def test_more_parts_than_batch_allows_grow_the_part_size(make_steps, s3):
+def test_more_parts_than_batch_allows_grow_the_part_size(make_steps, s3, monkeypatch):
+    from runtime.protocol import uploads
     from runtime.tools.generate import generate_portfolio
 
+    # Batch's array limit is 10,000; a limit of 10 makes the same case with 21 rows.
+    monkeypatch.setattr(uploads, "BATCH_MAX_ARRAY_SIZE", 10)
     steps = make_steps(threshold=1)
-    upload(s3, KEY, generate_portfolio(10_050))
+    upload(s3, KEY, generate_portfolio(21))
     outcome = run_manager(steps, s3, KEY)
-    assert "5025 parts" in outcome.detail  # 10,050 parts of 1 row would exceed 10,000
-    assert recorded_jobs(s3, KEY)["array"]["arrayProperties"]["size"] == 5025
+    assert "7 parts" in outcome.detail  # 21 parts of 1 row would exceed 10: 3 rows each
+    assert recorded_jobs(s3, KEY)["array"]["arrayProperties"]["size"] == 7
 
 
 def test_batch_main_reports_bad_arguments_and_settings_without_a_traceback(monkeypatch, capsys):
