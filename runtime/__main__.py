@@ -1,7 +1,5 @@
 """``python -m runtime ...``: the local command line."""
 
-import sys
+from runtime.cli import console
 
-from runtime.cli import main
-
-sys.exit(main(sys.argv[1:]))
+console()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,7 +34,14 @@ class CommandError(Exception):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help``: every option's default, and the description and example as written."""
+    """``--help``: every option's default, and the description and example as written.
+    An option whose help already says its default, or has none, is left as it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
 
 
 def program() -> str:
@@ -133,8 +141,16 @@ def tools_available() -> bool:
 
 
 def console() -> None:
-    """The ``mc-pricing`` command (pyproject.toml): the same as ``python -m runtime``."""
-    sys.exit(main(sys.argv[1:]))
+    """The ``mc-pricing`` command (pyproject.toml), and ``python -m runtime``."""
+    try:
+        code = main(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``| head``): not an error of ours. Standard output is
+        # pointed at nothing, so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
+    sys.exit(code)
 
 
 def main(argv: list[str]) -> int:

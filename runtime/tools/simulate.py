@@ -192,8 +192,44 @@ def simulate(
         file=sys.stderr,
     )
 
+    def deliver(outcome: SimulationResult) -> None:
+        """The result and its line, or the CommandError that says why there is none."""
+        if logs is not None:
+            print(f"logs: {logs}/ (one file per container and Batch job attempt)", file=sys.stderr)
+        status = outcome.status or {}
+        state = status.get("state")
+        if state in ("failed", "cancelled", "superseded"):
+            reason = " ".join(str(status.get("error") or "no reason recorded").split())
+            raise CommandError(f"the job {state}: {reason}")
+        if outcome.result is None:
+            raise CommandError(f"no result was published for {input_path}; state {state}")
+        try:
+            expected = len(read_table(data).records)
+        except FileError as exc:  # the pipeline accepted what the local reader refuses
+            raise CommandError(f"{input_path}: {exc}") from exc
+        got = len(read_table(outcome.result, is_result=True).records)
+        written = write_output(out, outcome.result)
+        if got != expected:
+            raise CommandError(
+                f"incomplete result: {got} of {expected} rows (written to {written})"
+            )
+        # the outcome on standard output, unless the result itself went there
+        print(
+            f"result: {got} rows -> {written}",
+            file=sys.stderr if written == "standard output" else sys.stdout,
+            flush=True,
+        )
+
+    kept_error: list[CommandError] = []
+
     def keep_serving(cloud: LocalCloud, outcome: SimulationResult) -> None:
+        # the result first: the embedded AWS then serves until Ctrl-C
         _summary(outcome)
+        try:
+            deliver(outcome)
+        except CommandError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            kept_error.append(exc)
         serve_until_interrupted(cloud, " (kept after the simulation)")
 
     try:
@@ -217,30 +253,10 @@ def simulate(
         )
     except LocalCloudUnavailable as exc:
         raise CommandError(str(exc)) from exc
-    if not keep:
-        _summary(outcome)
-    if logs is not None:
-        print(f"logs: {logs}/ (one file per container and Batch job attempt)", file=sys.stderr)
-    status = outcome.status or {}
-    state = status.get("state")
-    if state in ("failed", "cancelled", "superseded"):
-        reason = " ".join(str(status.get("error") or "no reason recorded").split())
-        raise CommandError(f"the job {state}: {reason}")
-    if outcome.result is None:
-        raise CommandError(f"no result was published for {input_path}; state {state}")
-    try:
-        expected = len(read_table(data).records)
-    except FileError as exc:  # the pipeline accepted what the local reader refuses
-        raise CommandError(f"{input_path}: {exc}") from exc
-    got = len(read_table(outcome.result, is_result=True).records)
-    written = write_output(out, outcome.result)
-    if got != expected:
-        raise CommandError(f"incomplete result: {got} of {expected} rows (written to {written})")
-    # the outcome on standard output, unless the result itself went there
-    print(
-        f"result: {got} rows -> {written}",
-        file=sys.stderr if written == "standard output" else sys.stdout,
-    )
+    if keep:
+        return 1 if kept_error else 0  # said before the embedded AWS served
+    _summary(outcome)
+    deliver(outcome)
     return 0
 
 

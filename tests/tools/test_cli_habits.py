@@ -167,3 +167,43 @@ def test_bench_is_not_a_command_any_more_but_its_module_is():
         check=False,
     )
     assert done.returncode == 0 and b"python -m benchmarks.bench" in done.stdout
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    """``mc-pricing jobs list | head -1``: the rest of the output has nowhere to go."""
+    program = (
+        "import runtime.cli as cli\n"
+        "def main(argv):\n"
+        "    for line in range(100_000):\n"
+        "        print(line, flush=True)\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.console()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    child.stdout.read(10)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait() == 141 and "Traceback" not in err
+
+
+def test_simulate_keep_writes_the_result_before_it_serves(tmp_path, monkeypatch, capsys):
+    from runtime.tools import simulate as simulate_module
+
+    book = tmp_path / "book.csv"
+    book.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:4]))
+    seen = []
+
+    def serve(cloud, why):  # instead of waiting for Ctrl-C: what is there by then
+        seen.append((tmp_path / "book.csv-result").exists())
+
+    monkeypatch.setattr(simulate_module, "serve_until_interrupted", serve)
+    code = simulate_module.simulate(book, "fast", None, 2, "qdfp", None, keep=True)
+    assert code == 0 and seen == [True]
+    assert f"result: 3 rows -> {book}-result" in capsys.readouterr().out
