@@ -375,12 +375,14 @@ SECTIONS = ("coverage", "bounds", "stress", "greeks", "implied", "speed", "sampl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.audit",
         description="The honest-prices audit of the lsm engine against QuantLib references: "
         "stdError coverage, no-arbitrage guards, bounds, Greeks, implied volatility, speed "
         "(docs/engines.md). About 1 minute; --full, the large sets, about 3.5 minutes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.audit --full > audit.md",
     )
     parser.add_argument("--full", action="store_true", help="the large sets (docs/engines.md)")

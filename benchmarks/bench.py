@@ -603,6 +603,8 @@ def machine() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench",
         description="The engines side by side on the same options: speed on one core and on "
@@ -610,7 +612,7 @@ def _parser() -> argparse.ArgumentParser:
         "throughput. Markdown on stdout, progress on stderr (docs/performance.md). The default "
         "run takes about 43 minutes on 2 vCPUs, almost all of it mc: --engines lsm,qdfp or "
         "--limit 20 for a run of a few minutes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.bench --engines lsm,qdfp --sets sample,ls",
     )
     parser.add_argument(

@@ -172,11 +172,13 @@ def cost_table(sizes: Sequence[int], settings: PlanSettings) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_planner",
         description="The planner's estimates against measured runs of books it was not "
         "calibrated on, and its cost table (docs/cost.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.bench_planner --runs 1 --skip-accuracy",
     )
     parser.add_argument("--runs", type=int, default=2, help="price runs per book (best of)")

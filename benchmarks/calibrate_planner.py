@@ -409,11 +409,13 @@ def measure_overheads(rows: int = 20_000) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.calibrate_planner",
         description="Measure each engine's CPU time per row on a grid of options and write "
         "the planner's coefficients (runtime/planning/coefficients.json; docs/cost.md).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.calibrate_planner --engines lsm --skip-requests",
     )
     parser.add_argument("--engines", default=",".join(DESIGNS), help="comma-separated")

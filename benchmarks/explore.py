@@ -20,10 +20,12 @@ import time
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.explore",
         description="Random walks of the job lifecycle through the real handlers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.explore --steps 120 --runs 50 --s3 memory",
     )
     parser.add_argument("--steps", type=int, default=100_000, help="steps at least")

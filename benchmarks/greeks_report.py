@@ -88,10 +88,12 @@ def report(name: str, options: list[OptionSpec]) -> None:
 
 
 def main() -> None:
+    from runtime.cli import HelpFormatter  # defaults shown once
+
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.greeks_report",
         description="Each engine's Greeks against bumped QuantLib references.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m benchmarks.greeks_report --rows 50 --mc 2",
     )
     parser.add_argument("--rows", type=int, default=200, help="options of the book")
