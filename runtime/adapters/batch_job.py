@@ -64,6 +64,7 @@ def _run(steps: JobSteps, bucket: str, key: str, job: BatchContext) -> StepOutco
     manifest = steps.load_manifest(keys.NORMAL, fence.token)
     if manifest is None:
         steps.settle(key, actor)
+        steps.recount_cost(keys.NORMAL, fence.token)  # a retried attempt that died recording
         return StepOutcome(Action.STOPPED, "no manifest: the job ended and was cleaned up")
     logs.annotate(inputKey=manifest.input_key)
     if job.role == ROLE_CHILD:

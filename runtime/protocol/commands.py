@@ -100,10 +100,10 @@ class Commands(Uploads, Parts):
             return None, None
         if self.load_manifest(lifecycle.plan_of(status).runner, status["token"]) is not None:
             return None, None  # it split: its parts decide where it runs
-        body = self.upload_body(status)
-        if body is None:
-            return None, None  # the retry fails saying the upload is gone
         try:
+            body = self.upload_body(status)
+            if body is None:
+                return None, None  # the retry fails saying the upload is gone
             table = read_table(body, max_rows=self.config.max_rows, greeks=self.config.greeks)
         except FileError:
             return None, None  # the retry fails saying why the file cannot be priced
@@ -141,12 +141,11 @@ class Commands(Uploads, Parts):
             return StepOutcome(Action.REOPENED, outcome.detail, manifest, outcome.status, fence)
         if not missing:
             return self.merge(manifest, fence, actor)
-        body = self.upload_body(status)
+        # The job split already: its manifest, not this container's limits, decides.
+        body = self.upload_body(status, limits=False)
         if body is None:
             return self.fail(job, DELETED + " (the retry needs it for its parts)", actor)
-        table = read_table(
-            body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
-        )
+        table = read_table(body, greeks=plan.greeks, bounds=plan.bounds)
         self._write_parts(manifest, table, fence.attempt, only=missing)
         return StepOutcome(
             Action.REOPENED,

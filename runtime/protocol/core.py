@@ -350,9 +350,11 @@ class JobCore:
             return self.refused(decision, job, job.input_key, actor)
         return StepOutcome(action, reason, job.manifest, decision.status, job.fence)
 
-    def upload_body(self, status: dict) -> bytes | None:
+    def upload_body(self, status: dict, limits: bool = True) -> bytes | None:
         """The bytes of exactly the upload the job prices, or None once it is gone (a
-        newer upload may be current: a job prices its own version all the same)."""
+        newer upload may be current: a job prices its own version all the same). Without
+        ``limits`` (a job that split already: its manifest decided) ``maxBytes`` is not
+        checked again."""
         bucket, _, key = status["input"].removeprefix("s3://").partition("/")
         version = status["version"]
         info = self.store.head(bucket, key)
@@ -361,7 +363,7 @@ class JobCore:
             info = self.store.head(bucket, key, version) if version in versions else None
         if info is None:
             return None
-        if info.size > self.config.max_bytes:
+        if limits and info.size > self.config.max_bytes:
             raise FileError(
                 f"file is {info.size} bytes, over the configured limit of "
                 f"{self.config.max_bytes} bytes"

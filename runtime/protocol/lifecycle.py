@@ -620,6 +620,7 @@ def _new_document(fact: Begin, generation: int) -> dict:
         "version": upload.version,
         "sequencer": upload.sequencer,
         "olderVersions": older[:_OLDER_VERSIONS],
+        "olderVersionsTruncated": len(older) > _OLDER_VERSIONS,
         "generation": generation,
         "token": upload.token,
         "attempt": 1,
@@ -733,9 +734,13 @@ def _is_newer(fact: Begin, current: dict) -> bool:
     ours_known, theirs_known = fact.upload.version in order, other in order
     if ours_known and theirs_known:
         return order.index(fact.upload.version) < order.index(other)
-    if ours_known and fact.upload.version in current.get("olderVersions", ()):
+    if ours_known and (
+        fact.upload.version in current.get("olderVersions", ())
+        or current.get("olderVersionsTruncated")
+    ):
         # The fact's listing predates the current upload (its actor listed, then stalled):
-        # the current job's own listing put the fact's upload below it.
+        # the current job's own listing put the fact's upload below it (or listed more
+        # older versions than it keeps: a newer upload's listing would name the current one).
         return False
     # An upload the key no longer lists (deleted for good, or a run that never made its
     # copy) never replaces one it lists: only the real, newer upload may.

@@ -424,15 +424,15 @@ class Uploads(JobCore):
         status, fence = begun
         job = JobRef.of(status)
         plan = lifecycle.plan_of(status)
+        # A job that split already (this is a duplicate event, or a retry of a start that
+        # died after splitting) follows its manifest: its parts are being priced, so neither
+        # the guard nor this container's part sizes or limits may decide anything any more.
+        split = self.load_manifest(plan.runner, fence.token)
         if table is None:
-            read = self._read_job_upload(status, actor)
+            read = self._read_job_upload(status, actor, limits=split is None)
             if isinstance(read, StepOutcome):
                 return read
             table = read
-        # A job that split already (this is a duplicate event, or a retry of a start that
-        # died after splitting) follows its manifest: its parts are being priced, so neither
-        # the guard nor this container's part sizes may decide anything any more.
-        split = self.load_manifest(plan.runner, fence.token)
         if guard and split is None:
             over = self.over_budget(status, table, estimate)
             if over:
@@ -530,16 +530,22 @@ class Uploads(JobCore):
         over = self.over_budget(status, table, estimate)
         return self.fail(JobRef.of(status), over, actor) if over else None
 
-    def _read_job_upload(self, status: dict, actor: str) -> Table | StepOutcome:
+    def _read_job_upload(
+        self, status: dict, actor: str, limits: bool = True
+    ) -> Table | StepOutcome:
         """The table of exactly the upload the job is for, or the outcome of the job ended
-        because it is gone or cannot be read."""
+        because it is gone or cannot be read (``limits``: this container's ``maxRows`` and
+        ``maxBytes``, which a job that split already is past)."""
         plan = lifecycle.plan_of(status)
         try:
-            body = self.upload_body(status)
+            body = self.upload_body(status, limits=limits)
             if body is None:
                 return self.fail(JobRef.of(status), DELETED, actor)
             return read_table(
-                body, max_rows=self.config.max_rows, greeks=plan.greeks, bounds=plan.bounds
+                body,
+                max_rows=self.config.max_rows if limits else None,
+                greeks=plan.greeks,
+                bounds=plan.bounds,
             )
         except FileError as exc:
             return self.fail(JobRef.of(status), str(exc), actor, action=Action.REJECTED)

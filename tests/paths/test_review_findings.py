@@ -155,3 +155,54 @@ def test_a_late_part_event_counts_a_record_its_dead_writer_never_totalled(make_s
     after = status_of(s3, key)["cost"]
     assert after["attempts"] == before["attempts"] + 1
     assert after["usd"] > before["usd"]
+
+
+@dataclasses.dataclass
+class LimitedWorld(World):
+    """The explorer's world with the file limits as settings (a deploy may lower them)."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 10_000_000
+
+    def config(self):
+        return dataclasses.replace(
+            super().config(), max_rows=self.max_rows, max_bytes=self.max_bytes
+        )
+
+
+@pytest.fixture
+def limited(aws):
+    return LimitedWorld(boto3.client("s3", region_name="us-east-1"))
+
+
+@pytest.mark.parametrize("setting", [("max_rows", 3), ("max_bytes", 50)])
+def test_a_duplicate_start_after_the_limits_are_lowered_leaves_a_split_job_running(
+    limited, setting
+):
+    key = "fast/g/book.csv"
+    limited.threshold = 2
+    limited.upload(key, book(4))
+    first = run(limited, "s3")  # splits into two parts
+    assert limited.status(key)["partsTotal"] == 2
+    run(limited, "s3", key="part-00000")
+    setattr(limited, *setting)  # a deploy lowers maxRows or maxBytes
+    limited.pending.insert(0, Pending("s3", first.event, limited.request_id()))
+    run(limited, "s3", key=key.split("/")[1])
+    settled(limited)
+    status = limited.status(key)
+    assert status["state"] == "done", status["error"]
+
+
+def test_the_retry_of_an_unplanned_auto_upload_over_the_byte_limit_says_why(limited):
+    from tests.paths.test_trust import NO_FAULTS
+
+    key = "auto/r/book.csv"
+    limited.max_bytes = 50  # the book is bigger
+    limited.upload(key, book(4))
+    assert limited.dead_letter(0)
+    settled(limited)
+    assert limited.status(key)["state"] == "failed"
+    limited.steps(NO_FAULTS).retry(key, "retry-1", "cli")  # must not raise
+    status = limited.status(key)
+    assert status["attempt"] == 2
+    assert status["state"] == "failed" and "bytes" in status["error"]

@@ -102,6 +102,14 @@ def test_a_listing_older_than_the_current_upload_never_takes_the_key_back():
     assert decide({**current, "olderVersions": []}, stale).outcome is Outcome.REPLACED
 
 
+def test_a_listing_more_uploads_out_of_date_than_the_status_keeps_never_takes_the_key_back():
+    listing = tuple(f"v{n}" for n in range(22, 0, -1))  # v22 (newest) .. v1
+    current = decide(None, begin("b", version="v22", versions=listing)).document
+    assert len(current["olderVersions"]) == 20 and current["olderVersionsTruncated"]
+    stale = begin("a", version="v1", versions=("v1",))  # listed before v2 existed
+    assert decide(current, stale).outcome is Outcome.OLDER
+
+
 @pytest.mark.parametrize(
     ("theirs", "ours", "newer"),
     [
