@@ -624,8 +624,15 @@ class Uploads(JobCore):
                 return
             self.store.put(bucket, key, body)
 
+        indexes = only if only is not None else range(manifest.parts)
+        if self.upload_threads <= 1:
+            # In order, in this thread: a failure stops the rest at once (a pool would go on
+            # writing what was already submitted to it)
+            for index in indexes:
+                write(index)
+            return
         with ThreadPoolExecutor(self.upload_threads) as pool:
-            list(pool.map(write, only if only is not None else range(manifest.parts)))
+            list(pool.map(write, indexes))
 
     def _split_complete(self, manifest: Manifest) -> bool:
         """Whether every part of the split was written: a split that died half-way leaves
