@@ -300,25 +300,9 @@ class Uploads(JobCore):
         current_version = info.version or info.etag  # type: ignore[attr-defined]
         if current_version != version:
             sequencer = None  # the event's sequencer is about another version
-        upload = Upload(
-            bucket,
-            key,
-            current_version,
-            keys.job_token(bucket, key, current_version),
-            keys.path_of(key),
-            sequencer,
-        )
-        decision = self.ledger.apply(
-            key,
-            Begin(
-                step=f"begin:{upload.token}",
-                upload=upload,
-                plan=plan,
-                at=self.clock(),
-                versions=tuple(self.store.versions(bucket, key)),
-                team=self._team(getattr(info, "metadata", None) or {}, plan.share),
-                route=route,
-            ),
+        team = self._team(getattr(info, "metadata", None) or {}, plan.share)
+        upload, decision = self._apply_begin(
+            bucket, key, current_version, sequencer, plan, team=team, route=route
         )
         fence = Fence(upload.token, 1)
         logs.annotate(token=upload.token, inputKey=key)
@@ -342,6 +326,32 @@ class Uploads(JobCore):
             None,
             status,
         )
+
+    def _apply_begin(
+        self,
+        bucket: str,
+        key: str,
+        version: str,
+        sequencer: str | None,
+        plan: lifecycle.Plan,
+        team: str = "",
+        route: Mapping | None = None,
+    ) -> tuple[Upload, lifecycle.Decision]:
+        """The Begin fact of the upload ``version`` of ``key``, applied to its status (with
+        the key's version listing, which orders it against the status' upload)."""
+        upload = Upload(
+            bucket, key, version, keys.job_token(bucket, key, version), keys.path_of(key), sequencer
+        )
+        fact = Begin(
+            step=f"begin:{upload.token}",
+            upload=upload,
+            plan=plan,
+            at=self.clock(),
+            versions=tuple(self.store.versions(bucket, key)),
+            team=team,
+            route=route,
+        )
+        return upload, self.ledger.apply(key, fact)
 
     def _vanished(
         self, bucket: str, key: str, version: str | None, sequencer: str | None, actor: str
@@ -373,24 +383,8 @@ class Uploads(JobCore):
             # unversioned bucket's deleted upload, which can only be the status' own
             version = (self.status(key) or {}).get("version")
         version = version or current or "deleted"
-        upload = Upload(
-            bucket,
-            key,
-            version,
-            keys.job_token(bucket, key, version),
-            keys.path_of(key),
-            sequencer,
-        )
-        decision = self.ledger.apply(
-            key,
-            Begin(
-                step=f"begin:{upload.token}",
-                upload=upload,
-                plan=self.plan_from_config(upload.path),
-                at=self.clock(),
-                versions=tuple(self.store.versions(bucket, key)),
-            ),
-        )
+        plan = self.plan_from_config(keys.path_of(key))
+        upload, decision = self._apply_begin(bucket, key, version, sequencer, plan)
         if decision.outcome is Outcome.OLDER:
             return StepOutcome(Action.SUPERSEDED, f"{key}: the failure is about an older upload")
         status = decision.status or {}
