@@ -21,19 +21,9 @@ from tests.helpers import run_manager, s3_notification, status_of, upload
 from tests.paths.test_trust import book, run, settled
 
 
-@dataclasses.dataclass
-class PricedWorld(World):
-    """The explorer's world with a price table setting (a deploy may change it)."""
-
-    price_table: str = ""
-
-    def config(self):
-        return dataclasses.replace(super().config(), price_table=self.price_table)
-
-
 @pytest.fixture
 def world(aws):
-    return PricedWorld(boto3.client("s3", region_name="us-east-1"))
+    return World(boto3.client("s3", region_name="us-east-1"))
 
 
 def test_a_duplicate_start_after_the_guard_is_turned_on_leaves_a_split_job_running(world):
